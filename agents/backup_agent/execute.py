@@ -1,0 +1,197 @@
+"""The only module that runs external commands.
+
+Commands are argv lists (never ``shell=True``). Every command is logged before it
+runs, with secrets masked; a failure raises ``CommandError`` with the masked command,
+the exit code (or signal) and the tail of stderr. Secrets travel in files or in the
+environment, never on the command line; ``register_secret`` adds values that must
+also be masked should they ever appear in a command or in a tool's stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import shlex
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from backup_agent.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 20
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
+_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that it is masked wherever this module prints text."""
+    if value:
+        _secrets.add(value)
+
+
+def mask(text: str) -> str:
+    """Hide URL passwords and registered secrets in ``text``."""
+    text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def display(argv: Sequence[str]) -> str:
+    """The command as a shell-quoted string, safe to log."""
+    return mask(shlex.join(argv))
+
+
+@dataclass(frozen=True)
+class Result:
+    """Output of a finished command."""
+
+    stdout: bytes
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input_data: bytes | None = None,
+    cwd: str | None = None,
+    ok_codes: frozenset[int] = frozenset({0}),
+) -> Result:
+    """Run a command to completion, capturing its output."""
+    log.debug("running %s", display(argv))
+    proc = subprocess.run(
+        list(argv),
+        input=input_data,
+        capture_output=True,
+        env=_environ(env),
+        cwd=cwd,
+        check=False,
+    )
+    stderr = proc.stderr.decode(errors="replace")
+    if proc.returncode not in ok_codes:
+        raise error_for(argv, proc.returncode, _tail(stderr.splitlines()))
+    return Result(proc.stdout, stderr)
+
+
+class Process:
+    """A started command whose stderr (and optionally stdout lines) are drained by threads.
+
+    Draining in threads keeps a chatty child from blocking on a full pipe while the
+    caller streams data through its stdin or stdout.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: int | IO[bytes] | None = None,
+        stdout: int | IO[bytes] | None = None,
+        on_stdout_line: Callable[[bytes], None] | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        log.debug("starting %s", display(argv))
+        if on_stdout_line is not None:
+            stdout = subprocess.PIPE
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=_environ(env),
+            cwd=cwd,
+        )
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._threads = [self._drain(self.popen.stderr, self._keep_stderr)]
+        if on_stdout_line is not None:
+            self._threads.append(self._drain(self.popen.stdout, on_stdout_line))
+
+    def _keep_stderr(self, line: bytes) -> None:
+        self._stderr.append(line.decode(errors="replace").rstrip("\n"))
+
+    @staticmethod
+    def _drain(pipe: IO[bytes] | None, handle: Callable[[bytes], None]) -> threading.Thread:
+        assert pipe is not None
+
+        def pump() -> None:
+            with pipe:
+                for line in pipe:
+                    handle(line)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process and its output threads; return the exit code."""
+        code = self.popen.wait(timeout)
+        for thread in self._threads:
+            thread.join()
+        return code
+
+    def stderr_tail(self) -> str:
+        return _tail(list(self._stderr))
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Ask the process to stop (SIGTERM), killing it if it does not within ``grace``."""
+        if self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def check(self, what: str = "") -> None:
+        """Wait, and raise ``CommandError`` unless the process exited 0."""
+        code = self.wait()
+        if code != 0:
+            raise error_for(self.argv, code, self.stderr_tail(), what)
+
+
+# Builds the exception for a failed command; restic.py swaps in its own mapping.
+ErrorFactory = Callable[[str, int, str, str], CommandError]
+
+
+def error_for(argv: Sequence[str], returncode: int, stderr_tail: str, what: str = "") -> CommandError:
+    """The exception for a failed command, specialised by ``register_errors`` per program."""
+    program = os.path.basename(argv[0]) if argv else ""
+    factory = _factories.get(program, CommandError)
+    return factory(display(argv), returncode, mask(stderr_tail), what)
+
+
+_factories: dict[str, ErrorFactory] = {}
+
+
+def register_errors(program: str, factory: ErrorFactory) -> None:
+    """Make failures of ``program`` raise the exceptions ``factory`` builds."""
+    _factories[program] = factory
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _tail(lines: Sequence[str]) -> str:
+    cleaned = (_ANSI.sub("", line).strip() for line in lines[-STDERR_TAIL_LINES:])
+    kept = [line for line in cleaned if line]
+    return " | ".join(kept[-5:])
+
+
+def _environ(extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    if extra is None:
+        return None
+    merged = dict(os.environ)
+    merged.update(extra)
+    return merged
+
+
+PIPE = subprocess.PIPE

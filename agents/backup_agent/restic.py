@@ -1,0 +1,464 @@
+"""restic, driven over subprocess: one function per subcommand, JSON in, typed results out.
+
+Every call passes ``--json`` where restic offers it and gets the repository, its
+password file and the rest-server credentials through the environment, never argv.
+restic's documented exit codes (doc/075_scripting.rst) become named exceptions.
+Snapshots are always written with the manifest's fixed ``--host`` and tagged
+``service=NAME`` and ``kind=KIND`` so that ``latest`` and retention never mix services.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from backup_agent import execute
+from backup_agent.errors import BackupError, CommandError
+
+RESTIC = "restic"
+MIN_VERSION = (0, 17, 0)
+RETRY_LOCK = "2m"
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ResticError(CommandError):
+    """restic failed (exit code 1, or anything undocumented)."""
+
+
+class BackupIncomplete(ResticError):
+    """Exit 3: the snapshot was made, but some source files could not be read."""
+
+
+class RepositoryNotFound(ResticError):
+    """Exit 10: there is no repository at the configured location."""
+
+
+class RepositoryLocked(ResticError):
+    """Exit 11: the repository is locked by another process."""
+
+
+class WrongPassword(ResticError):
+    """Exit 12: the repository password is wrong."""
+
+
+class ResticInterrupted(ResticError):
+    """Exit 130: restic was interrupted (SIGINT/SIGTERM)."""
+
+
+class ResticTooOld(BackupError):
+    """The installed restic lacks features this agent relies on."""
+
+
+EXIT_CODES: dict[int, type[ResticError]] = {
+    3: BackupIncomplete,
+    10: RepositoryNotFound,
+    11: RepositoryLocked,
+    12: WrongPassword,
+    130: ResticInterrupted,
+}
+
+
+def _error(command: str, returncode: int, stderr_tail: str, what: str) -> CommandError:
+    return EXIT_CODES.get(returncode, ResticError)(command, returncode, _readable(stderr_tail), what)
+
+
+def _readable(stderr_tail: str) -> str:
+    """Replace restic's JSON ``exit_error`` lines in a stderr tail by their message."""
+    parts = []
+    for part in stderr_tail.split(" | "):
+        if part.startswith("{"):
+            try:
+                part = str(json.loads(part).get("message", part))
+            except ValueError:
+                pass
+        parts.append(part)
+    return " | ".join(parts)
+
+
+execute.register_errors(RESTIC, _error)
+
+
+# --- repository and results -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where snapshots go and how to open the repository."""
+
+    url: str
+    password_file: str
+    host: str
+    credentials_file: str | None = None  # "user:password" for rest-server, one line
+    cache_dir: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """Environment for restic; secrets stay in files or here, never in argv."""
+        env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
+        if self.credentials_file:
+            user, password = read_credentials(self.credentials_file)
+            env["RESTIC_REST_USERNAME"] = user
+            env["RESTIC_REST_PASSWORD"] = password
+        if self.cache_dir:
+            env["RESTIC_CACHE_DIR"] = self.cache_dir
+        return env
+
+
+def read_credentials(path: str) -> tuple[str, str]:
+    """Read ``user:password`` from a secret file and register the password for masking."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            line = handle.readline().strip()
+    except OSError as exc:
+        raise BackupError(f"cannot read rest-server credentials {path}: {exc.strerror}") from exc
+    user, sep, password = line.partition(":")
+    if not sep or not user or not password:
+        raise BackupError(f"{path}: expected one line 'user:password'")
+    execute.register_secret(password)
+    return user, password
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: datetime
+    hostname: str
+    paths: tuple[str, ...]
+    tags: tuple[str, ...]
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    def tag(self, key: str) -> str | None:
+        """Value of a ``key=value`` tag, or None."""
+        prefix = f"{key}="
+        return next((t[len(prefix) :] for t in self.tags if t.startswith(prefix)), None)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            id=data["id"],
+            short_id=data.get("short_id") or data["id"][:8],
+            time=parse_time(data["time"]),
+            hostname=data.get("hostname", ""),
+            paths=tuple(data.get("paths") or ()),
+            tags=tuple(data.get("tags") or ()),
+            summary=data.get("summary") or {},
+        )
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    files_new: int
+    files_changed: int
+    files_unmodified: int
+    data_added: int
+    total_files_processed: int
+    total_bytes_processed: int
+    total_duration: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackupSummary:
+        return cls(
+            snapshot_id=data.get("snapshot_id", ""),
+            files_new=data.get("files_new", 0),
+            files_changed=data.get("files_changed", 0),
+            files_unmodified=data.get("files_unmodified", 0),
+            data_added=data.get("data_added", 0),
+            total_files_processed=data.get("total_files_processed", 0),
+            total_bytes_processed=data.get("total_bytes_processed", 0),
+            total_duration=data.get("total_duration", 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    total_files: int
+    files_restored: int
+    total_bytes: int
+    bytes_restored: int
+
+
+@dataclass(frozen=True)
+class ForgetGroup:
+    host: str
+    tags: tuple[str, ...]
+    keep: tuple[Snapshot, ...]
+    remove: tuple[Snapshot, ...]
+
+
+@dataclass(frozen=True)
+class Stats:
+    total_size: int
+    total_file_count: int
+    snapshots_count: int
+
+
+def parse_time(value: str) -> datetime:
+    """Parse restic's RFC 3339 times (nanoseconds trimmed to what Python keeps)."""
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    return datetime.fromisoformat(value)
+
+
+def parse_messages(output: bytes | Iterable[bytes]) -> list[dict[str, Any]]:
+    """Parse restic's JSON-lines output, ignoring lines that are not JSON objects."""
+    lines = output.splitlines() if isinstance(output, bytes) else output
+    messages = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith(b"{"):
+            try:
+                messages.append(json.loads(line))
+            except ValueError:
+                continue
+    return messages
+
+
+def summary_of(messages: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The last ``summary`` message; restic always ends a successful run with one."""
+    for message in reversed(messages):
+        if message.get("message_type") == "summary":
+            return message
+    raise BackupError("restic finished without a summary message")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def command(verb: str, *args: str) -> list[str]:
+    """argv for one restic verb with JSON output."""
+    return [RESTIC, "--json", verb, *args]
+
+
+def _run(repo: Repository, argv: list[str], **kwargs: Any) -> execute.Result:
+    return execute.run(argv, env=repo.env(), **kwargs)
+
+
+def version() -> tuple[int, int, int]:
+    """The installed restic version."""
+    out = execute.run(command("version")).stdout
+    text = json.loads(out)["version"] if out.lstrip().startswith(b"{") else out.decode()
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise BackupError(f"cannot tell restic's version from {text!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def require_version() -> tuple[int, int, int]:
+    """Fail clearly when restic is missing or older than ``MIN_VERSION``."""
+    try:
+        found = version()
+    except FileNotFoundError as exc:
+        raise ResticTooOld("restic is not installed (need restic >= 0.17)") from exc
+    except CommandError:
+        found = (0, 0, 0)
+    if found < MIN_VERSION:
+        have = ".".join(map(str, found))
+        raise ResticTooOld(
+            f"restic {have} is too old: need >= 0.17 for --stdin-from-command, "
+            "clean SIGTERM handling and documented exit codes"
+        )
+    return found
+
+
+def init(repo: Repository) -> str:
+    """Create the repository; returns its id."""
+    for message in parse_messages(_run(repo, command("init")).stdout):
+        if message.get("message_type") == "initialized":
+            return str(message["id"])
+    raise BackupError("restic init printed no repository id")
+
+
+def exists(repo: Repository) -> bool:
+    """True when a repository exists at the URL (exit 10 means it does not)."""
+    try:
+        _run(repo, command("cat", "config"))
+    except RepositoryNotFound:
+        return False
+    return True
+
+
+def tag_args(tags: Mapping[str, str]) -> list[str]:
+    """``--tag key=value`` for each tag, one snapshot tag each."""
+    args: list[str] = []
+    for key, value in tags.items():
+        args += ["--tag", f"{key}={value}"]
+    return args
+
+
+def tag_filter(tags: Mapping[str, str]) -> list[str]:
+    """One ``--tag`` filter that requires all of ``tags`` (restic ANDs a comma list)."""
+    if not tags:
+        return []
+    return ["--tag", ",".join(f"{key}={value}" for key, value in tags.items())]
+
+
+def backup(
+    repo: Repository,
+    paths: Sequence[str],
+    tags: Mapping[str, str],
+    *,
+    parent: str | None = None,
+    force: bool = False,
+    excludes: Sequence[str] = (),
+) -> BackupSummary:
+    """Back up files and directories. Raises ``BackupIncomplete`` on exit 3."""
+    args = ["--host", repo.host, "--retry-lock", RETRY_LOCK, *tag_args(tags)]
+    if parent:
+        args += ["--parent", parent]
+    if force:
+        args.append("--force")
+    for pattern in excludes:
+        args += ["--exclude", pattern]
+    result = _run(repo, command("backup", *args, "--", *paths))
+    return BackupSummary.from_json(summary_of(parse_messages(result.stdout)))
+
+
+class StdinBackup:
+    """A ``restic backup --stdin`` in progress: write data, then ``finish`` or ``abort``.
+
+    restic only writes the snapshot after it reads end-of-file, so a producer that
+    fails is handled by ``abort`` (SIGTERM before EOF): no snapshot is created.
+    """
+
+    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
+        argv = command(
+            "backup",
+            "--host",
+            repo.host,
+            "--retry-lock",
+            RETRY_LOCK,
+            "--quiet",
+            "--stdin",
+            "--stdin-filename",
+            filename,
+            *tag_args(tags),
+        )
+        self._stdout: list[bytes] = []
+        self.process = execute.Process(
+            argv, env=repo.env(), stdin=execute.PIPE, on_stdout_line=self._stdout.append
+        )
+        assert self.process.popen.stdin is not None
+        self.stdin: IO[bytes] = self.process.popen.stdin
+
+    def finish(self) -> BackupSummary:
+        """Close stdin (restic now saves the snapshot) and return the summary."""
+        self.stdin.close()
+        self.process.check()
+        return BackupSummary.from_json(summary_of(parse_messages(self._stdout)))
+
+    def abort(self) -> None:
+        """Stop restic before end-of-file so that it saves nothing."""
+        self.process.stop()
+        try:
+            self.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def backup_bytes(repo: Repository, filename: str, data: bytes, tags: Mapping[str, str]) -> BackupSummary:
+    """Store a small in-memory document as its own snapshot."""
+    stream = StdinBackup(repo, filename, tags)
+    try:
+        stream.stdin.write(data)
+    except BaseException:
+        stream.abort()
+        raise
+    return stream.finish()
+
+
+def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[Snapshot]:
+    """This host's snapshots carrying all ``tags``, oldest first."""
+    argv = command("snapshots", "--host", repo.host, *tag_filter(tags or {}))
+    found = [Snapshot.from_json(item) for item in json.loads(_run(repo, argv).stdout or b"[]")]
+    return sorted(found, key=lambda snap: snap.time)
+
+
+def forget(
+    repo: Repository,
+    tags: Mapping[str, str],
+    *,
+    keep_within: str,
+    keep_last: int = 1,
+    dry_run: bool,
+) -> list[ForgetGroup]:
+    """Apply a retention policy to this host's snapshots with ``tags``, as one group."""
+    args = ["--host", repo.host, *tag_filter(tags), "--group-by", "host"]
+    args += ["--keep-within", keep_within, "--keep-last", str(keep_last)]
+    if dry_run:
+        args.append("--dry-run")
+    groups = json.loads(_run(repo, command("forget", *args)).stdout or b"[]")
+    return [
+        ForgetGroup(
+            host=group.get("host", ""),
+            tags=tuple(group.get("tags") or ()),
+            keep=tuple(Snapshot.from_json(s) for s in group.get("keep") or ()),
+            remove=tuple(Snapshot.from_json(s) for s in group.get("remove") or ()),
+        )
+        for group in groups
+    ]
+
+
+def prune(repo: Repository) -> None:
+    """Remove data no snapshot references any more."""
+    _run(repo, command("prune"))
+
+
+def check(repo: Repository, read_data_subset: str | None = None) -> None:
+    """Check the repository's structure, and read a subset of pack files when asked."""
+    args = [f"--read-data-subset={read_data_subset}"] if read_data_subset else []
+    _run(repo, command("check", *args))
+
+
+def dump(repo: Repository, snapshot_id: str, path: str, stdout: int | IO[bytes]) -> execute.Process:
+    """Start streaming one file of a snapshot to ``stdout``; the caller waits on it."""
+    return execute.Process(command("dump", snapshot_id, path), env=repo.env(), stdout=stdout)
+
+
+def dump_bytes(repo: Repository, snapshot_id: str, path: str) -> bytes:
+    """Read one small file of a snapshot into memory."""
+    return _run(repo, command("dump", snapshot_id, path)).stdout
+
+
+def restore(
+    repo: Repository,
+    snapshot_id: str,
+    target: str,
+    *,
+    include: Sequence[str] = (),
+    verify: bool = True,
+) -> RestoreSummary:
+    """Restore a snapshot (or ``ID:subpath``) into ``target``, verifying the written data."""
+    args = [snapshot_id, "--target", target]
+    for pattern in include:
+        args += ["--include", pattern]
+    if verify:
+        args.append("--verify")
+    summary = summary_of(parse_messages(_run(repo, command("restore", *args)).stdout))
+    return RestoreSummary(
+        total_files=summary.get("total_files", 0),
+        files_restored=summary.get("files_restored", 0),
+        total_bytes=summary.get("total_bytes", 0),
+        bytes_restored=summary.get("bytes_restored", 0),
+    )
+
+
+def unlock(repo: Repository) -> None:
+    """Remove locks restic itself proves stale; never ``--remove-all``."""
+    _run(repo, command("unlock"))
+
+
+def stats(repo: Repository, snapshot_ids: Sequence[str] = (), mode: str = "raw-data") -> Stats:
+    """Repository size as restic counts it."""
+    data = json.loads(_run(repo, command("stats", "--mode", mode, *snapshot_ids)).stdout)
+    return Stats(
+        total_size=data.get("total_size", 0),
+        total_file_count=data.get("total_file_count", 0),
+        snapshots_count=data.get("snapshots_count", 0),
+    )

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs the system packages the agent, its tests and the compose stack need
+# on Debian bookworm (or newer), as root. Idempotent.
+#
+# restic >= 0.17 is required; bookworm ships 0.14, so restic, rest-server and the
+# Compose v2 plugin come from Debian trixie through a low-priority apt pin.
+# Nothing else is taken from trixie, so the host's libc stays as it is.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root (sudo make deps)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+. /etc/os-release
+
+trixie_pkgs=(restic restic-rest-server docker-compose)
+main_pkgs=(mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap ca-certificates make)
+
+if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+    src=/etc/apt/sources.list.d/debian.sources
+    # Reuse the mirror and keyring of the first entry the host already uses.
+    mirror=$(awk '/^URIs:/ {print $2; exit}' "$src")
+    keyring=$(awk '/^Signed-By:/ {print $2; exit}' "$src")
+    cat >/etc/apt/sources.list.d/backup-agent-trixie.sources <<SRC
+Types: deb
+URIs: ${mirror}
+Suites: trixie
+Components: main
+Signed-By: ${keyring}
+SRC
+    cat >/etc/apt/preferences.d/backup-agent-trixie <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${main_pkgs[@]}"
+    apt-get install -y -q --no-install-recommends -t trixie "${trixie_pkgs[@]}"
+else
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${main_pkgs[@]}" "${trixie_pkgs[@]}"
+fi
+
+# The tests start their own MariaDB servers; the packaged one is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mariadb 2>/dev/null; then
+    systemctl disable --now mariadb || true
+fi
+
+restic version
