@@ -162,7 +162,9 @@ class Process:
 ErrorFactory = Callable[[str, int, str, str], CommandError]
 
 
-def error_for(argv: Sequence[str], returncode: int, stderr_tail: str, what: str = "") -> CommandError:
+def error_for(
+    argv: Sequence[str], returncode: int, stderr_tail: str, what: str = ""
+) -> CommandError:
     """The exception for a failed command, specialised by ``register_errors`` per program."""
     program = os.path.basename(argv[0]) if argv else ""
     factory = _factories.get(program, CommandError)

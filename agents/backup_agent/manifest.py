@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
@@ -28,6 +28,8 @@ from backup_agent.errors import ManifestError
 from backup_agent.restic import Repository
 
 DEFAULT_PATH = "/etc/backup-agent/manifest.yaml"
+DEFAULT_WORK_DIR = "/var/tmp/backup-agent"  # noqa: S108 - a private subdirectory, mode 0700
+KINDS = ("mysql", "grafana", "files")
 SYSTEM_DATABASES = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # How far ahead schedules are simulated for the gap warnings (a year covers every month).
@@ -74,6 +76,7 @@ class MysqlOptions:
     databases: tuple[str, ...] = ()
     client: str = "auto"
     dump_program: str | None = None
+    restore_defaults_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ class Manifest:
             return self.services[name]
         except KeyError:
             known = ", ".join(sorted(self.services))
-            raise ManifestError(self.source, [(f"services.{name}", f"not defined (have: {known})")])
+            problem = (f"services.{name}", f"not defined (have: {known})")
+            raise ManifestError(self.source, [problem]) from None
 
 
 @cache
@@ -157,14 +161,17 @@ def load(path: str | Path) -> Manifest:
 
 
 def parse(data: Any, source: str = "<manifest>") -> Manifest:
-    """Validate already-loaded YAML data and build the ``Manifest``."""
+    """Validate already-loaded YAML data and build the ``Manifest``.
+
+    Schema problems and cross-field problems are reported together; a section with
+    a schema problem is not checked further, so each mistake is reported once.
+    """
     problems = schema_problems(data)
-    if problems:
-        raise ManifestError(source, problems)
-    checker = _Checker()
-    manifest = checker.build(data, source)
-    if checker.problems:
-        raise ManifestError(source, checker.problems)
+    checker = _Checker(skip={path for path, _ in problems})
+    manifest = checker.build(data, source) if isinstance(data, dict) else None
+    problems += checker.problems
+    if problems or manifest is None:
+        raise ManifestError(source, problems or [("(top)", "the manifest is empty")])
     return manifest
 
 
@@ -177,17 +184,32 @@ def schema_problems(data: Any) -> list[tuple[str, str]]:
     return problems
 
 
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "string": "a string",
+    "array": "a list",
+    "integer": "a whole number",
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    """Flatten ``oneOf``/``if-then`` errors into messages a person can act on."""
+    """Turn one schema error into messages a person can act on, each at its own path."""
     path = ".".join(str(part) for part in error.absolute_path) or "(top)"
     if error.validator == "oneOf" and error.context:
         # Report the alternative whose type matched, or a summary of the choices.
         specific = [e for e in error.context if e.validator != "type"]
         if specific:
             return [p for e in specific for p in _describe(e)]
-        return [(path, "must be a cron expression string or a mapping with 'incremental' and 'full'")]
-    if error.validator == "false" or (error.validator is False):
-        return [(path, "not allowed for this kind")]
+        return [(path, "must be a cron expression or a mapping with 'incremental' and 'full'")]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [
+            key for key in cast(list[str], error.validator_value) if key not in error.instance
+        ]
+        prefix = "" if path == "(top)" else f"{path}."
+        return [(f"{prefix}{key}", "is required") for key in missing]
+    if error.validator == "type":
+        expected = _TYPE_NAMES.get(str(error.validator_value), str(error.validator_value))
+        return [(path, f"must be {expected}, not {error.instance!r}")]
     if error.validator == "pattern" and "[smhdw]" in str(error.validator_value):
         return [(path, f"{error.instance!r} is not a duration like 30m, 2h, 1d or 3w")]
     message = error.message
@@ -199,23 +221,64 @@ def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
 class _Checker:
     """Cross-field checks, collecting problems and warnings instead of stopping early."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip: set[str]) -> None:
+        self.skip = skip  # paths with schema problems
         self.problems: list[tuple[str, str]] = []
         self.warnings: list[str] = []
 
-    def build(self, data: Mapping[str, Any], source: str) -> Manifest:
-        default_tz = self.zone(data.get("timezone", "UTC"), "timezone")
-        repo = data["repository"]
-        repository = Repository(
-            url=repo["url"],
-            password_file=repo["password_file"],
-            host=repo["host"],
-            credentials_file=repo.get("credentials_file"),
-            cache_dir=repo.get("cache_dir"),
+    def valid(self, data: Mapping[str, Any], key: str, path: str) -> bool:
+        """True when ``key`` is present and nothing at or below ``path`` broke the schema."""
+        return key in data and not any(p == path or p.startswith(f"{path}.") for p in self.skip)
+
+    def build(self, data: Mapping[str, Any], source: str) -> Manifest | None:
+        """Check everything that passed the schema; the Manifest when all is well."""
+        default_tz = (
+            self.zone(data.get("timezone"), "timezone")
+            if self.valid(data, "timezone", "timezone")
+            else ZoneInfo("UTC")
         )
+        retention = (
+            self.retention(data["retention"])
+            if self.valid(data, "retention", "retention")
+            else None
+        )
+        services = data.get("services")
+        checked = {
+            name: self.service(name, spec, default_tz, retention)
+            for name, spec in (services.items() if isinstance(services, dict) else ())
+            if isinstance(spec, dict)
+        }
+        verification = None
+        if self.valid(data, "verification", "verification"):
+            spec = data["verification"]
+            tz = self.zone(spec.get("timezone"), "verification.timezone", default_tz)
+            verification = Verification(
+                self.schedule("full", spec["schedule"], tz, "verification.schedule")
+            )
+        if self.skip or self.problems or retention is None:
+            return None
+        valid_services = {name: service for name, service in checked.items() if service}
+        repo = data["repository"]
+        return Manifest(
+            source=source,
+            repository=Repository(
+                url=repo["url"],
+                password_file=repo["password_file"],
+                host=repo["host"],
+                credentials_file=repo.get("credentials_file"),
+                cache_dir=repo.get("cache_dir"),
+            ),
+            services=valid_services,
+            retention=retention,
+            verification=verification,
+            work_dir=data.get("work_dir", DEFAULT_WORK_DIR),
+            warnings=tuple(self.warnings),
+        )
+
+    def retention(self, spec: Mapping[str, Any]) -> Retention:
         retention = Retention(
-            keep_within=parse_duration(data["retention"]["keep_within"]),
-            max_age=parse_duration(data["retention"]["max_age"]),
+            keep_within=parse_duration(spec["keep_within"]),
+            max_age=parse_duration(spec["max_age"]),
         )
         if retention.max_age < retention.keep_within:
             self.problems.append(
@@ -225,26 +288,7 @@ class _Checker:
                     f"{format_duration(retention.keep_within)}: the policy contradicts itself",
                 )
             )
-        services = {
-            name: self.service(name, spec, default_tz, retention)
-            for name, spec in data["services"].items()
-        }
-        verification = None
-        if "verification" in data:
-            spec = data["verification"]
-            tz = self.zone(spec.get("timezone"), "verification.timezone", default_tz)
-            verification = Verification(
-                self.schedule("full", spec["schedule"], tz, "verification.schedule")
-            )
-        return Manifest(
-            source=source,
-            repository=repository,
-            services=services,
-            retention=retention,
-            verification=verification,
-            work_dir=data.get("work_dir", "/var/tmp/backup-agent"),
-            warnings=tuple(self.warnings),
-        )
+        return retention
 
     def zone(self, name: str | None, path: str, default: ZoneInfo | None = None) -> ZoneInfo:
         if name is None:
@@ -260,38 +304,54 @@ class _Checker:
         try:
             next(schedule.fires(datetime.now(tz)))
         except (CronSimError, StopIteration) as exc:
-            self.problems.append((path, f"{cron!r} is not a cron expression that ever fires ({exc})"))
+            self.problems.append(
+                (path, f"{cron!r} is not a cron expression that ever fires ({exc})")
+            )
         return schedule
 
     def service(
-        self, name: str, spec: Mapping[str, Any], default_tz: ZoneInfo, retention: Retention
-    ) -> Service:
+        self, name: str, spec: Mapping[str, Any], default_tz: ZoneInfo, retention: Retention | None
+    ) -> Service | None:
+        """Check one service field by field; the Service when it is entirely valid."""
         where = f"services.{name}"
+
+        def ok(key: str) -> bool:
+            return self.valid(spec, key, f"{where}.{key}")
+
+        kind = spec["kind"] if ok("kind") else None
+        for other in KINDS:
+            if kind and other != kind and other in spec:
+                self.problems.append((f"{where}.{other}", f"only allowed for kind {other}"))
         tz = self.zone(spec.get("timezone"), f"{where}.timezone", default_tz)
-        raw = spec["schedule"]
-        crons = raw if isinstance(raw, dict) else {"full": raw}
-        schedules = tuple(
-            self.schedule(
-                kind,
-                cron,
-                tz,
-                f"{where}.schedule.{kind}" if isinstance(raw, dict) else f"{where}.schedule",
+        schedules: tuple[Schedule, ...] = ()
+        if ok("schedule"):
+            raw = spec["schedule"]
+            crons = raw if isinstance(raw, dict) else {"full": raw}
+            schedules = tuple(
+                self.schedule(
+                    key,
+                    cron,
+                    tz,
+                    f"{where}.schedule.{key}" if isinstance(raw, dict) else f"{where}.schedule",
+                )
+                for key, cron in crons.items()
             )
-            for kind, cron in crons.items()
-        )
-        rto = spec["rto"]
+        if ok("rto") and parse_duration(spec["rto"]["target"]) > parse_duration(
+            spec["rto"]["limit"]
+        ):
+            self.problems.append((f"{where}.rto.target", "is above rto.limit"))
+        if self.problems or not self.valid(spec, "kind", where) or kind is None:
+            return None
         service = Service(
             name=name,
-            kind=spec["kind"],
+            kind=kind,
             schedules=schedules,
             rpo=parse_duration(spec["rpo"]),
-            rto_target=parse_duration(rto["target"]),
-            rto_limit=parse_duration(rto["limit"]),
-            options=_options(spec["kind"], spec[spec["kind"]]),
+            rto_target=parse_duration(spec["rto"]["target"]),
+            rto_limit=parse_duration(spec["rto"]["limit"]),
+            options=_options(kind, spec[kind]),
         )
-        if service.rto_target > service.rto_limit:
-            self.problems.append((f"{where}.rto.target", "is above rto.limit"))
-        if not self.problems:
+        if retention is not None:
             self.gap_warnings(service, retention)
         return service
 
@@ -315,10 +375,8 @@ def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) 
     """Longest time between two consecutive runs of any of ``schedules`` over a year."""
     start = start or datetime.now(schedules[0].timezone)
     end = start + _HORIZON
-    times = sorted(
-        t for s in schedules for t in islice(s.fires(start), _MAX_FIRES) if t <= end
-    )
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    times = sorted(t for s in schedules for t in islice(s.fires(start), _MAX_FIRES) if t <= end)
+    gaps = [later - earlier for earlier, later in pairwise(times)]
     return max(gaps, default=_HORIZON)
 
 
@@ -332,6 +390,7 @@ def _options(kind: str, spec: Mapping[str, Any]) -> Options:
             databases=tuple(spec.get("databases", ())),
             client=spec.get("client", "auto"),
             dump_program=spec.get("dump_program"),
+            restore_defaults_file=spec.get("restore_defaults_file"),
         )
     if kind == "grafana":
         data_dir = spec.get("data_dir", "/var/lib/grafana")

@@ -9,6 +9,7 @@ Snapshots are always written with the manifest's fixed ``--host`` and tagged
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,7 +66,9 @@ EXIT_CODES: dict[int, type[ResticError]] = {
 
 
 def _error(command: str, returncode: int, stderr_tail: str, what: str) -> CommandError:
-    return EXIT_CODES.get(returncode, ResticError)(command, returncode, _readable(stderr_tail), what)
+    return EXIT_CODES.get(returncode, ResticError)(
+        command, returncode, _readable(stderr_tail), what
+    )
 
 
 def _readable(stderr_tail: str) -> str:
@@ -73,10 +76,8 @@ def _readable(stderr_tail: str) -> str:
     parts = []
     for part in stderr_tail.split(" | "):
         if part.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 part = str(json.loads(part).get("message", part))
-            except ValueError:
-                pass
         parts.append(part)
     return " | ".join(parts)
 
@@ -223,7 +224,7 @@ def summary_of(messages: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The last ``summary`` message; restic always ends a successful run with one."""
     for message in reversed(messages):
         if message.get("message_type") == "summary":
-            return message
+            return dict(message)
     raise BackupError("restic finished without a summary message")
 
 
@@ -356,13 +357,13 @@ class StdinBackup:
     def abort(self) -> None:
         """Stop restic before end-of-file so that it saves nothing."""
         self.process.stop()
-        try:
+        with contextlib.suppress(BrokenPipeError):
             self.stdin.close()
-        except BrokenPipeError:
-            pass
 
 
-def backup_bytes(repo: Repository, filename: str, data: bytes, tags: Mapping[str, str]) -> BackupSummary:
+def backup_bytes(
+    repo: Repository, filename: str, data: bytes, tags: Mapping[str, str]
+) -> BackupSummary:
     """Store a small in-memory document as its own snapshot."""
     stream = StdinBackup(repo, filename, tags)
     try:

@@ -1,10 +1,16 @@
-"""What every data-source job shares: its Protocol, its result, its snapshot tags."""
+"""What every data-source job shares: its Protocol, results, tags and snapshot choice."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from backup_agent import restic
+from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest, Service
+
+META_KIND = "meta"
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,26 @@ class BackupResult:
     details: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What an operator asked to restore, and where. ``target`` is a directory or DSN."""
+
+    snapshot: str = "latest"
+    target: str | None = None
+    include: tuple[str, ...] = ()
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    service: str
+    snapshot_id: str
+    target: str
+    bytes: int
+    verified: list[str] = field(default_factory=list)  # what was proven, for people
+
+
 class Job(Protocol):
     """The functions every data-source module provides."""
 
@@ -26,7 +52,37 @@ class Job(Protocol):
         """Run one backup of ``service``; leave no snapshot when it fails."""
         ...
 
+    def restore(
+        self, manifest: Manifest, service: Service, request: RestoreRequest
+    ) -> RestoreResult:
+        """Restore one snapshot of ``service`` and prove it matches what was recorded."""
+        ...
+
 
 def snapshot_tags(service: Service, kind: str) -> dict[str, str]:
     """Tags every snapshot of ``service`` carries; selection and retention rely on them."""
     return {"service": service.name, "kind": kind}
+
+
+def select_snapshot(manifest: Manifest, service: Service, wanted: str) -> restic.Snapshot:
+    """``latest`` or an (abbreviated) id, among this service's data snapshots only."""
+    found = [
+        snap
+        for snap in restic.snapshots(manifest.repository, {"service": service.name})
+        if snap.tag("kind") != META_KIND
+    ]
+    if wanted != "latest":
+        found = [snap for snap in found if snap.id.startswith(wanted)]
+    if len(found) > 1 and wanted != "latest":
+        raise BackupError(f"snapshot id {wanted!r} is ambiguous for service {service.name}")
+    if not found:
+        what = "no snapshot" if wanted == "latest" else f"no snapshot {wanted!r}"
+        raise BackupError(f"{what} of service {service.name} on host {manifest.repository.host}")
+    return found[-1]
+
+
+def require_empty_dir(target: str, force: bool) -> None:
+    """Refuse to restore over existing files unless forced."""
+    path = Path(target)
+    if path.exists() and any(path.iterdir()) and not force:
+        raise BackupError(f"restore target {target} is not empty (use --force to write into it)")

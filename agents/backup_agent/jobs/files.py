@@ -12,7 +12,14 @@ import os
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
-from backup_agent.jobs.base import BackupResult, snapshot_tags
+from backup_agent.jobs.base import (
+    BackupResult,
+    RestoreRequest,
+    RestoreResult,
+    require_empty_dir,
+    select_snapshot,
+    snapshot_tags,
+)
 from backup_agent.manifest import FilesOptions, Manifest, Service
 
 KINDS = ("incremental", "full")
@@ -52,4 +59,26 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
             "files_changed": summary.files_changed,
             "files_unmodified": summary.files_unmodified,
         },
+    )
+
+
+def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
+    """Restore a snapshot below ``request.target``; restic verifies what it wrote."""
+    if not request.target:
+        raise BackupError(f"{service.name}: restoring files needs --target DIR")
+    snapshot = select_snapshot(manifest, service, request.snapshot)
+    require_empty_dir(request.target, request.force)
+    if request.dry_run:
+        return RestoreResult(
+            service.name, snapshot.id, request.target, 0, ["dry run: nothing written"]
+        )
+    summary = restic.restore(
+        manifest.repository, snapshot.id, request.target, include=request.include, verify=True
+    )
+    return RestoreResult(
+        service=service.name,
+        snapshot_id=snapshot.id,
+        target=request.target,
+        bytes=summary.total_bytes,
+        verified=[f"restic --verify re-read {summary.total_files} file(s) against the snapshot"],
     )

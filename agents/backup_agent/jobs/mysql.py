@@ -19,13 +19,21 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import IO
 
 import pymysql
 
 from backup_agent import execute, restic
 from backup_agent.errors import BackupError
-from backup_agent.jobs.base import BackupResult, snapshot_tags
+from backup_agent.jobs.base import (
+    META_KIND,
+    BackupResult,
+    RestoreRequest,
+    RestoreResult,
+    select_snapshot,
+    snapshot_tags,
+)
 from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service
 
 log = logging.getLogger(__name__)
@@ -45,11 +53,11 @@ COMMON_FLAGS = (
     "--default-character-set=utf8mb4",
     "--no-tablespaces",
 )
-# Per dump-tool family: default program and its extra flags.
-CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "mariadb": ("mariadb-dump", ()),
+# Per client family: dump program, its extra flags, and the program that loads a dump.
+CLIENTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "mariadb": ("mariadb-dump", (), "mariadb"),
     # Oracle mysqldump 8.x: GTID statements would make the dump unrestorable elsewhere.
-    "mysql": ("mysqldump", ("--set-gtid-purged=OFF",)),
+    "mysql": ("mysqldump", ("--set-gtid-purged=OFF",), "mysql"),
 }
 
 
@@ -77,7 +85,9 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         raise BackupError(f"{service.name}: a MySQL dump is always full, not {kind!r}")
     info = preflight(options)
     for table in info.non_innodb:
-        log.warning("%s: %s is not InnoDB; its dump is not transactionally consistent", service.name, table)
+        log.warning(
+            "%s: %s is not InnoDB; its dump is not transactionally consistent", service.name, table
+        )
     argv = dump_command(options, info)
     repo = manifest.repository
     tags = snapshot_tags(service, kind)
@@ -95,7 +105,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         repo,
         f"{service.name}.meta.json",
         json.dumps(meta, indent=2).encode(),
-        {"service": service.name, "kind": "meta", "of": summary.snapshot_id},
+        {"service": service.name, "kind": META_KIND, "of": summary.snapshot_id},
     )
     return BackupResult(
         service=service.name,
@@ -127,7 +137,9 @@ def read_defaults_file(path: str) -> tuple[str, str]:
 
 
 @contextmanager
-def connect(options: MysqlOptions) -> Iterator[pymysql.connections.Connection[pymysql.cursors.Cursor]]:
+def connect(
+    options: MysqlOptions,
+) -> Iterator[pymysql.connections.Connection[pymysql.cursors.Cursor]]:
     """A pymysql connection with the defaults file's credentials."""
     user, password = read_defaults_file(options.defaults_file)
     where = options.socket or f"{options.host}:{options.port}"
@@ -194,16 +206,24 @@ def missing_privileges(cur: pymysql.cursors.Cursor, grantee: str, database: str)
 def dump_command(options: MysqlOptions, info: ServerInfo) -> list[str]:
     """argv of the dump tool; credentials come only from ``--defaults-file``."""
     family = info.flavour if options.client == "auto" else options.client
-    default_program, family_flags = CLIENTS[family]
-    program = options.dump_program or default_program
-    if shutil.which(program) is None:
-        raise BackupError(f"dump program {program!r} not found (install the {family} client tools)")
-    argv = [program, f"--defaults-file={options.defaults_file}"]
-    if options.socket:
-        argv.append(f"--socket={options.socket}")
-    else:
-        argv += [f"--host={options.host}", f"--port={options.port}", "--protocol=TCP"]
+    default_program, family_flags, _ = CLIENTS[family]
+    program = _require_program(options.dump_program or default_program, family)
+    argv = [program, *connection_args(options.defaults_file, options)]
     return [*argv, *COMMON_FLAGS, *family_flags, "--databases", *info.databases]
+
+
+def connection_args(defaults_file: str, options: MysqlOptions) -> list[str]:
+    """Client options: credentials from the option file (first, as the tools require)."""
+    args = [f"--defaults-file={defaults_file}"]
+    if options.socket:
+        return [*args, f"--socket={options.socket}"]
+    return [*args, f"--host={options.host}", f"--port={options.port}", "--protocol=TCP"]
+
+
+def _require_program(program: str, family: str) -> str:
+    if shutil.which(program) is None:
+        raise BackupError(f"program {program!r} not found (install the {family} client tools)")
+    return program
 
 
 def stream_dump(
@@ -214,7 +234,12 @@ def stream_dump(
     dump = execute.Process(argv, stdout=execute.PIPE)
     finished = False
     try:
-        stats, tail = _pump(dump, upload)
+        assert dump.popen.stdout is not None
+        try:
+            stats, tail = copy_stream(dump.popen.stdout, upload.stdin)
+        except BrokenPipeError:
+            upload.process.check("stopped reading the dump")
+            raise
         code = dump.wait()
         if code != 0:
             raise execute.error_for(argv, code, dump.stderr_tail())
@@ -234,20 +259,120 @@ def stream_dump(
             dump.stop()
 
 
-def _pump(dump: execute.Process, upload: restic.StdinBackup) -> tuple[DumpStats, bytes]:
-    """Copy the dump to restic chunk by chunk; return its size, hash and last bytes."""
-    source = dump.popen.stdout
-    assert source is not None
+def copy_stream(source: IO[bytes], sink: IO[bytes]) -> tuple[DumpStats, bytes]:
+    """Copy chunk by chunk, hashing on the way; return size, SHA-256 and the last bytes."""
     digest = hashlib.sha256()
     size = 0
     tail = b""
-    while chunk := source.read1(CHUNK):
+    while chunk := source.read1(CHUNK):  # type: ignore[attr-defined]
         digest.update(chunk)
         size += len(chunk)
         tail = (tail + chunk[-TAIL:])[-TAIL:]
-        try:
-            upload.stdin.write(chunk)
-        except BrokenPipeError:
-            upload.process.check("stopped reading the dump")
-            raise
+        sink.write(chunk)
     return DumpStats(size, digest.hexdigest()), tail
+
+
+def read_meta(
+    manifest: Manifest, service: Service, snapshot: restic.Snapshot
+) -> dict[str, object] | None:
+    """The metadata recorded for a dump snapshot, or None when there is none."""
+    tags = {"service": service.name, "kind": META_KIND, "of": snapshot.id}
+    found = restic.snapshots(manifest.repository, tags)
+    if not found:
+        return None
+    data = restic.dump_bytes(manifest.repository, found[-1].id, f"/{service.name}.meta.json")
+    meta: dict[str, object] = json.loads(data)
+    return meta
+
+
+def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
+    """Stream a dump from restic into a server and check its SHA-256 against the record.
+
+    ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
+    server. Databases that already hold tables are refused unless ``force``.
+    """
+    options = service.options
+    assert isinstance(options, MysqlOptions)
+    snapshot = select_snapshot(manifest, service, request.snapshot)
+    meta = read_meta(manifest, service, snapshot)
+    target = retarget(options, request.target)
+    where = target.socket or f"{target.host}:{target.port}"
+    with connect(target) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str((cur.fetchone() or ("",))[0])
+        databases = list(meta["databases"]) if meta else []  # type: ignore[call-overload]
+        occupied = non_empty_databases(cur, databases)
+    if occupied and not request.force:
+        raise BackupError(
+            f"database(s) {', '.join(occupied)} on {where} already hold tables "
+            "(use --force to load over them)"
+        )
+    if request.dry_run:
+        names = ", ".join(databases)
+        plan = f"dry run: would load snapshot {snapshot.short_id} into {where} ({names})"
+        return RestoreResult(service.name, snapshot.id, where, 0, [plan])
+    family = "mariadb" if "mariadb" in version.lower() else "mysql"
+    client = _require_program(CLIENTS[family][2], family)
+    stats = load_dump(
+        manifest,
+        snapshot,
+        f"/{service.name}.sql",
+        [client, *connection_args(target.defaults_file, target)],
+    )
+    verified = [f"loaded {stats.bytes} bytes into {where}"]
+    if meta is None:
+        log.warning(
+            "%s: snapshot %s has no metadata; SHA-256 not checked", service.name, snapshot.short_id
+        )
+    elif stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
+        raise BackupError(
+            f"restored stream differs from the backup: {stats.bytes} bytes sha256 {stats.sha256},"
+            f" recorded {meta['bytes']} bytes sha256 {meta['sha256']}"
+        )
+    else:
+        verified.append(f"SHA-256 {stats.sha256[:16]}... matches the backup record")
+    return RestoreResult(service.name, snapshot.id, where, stats.bytes, verified)
+
+
+def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
+    """Connection options for a restore: the restore credentials, and ``target`` if given."""
+    changed = replace(options, defaults_file=options.restore_defaults_file or options.defaults_file)
+    if not target:
+        return changed
+    if target.startswith("/"):
+        return replace(changed, socket=target)
+    host, _, port = target.partition(":")
+    return replace(changed, host=host, port=int(port or 3306), socket=None)
+
+
+def non_empty_databases(cur: pymysql.cursors.Cursor, databases: list[str]) -> list[str]:
+    """Those of ``databases`` that exist and hold at least one table or view."""
+    if not databases:
+        return []
+    cur.execute(
+        "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s",
+        (databases,),
+    )
+    return sorted(row[0] for row in cur.fetchall())
+
+
+def load_dump(
+    manifest: Manifest, snapshot: restic.Snapshot, path: str, client_argv: list[str]
+) -> DumpStats:
+    """Pipe ``restic dump`` into the client, hashing the stream on the way."""
+    client = execute.Process(client_argv, stdin=execute.PIPE)
+    source = restic.dump(manifest.repository, snapshot.id, path, execute.PIPE)
+    assert client.popen.stdin is not None and source.popen.stdout is not None
+    try:
+        try:
+            stats, _ = copy_stream(source.popen.stdout, client.popen.stdin)
+        except BrokenPipeError:
+            client.check("stopped reading the dump")
+            raise
+        source.check()
+        client.popen.stdin.close()
+        client.check()
+    finally:
+        source.stop()
+        client.stop()
+    return stats

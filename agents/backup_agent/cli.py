@@ -1,0 +1,178 @@
+"""Command line: ``backup-agent VERB``. The one place that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from types import FrameType
+
+from backup_agent import __version__, logs, manifest, restic
+from backup_agent.errors import EXIT_OK, BackupError, Interrupted, ManifestError
+from backup_agent.jobs import JOBS
+from backup_agent.jobs.base import RestoreRequest
+
+log = logging.getLogger("backup_agent")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; expected failures print one clear line and set the exit code."""
+    args = parser().parse_args(argv)
+    logs.setup(args.log_level, as_json=args.log_format == "json")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except BackupError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return Interrupted.exit_code
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="backup-agent", description=__doc__)
+    top.add_argument("--version", action="version", version=f"backup-agent {__version__}")
+    top.add_argument(
+        "-m",
+        "--manifest",
+        default=os.environ.get("BACKUP_AGENT_MANIFEST", manifest.DEFAULT_PATH),
+        help="manifest file (default: $BACKUP_AGENT_MANIFEST or %(default)s)",
+    )
+    top.add_argument("--log-level", default=os.environ.get("BACKUP_AGENT_LOG_LEVEL", "info"))
+    top.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("BACKUP_AGENT_LOG_FORMAT", "text"),
+    )
+    verbs = top.add_subparsers(dest="verb", required=True)
+
+    validate = verbs.add_parser("validate", help="check a manifest and report every problem")
+    validate.add_argument("file", nargs="?", help="manifest to check (default: --manifest)")
+    validate.set_defaults(handler=cmd_validate)
+
+    init = verbs.add_parser("init", help="create the restic repository if it does not exist")
+    init.set_defaults(handler=cmd_init)
+
+    backup = verbs.add_parser("backup", help="back up one service now")
+    backup.add_argument("service")
+    backup.add_argument("--kind", help="snapshot kind (files: incremental or full)")
+    backup.set_defaults(handler=cmd_backup)
+
+    snapshots = verbs.add_parser("snapshots", help="list snapshots, as JSON")
+    snapshots.add_argument("service", nargs="?")
+    snapshots.set_defaults(handler=cmd_snapshots)
+
+    restore = verbs.add_parser("restore", help="restore a service's snapshot")
+    restore.add_argument("service")
+    restore.add_argument("--snapshot", default="latest", help="snapshot id or 'latest'")
+    restore.add_argument(
+        "--to",
+        "--target",
+        dest="target",
+        help="files, grafana: a directory; mysql: HOST[:PORT] or a socket path "
+        "(default: the configured server or data directory)",
+    )
+    restore.add_argument("--include", action="append", default=[], help="files: path to restore")
+    restore.add_argument("--force", action="store_true", help="write into a non-empty target")
+    restore.add_argument("--dry-run", action="store_true", help="say what would happen")
+    restore.set_defaults(handler=cmd_restore)
+    return top
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = manifest.load(args.file or args.manifest)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    services = ", ".join(f"{s.name} ({s.kind})" for s in loaded.services.values())
+    print(f"{loaded.source}: ok: {services}")
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> manifest.Manifest:
+    loaded = manifest.load(args.manifest)
+    restic.require_version()
+    return loaded
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    repo = _load(args).repository
+    if restic.exists(repo):
+        log.info("repository already exists")
+    else:
+        log.info("created repository %s", restic.init(repo))
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    service = loaded.service(args.service)
+    kind = args.kind or service.schedules[-1].kind
+    fields = {"service": service.name, "kind": kind}
+    log.info("backup started", extra=fields)
+    started = time.monotonic()
+    result = JOBS[service.kind].backup(loaded, service, kind)
+    log.info(
+        "backup finished",
+        extra={
+            **fields,
+            "snapshot": result.snapshot_id[:8],
+            "bytes": result.bytes_read,
+            "bytes_added": result.bytes_added,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    print(json.dumps(asdict(result), default=str))
+    return EXIT_OK
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    tags = {"service": loaded.service(args.service).name} if args.service else None
+    found = restic.snapshots(loaded.repository, tags)
+    print(json.dumps([asdict(s) for s in found], default=str, indent=2))
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    service = loaded.service(args.service)
+    request = RestoreRequest(
+        snapshot=args.snapshot,
+        target=args.target,
+        include=tuple(args.include),
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+    started = time.monotonic()
+    result = JOBS[service.kind].restore(loaded, service, request)
+    log.info(
+        "restore finished",
+        extra={
+            "service": service.name,
+            "snapshot": result.snapshot_id[:8],
+            "bytes": result.bytes,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    for line in result.verified:
+        print(f"{service.name}: {line}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
