@@ -43,6 +43,8 @@ TAIL = 512  # bytes kept to find the trailer
 TRAILER = re.compile(rb"-- Dump completed(?: on [^\n]*)?\n?\Z")
 # What the dump of one database needs, granted globally or on the database.
 REQUIRED_PRIVILEGES = ("SELECT", "SHOW VIEW", "TRIGGER", "EVENT")
+# Reading routine definitions needs more than database-level grants.
+ROUTINE_PRIVILEGE = {"mariadb": "SELECT ON mysql.proc", "mysql": "SHOW_ROUTINE"}
 COMMON_FLAGS = (
     "--single-transaction",
     "--quick",
@@ -175,8 +177,11 @@ def preflight(options: MysqlOptions) -> ServerInfo:
             raise BackupError("no user databases to dump")
         user, _, host = str(current_user).rpartition("@")
         grantee = f"'{user}'@'{host}'"
+        flavour = "mariadb" if "mariadb" in str(version).lower() else "mysql"
         missing = {db: missing_privileges(cur, grantee, db) for db in databases}
         missing = {db: privs for db, privs in missing.items() if privs}
+        if not can_read_routines(cur, grantee, flavour):
+            missing["routines"] = [ROUTINE_PRIVILEGE[flavour]]
         if missing:
             detail = "; ".join(f"{db}: {', '.join(privs)}" for db, privs in missing.items())
             raise BackupError(f"MySQL user {grantee} lacks privileges for the dump ({detail})")
@@ -187,7 +192,6 @@ def preflight(options: MysqlOptions) -> ServerInfo:
             (databases,),
         )
         non_innodb = tuple(f"{db}.{table} ({engine})" for db, table, engine in cur.fetchall())
-    flavour = "mariadb" if "mariadb" in str(version).lower() else "mysql"
     return ServerInfo(str(version), flavour, tuple(databases), non_innodb)
 
 
@@ -201,6 +205,20 @@ def missing_privileges(cur: pymysql.cursors.Cursor, grantee: str, database: str)
     )
     held = {row[0] for row in cur.fetchall()}
     return [p for p in REQUIRED_PRIVILEGES if p not in held]
+
+
+def can_read_routines(cur: pymysql.cursors.Cursor, grantee: str, flavour: str) -> bool:
+    """Whether the dump will see routine bodies; without it routines vanish silently."""
+    cur.execute(
+        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s"
+        " UNION SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES"
+        " WHERE GRANTEE = %s AND TABLE_SCHEMA = 'mysql'"
+        " UNION SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES"
+        " WHERE GRANTEE = %s AND TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'proc'",
+        (grantee, grantee, grantee),
+    )
+    held = {row[0] for row in cur.fetchall()}
+    return bool(held & {"SELECT", "SHOW_ROUTINE", "SHOW CREATE ROUTINE"})
 
 
 def dump_command(options: MysqlOptions, info: ServerInfo) -> list[str]:

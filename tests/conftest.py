@@ -1,0 +1,89 @@
+"""Shared fixtures. Integration tests need real tools; in CI a missing one is a failure.
+
+Set ``BACKUP_AGENT_REQUIRE_INTEGRATION=1`` (``.ci/run`` and ``make test`` do) to turn
+"tool not installed" into a failing test instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backup_agent import manifest, restic
+from tests.mariadb_server import MariaDB
+
+REQUIRED = os.environ.get("BACKUP_AGENT_REQUIRE_INTEGRATION") == "1"
+
+
+def need(tool: str) -> str:
+    """Path of ``tool``; skip when absent, or fail when integration tests are required."""
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+    if path is None:
+        message = f"{tool} is not installed (run: make deps)"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> restic.Repository:
+    """A fresh, initialised restic repository in a temporary directory."""
+    need("restic")
+    password = tmp_path / "restic-password"
+    password.write_text("correct horse battery staple\n")
+    repo = restic.Repository(
+        url=str(tmp_path / "repo"),
+        password_file=str(password),
+        host="testhost",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    restic.init(repo)
+    return repo
+
+
+ManifestFactory = Callable[..., manifest.Manifest]
+
+
+@pytest.fixture
+def make_manifest(tmp_path: Path, repository: restic.Repository) -> ManifestFactory:
+    """Write a manifest for ``repository`` with the given services and load it."""
+
+    def make(services: dict[str, Any], **top: Any) -> manifest.Manifest:
+        data = {
+            "version": 1,
+            "work_dir": str(tmp_path / "work"),
+            "repository": {
+                "url": repository.url,
+                "password_file": repository.password_file,
+                "host": repository.host,
+                "cache_dir": repository.cache_dir,
+            },
+            "services": services,
+            "retention": {"keep_within": "3w", "max_age": "31d"},
+            **top,
+        }
+        path = tmp_path / "manifest.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return manifest.load(path)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """A throwaway MariaDB server (own data dir, socket and port) for the whole session."""
+    need("mariadbd")
+    need("mariadb-install-db")
+    server = MariaDB()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,304 @@
+"""MySQL job against a real MariaDB server and a real restic repository."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup_agent import cli, restic
+from backup_agent.errors import BackupError
+from backup_agent.jobs import mysql
+from backup_agent.jobs.base import RestoreRequest
+from tests.conftest import ManifestFactory
+from tests.mariadb_server import MariaDB
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = [
+    "CREATE TABLE customer (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(200) NOT NULL,"
+    " note TEXT, avatar BLOB, created DATETIME(6) NOT NULL) ENGINE=InnoDB"
+    " DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE audit (id INT PRIMARY KEY AUTO_INCREMENT, customer_id INT, action VARCHAR(20))"
+    " ENGINE=InnoDB",
+    "CREATE VIEW customer_names AS SELECT id, name FROM customer",
+    "CREATE TRIGGER customer_ai AFTER INSERT ON customer FOR EACH ROW"
+    " INSERT INTO audit (customer_id, action) VALUES (NEW.id, 'insert')",
+    "CREATE PROCEDURE customer_count(OUT n INT) SELECT COUNT(*) INTO n FROM customer",
+    "CREATE EVENT purge_audit ON SCHEDULE EVERY 1 DAY DO DELETE FROM audit WHERE id < 0",
+]
+
+
+@pytest.fixture
+def database(mariadb: MariaDB) -> Iterator[str]:
+    """A database with every kind of schema object, utf8mb4 text and binary data."""
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    mariadb.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    mariadb.execute(*SCHEMA, database=name)
+    conn = mariadb.connect(name)
+    with conn.cursor() as cur:
+        rows = [
+            (
+                f"Kund {i} ✓ Ünïcødé 🚀",
+                "x" * (i % 300),
+                bytes(range(256)) * (i % 4),
+                f"2026-01-01 00:00:{i % 60:02d}",
+            )
+            for i in range(2000)
+        ]
+        cur.executemany(
+            "INSERT INTO customer (name, note, avatar, created) VALUES (%s, %s, %s, %s)", rows
+        )
+    conn.close()
+    try:
+        yield name
+    finally:
+        mariadb.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def grant_user(
+    mariadb: MariaDB, tmp_path: Path, privileges: str, database: str, routines: bool = True
+) -> str:
+    """Create a user with ``privileges`` on ``database``; return its defaults file."""
+    user = f"bk_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    mariadb.execute(
+        f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}'",
+        f"GRANT {privileges} ON {database}.* TO '{user}'@'localhost'",
+    )
+    if routines:
+        mariadb.execute(f"GRANT SELECT ON mysql.proc TO '{user}'@'localhost'")
+    return mariadb.defaults_file(tmp_path / f"{user}.cnf", user, password)
+
+
+def mysql_service(
+    mariadb: MariaDB, defaults_file: str, database: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "kind": "mysql",
+        "schedule": "0 22 * * *",
+        "rpo": "1d",
+        "rto": {"target": "30m", "limit": "2h"},
+        "mysql": {
+            "socket": mariadb.socket,
+            "defaults_file": defaults_file,
+            "databases": [database],
+            "client": "mariadb",
+            **extra,
+        },
+    }
+
+
+@pytest.fixture
+def backup_defaults(mariadb: MariaDB, tmp_path: Path, database: str) -> str:
+    return grant_user(mariadb, tmp_path, "SELECT, SHOW VIEW, TRIGGER, EVENT", database)
+
+
+@pytest.fixture
+def root_defaults(mariadb: MariaDB, tmp_path: Path) -> str:
+    return mariadb.defaults_file(tmp_path / "root.cnf", "root", "")
+
+
+def table_checksums(mariadb: MariaDB, database: str) -> dict[str, object]:
+    rows = mariadb.execute("CHECKSUM TABLE customer, audit EXTENDED", database=database)
+    return {str(name).split(".")[-1]: value for name, value in rows}
+
+
+def schema_objects(mariadb: MariaDB, database: str) -> dict[str, list[object]]:
+    queries = {
+        "tables": f"SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA='{database}' ORDER BY 1",
+        "triggers": f"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{database}'",
+        "routines": f"SELECT ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='{database}'",
+        "events": f"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA='{database}'",
+    }
+    return {key: list(mariadb.execute(query)) for key, query in queries.items()}
+
+
+def test_backup_then_restore_gives_identical_data(
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    root_defaults: str,
+    make_manifest: ManifestFactory,
+    repository: restic.Repository,
+) -> None:
+    loaded = make_manifest(
+        {
+            "db": mysql_service(
+                mariadb, backup_defaults, database, restore_defaults_file=root_defaults
+            )
+        }
+    )
+    service = loaded.service("db")
+    before = (table_checksums(mariadb, database), schema_objects(mariadb, database))
+
+    result = mysql.backup(loaded, service, "full")
+
+    snaps = restic.snapshots(repository, {"service": "db"})
+    data = [s for s in snaps if s.tag("kind") == "full"]
+    meta = [s for s in snaps if s.tag("kind") == "meta"]
+    assert [s.id for s in data] == [result.snapshot_id]
+    assert [s.tag("of") for s in meta] == [result.snapshot_id]
+    assert all(s.hostname == "testhost" for s in snaps)
+    # The stored bytes are exactly the dump whose size and hash were recorded.
+    stored = subprocess.run(
+        ["restic", "dump", result.snapshot_id, "/db.sql"],
+        env={**repository.env(), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert len(stored) == result.details["bytes"]
+    assert hashlib.sha256(stored).hexdigest() == result.details["sha256"]
+    assert stored.rstrip().splitlines()[-1].startswith(b"-- Dump completed")
+
+    mariadb.execute(f"DROP DATABASE {database}")
+    restored = mysql.restore(loaded, service, RestoreRequest())
+    assert restored.snapshot_id == result.snapshot_id
+    assert any("SHA-256" in line for line in restored.verified)
+    assert (table_checksums(mariadb, database), schema_objects(mariadb, database)) == before
+
+
+def test_restore_refuses_a_database_that_has_tables(
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    root_defaults: str,
+    make_manifest: ManifestFactory,
+) -> None:
+    loaded = make_manifest(
+        {
+            "db": mysql_service(
+                mariadb, backup_defaults, database, restore_defaults_file=root_defaults
+            )
+        }
+    )
+    service = loaded.service("db")
+    mysql.backup(loaded, service, "full")
+    with pytest.raises(BackupError, match="already hold tables"):
+        mysql.restore(loaded, service, RestoreRequest())
+
+
+def write_script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+FAILURES = {
+    "empty": ("exit 0", "wrote nothing"),
+    "failing": (
+        'mariadb-dump "$@" >/dev/null; echo "mariadb-dump: Got error: 1146" >&2; exit 2',
+        "exit code 2",
+    ),
+    "killed": ('mariadb-dump "$@" | head -c 5000; kill -9 $$', "killed by SIGKILL"),
+    "truncated": ('mariadb-dump "$@" | head -c 5000', "Dump completed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_broken_dump_leaves_no_snapshot(
+    case: str,
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    make_manifest: ManifestFactory,
+    repository: restic.Repository,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    body, expected = FAILURES[case]
+    program = write_script(tmp_path / f"{case}-dump", body)
+    loaded = make_manifest(
+        {"db": mysql_service(mariadb, backup_defaults, database, dump_program=program)}
+    )
+
+    code = cli.main(["-m", loaded.source, "backup", "db"])
+
+    err = capfd.readouterr().err.strip().splitlines()
+    errors = [line for line in err if " ERROR " in line]
+    assert code == 1
+    assert len(errors) == 1 and expected in errors[0], err
+    assert restic.snapshots(repository) == []
+
+
+def test_a_view_on_a_dropped_table_makes_the_real_dump_fail(
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    make_manifest: ManifestFactory,
+    repository: restic.Repository,
+) -> None:
+    mariadb.execute(
+        "CREATE TABLE doomed (id INT)",
+        "CREATE VIEW broken AS SELECT id FROM doomed",
+        "DROP TABLE doomed",
+        database=database,
+    )
+    loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
+    with pytest.raises(BackupError, match="mariadb-dump"):
+        mysql.backup(loaded, loaded.service("db"), "full")
+    assert restic.snapshots(repository) == []
+
+
+def test_wrong_password_is_reported_before_dumping(
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    make_manifest: ManifestFactory,
+    repository: restic.Repository,
+    tmp_path: Path,
+) -> None:
+    user = Path(backup_defaults).read_text().split("user=")[1].split()[0]
+    wrong = mariadb.defaults_file(tmp_path / "wrong.cnf", user, "not-the-password")
+    loaded = make_manifest({"db": mysql_service(mariadb, wrong, database)})
+    with pytest.raises(BackupError, match="Access denied") as caught:
+        mysql.backup(loaded, loaded.service("db"), "full")
+    assert "not-the-password" not in str(caught.value)
+    assert restic.snapshots(repository) == []
+
+
+def test_missing_privileges_are_named(
+    mariadb: MariaDB,
+    database: str,
+    make_manifest: ManifestFactory,
+    repository: restic.Repository,
+    tmp_path: Path,
+) -> None:
+    select_only = grant_user(mariadb, tmp_path, "SELECT", database, routines=False)
+    loaded = make_manifest({"db": mysql_service(mariadb, select_only, database)})
+    expected = f"{database}: SHOW VIEW, TRIGGER, EVENT; routines: SELECT ON mysql.proc"
+    with pytest.raises(BackupError, match=expected):
+        mysql.backup(loaded, loaded.service("db"), "full")
+    assert restic.snapshots(repository) == []
+
+
+def test_non_innodb_tables_are_warned_about(
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    make_manifest: ManifestFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mariadb.execute("CREATE TABLE legacy (id INT) ENGINE=MyISAM", database=database)
+    loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
+    mysql.backup(loaded, loaded.service("db"), "full")
+    assert f"{database}.legacy (MyISAM) is not InnoDB" in caplog.text
+
+
+def test_metadata_is_readable_for_restore(
+    mariadb: MariaDB, database: str, backup_defaults: str, make_manifest: ManifestFactory
+) -> None:
+    loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
+    service = loaded.service("db")
+    result = mysql.backup(loaded, service, "full")
+    snapshot = next(s for s in restic.snapshots(loaded.repository) if s.id == result.snapshot_id)
+    meta = mysql.read_meta(loaded, service, snapshot)
+    assert meta is not None
+    assert json.loads(json.dumps(meta))["sha256"] == result.details["sha256"]
+    assert meta["databases"] == [database]
