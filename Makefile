@@ -1,0 +1,48 @@
+# backup-agent: common tasks. `sudo make deps` once, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Integration tests fail instead of skipping when a tool is missing.
+export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
+
+.PHONY: help deps venv test unit integration lint format clean
+
+help:
+	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
+	@echo "make test        lint, then unit and integration tests (nothing may skip)"
+	@echo "make unit        unit tests only (no external tools)"
+	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
+	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+
+deps:
+	bash scripts/install-deps.sh
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: lint
+	$(BIN)/pytest tests/unit tests/integration
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+lint: venv
+	$(BIN)/ruff check agents tests
+	$(BIN)/ruff format --check agents tests
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format agents tests
+	$(BIN)/ruff check --fix agents tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
