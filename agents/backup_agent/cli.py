@@ -11,12 +11,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from backup_agent import __version__, logs, manifest, restic
+from prometheus_client import CollectorRegistry
+
+from backup_agent import __version__, agent, logs, maintenance, manifest, plan, restic, runs
 from backup_agent.errors import EXIT_OK, BackupError, Interrupted, ManifestError
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest
+from backup_agent.metrics import Metrics
+from backup_agent.state import State
 
 log = logging.getLogger("backup_agent")
 
@@ -73,6 +78,29 @@ def parser() -> argparse.ArgumentParser:
     backup.add_argument("--kind", help="snapshot kind (files: incremental or full)")
     backup.set_defaults(handler=cmd_backup)
 
+    run = verbs.add_parser(
+        "run", help="run jobs on schedule until SIGTERM (the container's command)"
+    )
+    run.add_argument("--role", choices=agent.ROLES, default="backup")
+    run.add_argument(
+        "--service", action="append", default=[], help="only this service (repeatable)"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    forget = verbs.add_parser("forget", help="apply retention on the repository, then prune")
+    forget.add_argument("--dry-run", action="store_true", help="show the plan, remove nothing")
+    forget.set_defaults(handler=cmd_forget)
+
+    check = verbs.add_parser("check", help="restic check, reading a rotating subset of the data")
+    check.add_argument(
+        "--run-number", type=int, default=0, help="which subset k/N to read (k = n mod N + 1)"
+    )
+    check.set_defaults(handler=cmd_check)
+
+    plan_ = verbs.add_parser("plan", help="next runs, overlaps and simulated restore points")
+    plan_.add_argument("file", nargs="?", help="manifest (default: --manifest)")
+    plan_.set_defaults(handler=cmd_plan)
+
     snapshots = verbs.add_parser("snapshots", help="list snapshots, as JSON")
     snapshots.add_argument("service", nargs="?")
     snapshots.set_defaults(handler=cmd_snapshots)
@@ -122,21 +150,42 @@ def cmd_backup(args: argparse.Namespace) -> int:
     loaded = _load(args)
     service = loaded.service(args.service)
     kind = args.kind or service.schedules[-1].kind
-    fields = {"service": service.name, "kind": kind}
-    log.info("backup started", extra=fields)
-    started = time.monotonic()
-    result = JOBS[service.kind].backup(loaded, service, kind)
-    log.info(
-        "backup finished",
-        extra={
-            **fields,
-            "snapshot": result.snapshot_id[:8],
-            "bytes": result.bytes_read,
-            "bytes_added": result.bytes_added,
-            "duration_seconds": round(time.monotonic() - started, 3),
-        },
-    )
+    state = State(loaded.agent.state_dir)
+    result = runs.run_backup(loaded, service, kind, state, Metrics(CollectorRegistry()))
     print(json.dumps(asdict(result), default=str))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    agent.serve(_load(args), args.role, args.service)
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    plans = maintenance.apply_retention(loaded, datetime.now(UTC), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for item in plans:
+        gone = ", ".join(s.short_id for s in item.remove) or "nothing"
+        print(f"{item.service}: keep {len(item.keep)}, {verb} {len(item.remove)}: {gone}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    subset = maintenance.check_repository(_load(args), args.run_number)
+    print(f"repository check passed (read data subset {subset})")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    loaded = manifest.load(args.file or args.manifest)
+    state = State(loaded.agent.state_dir)
+    measured = {
+        name: timedelta(seconds=max(j.last_duration for j in jobs))
+        for name in loaded.services
+        if (jobs := [j for key, j in state.jobs.items() if key.startswith(f"{name}/")])
+    }
+    print(plan.render(loaded, datetime.now(UTC), measured))
     return EXIT_OK
 
 

@@ -106,6 +106,7 @@ class Service:
     rto_target: timedelta
     rto_limit: timedelta
     options: Options
+    expected_duration: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,21 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class Agent:
+    state_dir: str = "/var/lib/backup-agent"
+    metrics_port: int = 9464
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - a sidecar's metrics are scraped from outside
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    forget: Schedule
+    check: Schedule
+    read_data_subsets: int = 4
+    repository_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     source: str
     repository: Repository
@@ -127,6 +143,8 @@ class Manifest:
     retention: Retention
     verification: Verification | None
     work_dir: str
+    agent: Agent
+    maintenance: Maintenance
     warnings: tuple[str, ...] = field(default=())
 
     def service(self, name: str) -> Service:
@@ -255,6 +273,25 @@ class _Checker:
             verification = Verification(
                 self.schedule("full", spec["schedule"], tz, "verification.schedule")
             )
+        maintenance_spec = (
+            data.get("maintenance", {}) if self.valid(data, "maintenance", "maintenance") else {}
+        )
+        maintenance = Maintenance(
+            forget=self.schedule(
+                "forget",
+                maintenance_spec.get("forget_schedule", "0 4 * * *"),
+                default_tz,
+                "maintenance.forget_schedule",
+            ),
+            check=self.schedule(
+                "check",
+                maintenance_spec.get("check_schedule", "0 5 * * 0"),
+                default_tz,
+                "maintenance.check_schedule",
+            ),
+            read_data_subsets=maintenance_spec.get("read_data_subsets", 4),
+            repository_url=maintenance_spec.get("repository_url"),
+        )
         if self.skip or self.problems or retention is None:
             return None
         valid_services = {name: service for name, service in checked.items() if service}
@@ -272,6 +309,8 @@ class _Checker:
             retention=retention,
             verification=verification,
             work_dir=data.get("work_dir", DEFAULT_WORK_DIR),
+            agent=Agent(**data.get("agent", {})),
+            maintenance=maintenance,
             warnings=tuple(self.warnings),
         )
 
@@ -350,6 +389,7 @@ class _Checker:
             rto_target=parse_duration(spec["rto"]["target"]),
             rto_limit=parse_duration(spec["rto"]["limit"]),
             options=_options(kind, spec[kind]),
+            expected_duration=parse_duration(spec.get("expected_duration", "10m")),
         )
         if retention is not None:
             self.gap_warnings(service, retention)

@@ -186,14 +186,6 @@ class RestoreSummary:
 
 
 @dataclass(frozen=True)
-class ForgetGroup:
-    host: str
-    tags: tuple[str, ...]
-    keep: tuple[Snapshot, ...]
-    remove: tuple[Snapshot, ...]
-
-
-@dataclass(frozen=True)
 class Stats:
     total_size: int
     total_file_count: int
@@ -381,29 +373,21 @@ def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[S
     return sorted(found, key=lambda snap: snap.time)
 
 
-def forget(
-    repo: Repository,
-    tags: Mapping[str, str],
-    *,
-    keep_within: str,
-    keep_last: int = 1,
-    dry_run: bool,
-) -> list[ForgetGroup]:
-    """Apply a retention policy to this host's snapshots with ``tags``, as one group."""
-    args = ["--host", repo.host, *tag_filter(tags), "--group-by", "host"]
-    args += ["--keep-within", keep_within, "--keep-last", str(keep_last)]
-    if dry_run:
-        args.append("--dry-run")
-    groups = json.loads(_run(repo, command("forget", *args)).stdout or b"[]")
-    return [
-        ForgetGroup(
-            host=group.get("host", ""),
-            tags=tuple(group.get("tags") or ()),
-            keep=tuple(Snapshot.from_json(s) for s in group.get("keep") or ()),
-            remove=tuple(Snapshot.from_json(s) for s in group.get("remove") or ()),
-        )
-        for group in groups
+def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
+    """Remove exactly these snapshots; the retention policy is decided by the caller.
+
+    (restic prints no JSON when given snapshot ids, so there is nothing to parse.)
+    """
+    if snapshot_ids:
+        _run(repo, command("forget", *snapshot_ids))
+
+
+def all_snapshots(repo: Repository) -> list[Snapshot]:
+    """Every snapshot in the repository, of every host, oldest first (for maintenance)."""
+    found = [
+        Snapshot.from_json(i) for i in json.loads(_run(repo, command("snapshots")).stdout or b"[]")
     ]
+    return sorted(found, key=lambda snap: snap.time)
 
 
 def prune(repo: Repository) -> None:

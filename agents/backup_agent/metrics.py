@@ -1,0 +1,102 @@
+"""Prometheus metrics, defined on a registry passed in (never the global one).
+
+Labels are low-cardinality: ``service`` (and ``kind``/``result`` on counters), never
+snapshot ids. A service that never succeeded has ``backup_last_success_timestamp_seconds``
+of 0, so its age is "since 1970" and the freshness alert fires, while
+``backup_runs_total`` stays at zero: a job that never ran looks different from one
+that succeeded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+
+from backup_agent import __version__
+from backup_agent.manifest import Manifest
+
+PREFIX = "backup"
+
+
+class Metrics:
+    """Every metric the agents export, and helpers that set them consistently."""
+
+    def __init__(self, registry: CollectorRegistry, role: str = "agent") -> None:
+        self.registry = registry
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        self.build_info = Info(
+            f"{PREFIX}_agent_build", "Agent version and role.", registry=registry
+        )
+        self.build_info.info({"version": __version__, "role": role})
+        self.rpo = gauge("rpo_seconds", "RPO target from the manifest.")
+        self.rto_target = gauge("rto_target_seconds", "RTO target from the manifest.")
+        self.rto_limit = gauge("rto_limit_seconds", "RTO hard limit from the manifest.")
+        self.last_success = gauge(
+            "last_success_timestamp_seconds", "End of the last successful backup; 0 if none."
+        )
+        self.last_attempt = gauge(
+            "last_attempt_timestamp_seconds", "Start of the last backup attempt."
+        )
+        self.last_result = gauge(
+            "last_run_success",
+            "1 if the last backup succeeded, 0 if it failed; absent if none ran.",
+        )
+        self.duration = gauge("last_duration_seconds", "Wall time of the last backup attempt.")
+        self.read_bytes = gauge("last_read_bytes", "Bytes read by the last successful backup.")
+        self.previous_read_bytes = gauge(
+            "previous_read_bytes", "Bytes read by the successful backup before the last one."
+        )
+        self.added_bytes = gauge(
+            "last_added_bytes", "Bytes added to the repository by the last backup."
+        )
+        self.snapshots = gauge("snapshots", "Snapshots of the service in the repository.")
+        self.runs = counter(
+            "runs_total", "Backup runs by kind and result.", ("service", "kind", "result")
+        )
+        self.waits = counter(
+            "job_waits_total", "Times a due job waited for another job of the agent.", ("service",)
+        )
+        self.wait_seconds = counter(
+            "job_wait_seconds_total",
+            "Seconds due jobs spent waiting for another job.",
+            ("service",),
+        )
+        self.restore_last_success = gauge(
+            "restore_test_last_success_timestamp_seconds", "End of the last passing restore drill."
+        )
+        self.restore_last_result = gauge(
+            "restore_test_last_success", "1 if the last restore drill passed, 0 if it failed."
+        )
+        self.restore_duration = gauge(
+            "restore_duration_seconds", "Measured restore time (start of restore to verified)."
+        )
+        self.maintenance_last_success = gauge(
+            "maintenance_last_success_timestamp_seconds",
+            "End of the last successful maintenance task (forget+prune, check).",
+            ("task",),
+        )
+        self.maintenance_last_result = gauge(
+            "maintenance_last_success",
+            "1 if the last run of the task succeeded, 0 if not.",
+            ("task",),
+        )
+
+    def declare(self, manifest: Manifest, services: list[str] | None = None) -> None:
+        """Publish targets from the manifest and zero timestamps for the given services."""
+        for name in services if services is not None else list(manifest.services):
+            service = manifest.services[name]
+            self.rpo.labels(name).set(service.rpo.total_seconds())
+            self.rto_target.labels(name).set(service.rto_target.total_seconds())
+            self.rto_limit.labels(name).set(service.rto_limit.total_seconds())
+            self.last_success.labels(name)
+            self.last_attempt.labels(name)
+            self.waits.labels(name)
+            self.wait_seconds.labels(name)
+            for schedule in service.schedules:
+                for result in ("success", "failure"):
+                    self.runs.labels(name, schedule.kind, result)

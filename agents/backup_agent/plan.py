@@ -1,0 +1,160 @@
+"""``backup-agent plan``: the schedule and retention policy as a person needs to see them.
+
+Shows the next two weeks of runs, flags runs of different services that overlap
+(by expected or measured duration), and simulates the retention policy against each
+schedule with the same code that applies it (``maintenance.plan_retention``) to give
+the worst-case number and age of restore points per service.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+
+from backup_agent import restic
+from backup_agent.maintenance import plan_retention
+from backup_agent.manifest import Manifest, Schedule, Service, format_duration
+
+WINDOW = timedelta(days=14)
+SIMULATED = timedelta(days=366)
+MAINTENANCE_DURATION = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Run:
+    start: datetime
+    service: str
+    kind: str
+    duration: timedelta
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.duration
+
+
+@dataclass(frozen=True)
+class RestorePoints:
+    """Worst and best case over the simulated year, after the policy has settled."""
+
+    service: str
+    fewest: int
+    most: int
+    oldest_min: timedelta
+    oldest_max: timedelta
+
+
+def upcoming_runs(
+    manifest: Manifest, start: datetime, durations: dict[str, timedelta], window: timedelta = WINDOW
+) -> list[Run]:
+    """Every run in ``window`` from ``start``, in time order."""
+    jobs: list[tuple[str, Schedule, timedelta]] = []
+    for service in manifest.services.values():
+        duration = max(service.expected_duration, durations.get(service.name, timedelta()))
+        jobs += [(service.name, schedule, duration) for schedule in service.schedules]
+    # Maintenance holds repository locks (prune: exclusive), so it counts for overlaps.
+    maintenance = manifest.maintenance
+    jobs += [
+        ("maintenance", s, MAINTENANCE_DURATION) for s in (maintenance.forget, maintenance.check)
+    ]
+    runs = [
+        Run(when, name, schedule.kind, duration)
+        for name, schedule, duration in jobs
+        for when in _fires_until(schedule, start, start + window)
+    ]
+    return sorted(runs, key=lambda r: (r.start, r.service))
+
+
+def overlaps(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """Pairs of runs of different services whose time spans intersect."""
+    found = []
+    for i, first in enumerate(runs):
+        for second in runs[i + 1 :]:
+            if second.start >= first.end:
+                break
+            if second.service != first.service:
+                found.append((first, second))
+    return found
+
+
+def simulate_retention(manifest: Manifest, service: Service, start: datetime) -> RestorePoints:
+    """Create snapshots on the service's schedule and apply retention on the forget schedule."""
+    end = start + SIMULATED
+    settle = start + manifest.retention.max_age + manifest.retention.keep_within
+    events = heapq.merge(
+        *(((t, 1, s.kind) for t in _fires_until(s, start, end)) for s in service.schedules),
+        ((t, 0, "forget") for t in _fires_until(manifest.maintenance.forget, start, end)),
+    )
+    kept: list[restic.Snapshot] = []
+    counts: list[int] = []
+    ages: list[timedelta] = []
+    for number, (when, order, kind) in enumerate(events):
+        if order == 1:
+            kept.append(_fake_snapshot(number, when, service.name, kind))
+            continue
+        (plan,) = plan_retention(kept, [service.name], manifest.retention, when)
+        kept = list(plan.keep)
+        if when >= settle and kept:
+            counts.append(len(kept))
+            ages.append(when - min(s.time for s in kept))
+    if not counts:
+        return RestorePoints(service.name, len(kept), len(kept), timedelta(), timedelta())
+    return RestorePoints(service.name, min(counts), max(counts), min(ages), max(ages))
+
+
+def _fake_snapshot(number: int, when: datetime, service: str, kind: str) -> restic.Snapshot:
+    ident = f"{number:08x}"
+    return restic.Snapshot(ident, ident, when, "plan", (), (f"service={service}", f"kind={kind}"))
+
+
+def _fires_until(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
+    for when in islice(schedule.fires(start), 100_000):
+        if when > end:
+            return
+        yield when
+
+
+def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta]) -> str:
+    """The plan as text."""
+    tz = next(iter(manifest.services.values())).schedules[0].timezone
+    runs = upcoming_runs(manifest, start, durations)
+    lines = [f"Runs in the next {WINDOW.days} days ({tz.key}):"]
+    for run in runs:
+        local = run.start.astimezone(tz)
+        took = format_duration(run.duration)
+        lines.append(f"  {local:%a %Y-%m-%d %H:%M}  {run.service:<12} {run.kind:<12} ~{took}")
+    clashes = overlaps(runs)
+    lines.append("")
+    if clashes:
+        lines.append(f"Overlaps ({len(clashes)}):")
+        for first, second in clashes:
+            when = second.start.astimezone(tz)
+            lines.append(
+                f"  {when:%Y-%m-%d %H:%M} {second.service}/{second.kind} starts while "
+                f"{first.service}/{first.kind} (from {first.start.astimezone(tz):%H:%M}, "
+                f"~{format_duration(first.duration)}) may still run"
+            )
+    else:
+        lines.append("Overlaps: none (by expected or measured durations)")
+    retention = manifest.retention
+    lines += [
+        "",
+        f"Retention (keep_within {format_duration(retention.keep_within)}, max_age "
+        f"{format_duration(retention.max_age)}, newest always kept), simulated over a year:",
+    ]
+    for service in manifest.services.values():
+        points = simulate_retention(manifest, service, start)
+        line = (
+            f"  {service.name:<12} restore points {points.fewest}-{points.most}, oldest "
+            f"{_days(points.oldest_min)}-{_days(points.oldest_max)} old"
+        )
+        if points.fewest <= 1:
+            line += "  WARNING: at times only one restore point"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _days(value: timedelta) -> str:
+    return f"{value.total_seconds() / 86400:.1f}d"
