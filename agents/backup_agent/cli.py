@@ -157,7 +157,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    agent.serve(_load(args), args.role, args.service)
+    """Serve until SIGTERM; being stopped is how the agent ends, so it exits 0."""
+    try:
+        agent.serve(_load(args), args.role, args.service)
+    except Interrupted as stop:
+        log.info("agent %s", stop)
     return EXIT_OK
 
 

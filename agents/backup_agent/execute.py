@@ -66,18 +66,36 @@ def run(
 ) -> Result:
     """Run a command to completion, capturing its output."""
     log.debug("running %s", display(argv))
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         list(argv),
-        input=input_data,
-        capture_output=True,
+        stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=_environ(env),
         cwd=cwd,
-        check=False,
     )
-    stderr = proc.stderr.decode(errors="replace")
+    try:
+        out, err = proc.communicate(input_data)
+    except BaseException:
+        # Interrupted (SIGTERM): let the child clean up (restic removes its lock).
+        terminate(proc)
+        raise
+    stderr = err.decode(errors="replace")
     if proc.returncode not in ok_codes:
         raise error_for(argv, proc.returncode, _tail(stderr.splitlines()))
-    return Result(proc.stdout, stderr)
+    return Result(out, stderr)
+
+
+def terminate(popen: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``grace`` seconds."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(grace)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
 
 
 class Process:
@@ -140,16 +158,9 @@ class Process:
     def stderr_tail(self) -> str:
         return _tail(list(self._stderr))
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 20.0) -> None:
         """Ask the process to stop (SIGTERM), killing it if it does not within ``grace``."""
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        terminate(self.popen, grace)
 
     def check(self, what: str = "") -> None:
         """Wait, and raise ``CommandError`` unless the process exited 0."""

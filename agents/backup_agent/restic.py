@@ -376,10 +376,21 @@ def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[S
 def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
     """Remove exactly these snapshots; the retention policy is decided by the caller.
 
-    (restic prints no JSON when given snapshot ids, so there is nothing to parse.)
+    restic prints no JSON when given ids, and exits 0 even when the server refuses a
+    deletion (an append-only rest-server answers 403), so stderr is checked too.
     """
-    if snapshot_ids:
-        _run(repo, command("forget", *snapshot_ids))
+    if not snapshot_ids:
+        return
+    argv = command("forget", *snapshot_ids)
+    result = _run(repo, argv)
+    refused = [line for line in result.stderr.splitlines() if "unable to remove" in line]
+    if refused:
+        raise ResticError(
+            execute.display(argv),
+            0,
+            execute.mask(" | ".join(refused[-3:])),
+            "could not remove snapshots",
+        )
 
 
 def all_snapshots(repo: Repository) -> list[Snapshot]:

@@ -1,0 +1,290 @@
+"""The long-lived agent for real: cron slots every minute, catch-up, SIGTERM, Prometheus.
+
+One scenario, in order, because each step needs real minutes to pass:
+1. two services due in the same minute run one after the other (the wait is counted);
+2. stopped across a slot, the agent catches up once per service at start-up;
+3. SIGTERM during a backup: the agent exits 0 promptly, restic leaves no lock and no
+   snapshot;
+4. a real Prometheus scrapes the agent and evaluates the shipped rules: the freshness
+   alert fires when a service passes its RPO and clears after the next good run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backup_agent import restic
+from tests.conftest import need
+from tests.mariadb_server import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "compose" / "prometheus" / "rules" / "backup-alerts.yml"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Agent:
+    """``backup-agent run`` as a child process with JSON logs in a file."""
+
+    def __init__(self, manifest: Path, log: Path, port: int) -> None:
+        self.manifest, self.log, self.port = manifest, log, port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.offset = 0
+
+    def start(self) -> None:
+        self.offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "backup_agent",
+                    "-m",
+                    str(self.manifest),
+                    "--log-format",
+                    "json",
+                    "run",
+                ],
+                stderr=out,
+                stdout=out,
+            )
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Log entries written since the last ``start``."""
+        with self.log.open("rb") as handle:
+            handle.seek(self.offset)
+            lines = handle.read().decode().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def find(self, msg: str, **fields: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.entries()
+            if e["msg"] == msg and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM; return the exit code and how long the agent took to exit."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class Prometheus:
+    """A real Prometheus scraping the agent every second with the shipped rules."""
+
+    def __init__(self, base: Path, target: str) -> None:
+        self.port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [
+                {"job_name": "backup-agent", "static_configs": [{"targets": [target]}]}
+            ],
+        }
+        (base / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.process = subprocess.Popen(
+            [
+                need("prometheus"),
+                f"--config.file={base / 'prometheus.yml'}",
+                f"--storage.tsdb.path={base / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(base / "prometheus.log").open("wb"),
+        )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            return json.load(response)["data"]
+
+    def firing(self, alert: str, service: str) -> bool:
+        try:
+            alerts = self.get("/api/v1/alerts")["alerts"]
+        except OSError:
+            return False
+        return any(
+            a["labels"].get("alertname") == alert
+            and a["labels"].get("service") == service
+            and a["state"] == "firing"
+            for a in alerts
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> tuple[Path, Path]:
+    small = tmp_path / "src-a"
+    small.mkdir()
+    (small / "notes.txt").write_text("hello\n" * 1000)
+    big = tmp_path / "src-b"
+    big.mkdir()
+    with (big / "blob.bin").open("wb") as handle:  # slow enough to interrupt mid-run
+        for _ in range(48):
+            handle.write(os.urandom(8 << 20))
+    return small, big
+
+
+@pytest.fixture
+def agent(
+    tmp_path: Path, repository: restic.Repository, sources: tuple[Path, Path]
+) -> Iterator[Agent]:
+    small, big = sources
+    port = free_port()
+    data = {
+        "version": 1,
+        "repository": {
+            "url": repository.url,
+            "password_file": repository.password_file,
+            "host": repository.host,
+            "cache_dir": repository.cache_dir,
+        },
+        "agent": {
+            "state_dir": str(tmp_path / "state"),
+            "metrics_port": port,
+            "metrics_address": "127.0.0.1",
+        },
+        "services": {
+            "a": {
+                "kind": "files",
+                "schedule": {"incremental": "* * * * *", "full": "0 0 1 1 *"},
+                "rpo": "90s",
+                "rto": {"target": "1m", "limit": "2m"},
+                "files": {"paths": [str(small)]},
+            },
+            "b": {
+                "kind": "files",
+                "schedule": {"incremental": "0 0 1 1 *", "full": "* * * * *"},
+                "rpo": "10m",
+                "rto": {"target": "1m", "limit": "2m"},
+                "files": {"paths": [str(big)]},
+            },
+        },
+        "retention": {"keep_within": "3w", "max_age": "31d"},
+    }
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(data))
+    runner = Agent(path, tmp_path / "agent.log", port)
+    try:
+        yield runner
+    finally:
+        runner.kill()
+
+
+def metric(port: int, name: str, **labels: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def count(repository: restic.Repository, service: str) -> int:
+    return len(restic.snapshots(repository, {"service": service}))
+
+
+def seconds_to_next_minute() -> float:
+    return 60 - time.time() % 60
+
+
+def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
+    agent: Agent, repository: restic.Repository, sources: tuple[Path, Path], tmp_path: Path
+) -> None:
+    port = agent.port
+    small, _ = sources
+    if seconds_to_next_minute() < 5:  # start clear of a slot, so the first runs are the slot's
+        time.sleep(6)
+
+    # 1. Both services fire at the same minute; b waits for a.
+    agent.start()
+    wait_for("both scheduled runs", lambda: agent.find("finished", service="b", job="full"), 100)
+    a_done = agent.find("finished", service="a", job="incremental")[0]["time"]
+    b_start = agent.find("started", service="b", job="full")[0]["time"]
+    assert b_start >= a_done, "jobs of one agent overlapped"
+    assert (metric(port, "backup_job_waits_total", service="b") or 0) >= 1
+    assert metric(port, "backup_last_run_success", service="a") == 1
+    assert count(repository, "a") == 1 and count(repository, "b") == 1
+
+    # 2. Stopped across a slot: one catch-up run per service at start-up.
+    code, took = agent.stop()
+    assert code == 0 and took < 10
+    time.sleep(seconds_to_next_minute() + 2)
+    agent.start()
+    wait_for("catch-up of a", lambda: agent.find("finished", service="a", job="incremental"), 30)
+    assert agent.find("catching up runs missed while the agent was down: a/incremental, b/full")
+
+    # 3. SIGTERM while b's catch-up backup runs: prompt exit, no lock, no snapshot.
+    wait_for("b to start", lambda: agent.find("started", service="b", job="full"), 30, every=0.05)
+    time.sleep(0.3)
+    assert not agent.find("finished", service="b", job="full"), "b finished too fast to interrupt"
+    code, took = agent.stop()
+    assert code == 0 and took < 20
+    assert agent.find("interrupted", service="b", job="full")
+    locks = subprocess.run(
+        ["restic", "list", "locks", "--no-lock"],
+        env={**os.environ, **repository.env()},
+        capture_output=True,
+        check=True,
+    )
+    assert locks.stdout.strip() == b""
+    assert count(repository, "b") == 1
+
+    # 4. Prometheus evaluates the shipped rules: a passes its 90 s RPO, then recovers.
+    prometheus = Prometheus(tmp_path, f"127.0.0.1:{port}")
+    try:
+        small.rename(small.with_name("src-a-gone"))
+        agent.start()
+        wait_for(
+            "b's interrupted run to be caught up", lambda: agent.find("finished", service="b"), 60
+        )
+        wait_for("BackupStale for a", lambda: prometheus.firing("BackupStale", "a"), 300, every=2)
+        assert not prometheus.firing("BackupStale", "b")
+        assert agent.find("files path(s) not found") or any(
+            "not found" in e["msg"] for e in agent.entries()
+        )
+        small.with_name("src-a-gone").rename(small)
+        wait_for(
+            "BackupStale for a to clear",
+            lambda: not prometheus.firing("BackupStale", "a"),
+            150,
+            every=2,
+        )
+        assert metric(port, "backup_last_run_success", service="a") == 1
+        code, _ = agent.stop()
+        assert code == 0
+    finally:
+        prometheus.stop()

@@ -1,0 +1,175 @@
+"""Retention and the append-only repository, with real restic and rest-server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backup_agent import cli, maintenance, restic
+from backup_agent.errors import BackupError
+from tests.conftest import ManifestFactory, need
+from tests.mariadb_server import free_port
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def make_snapshot(
+    repo: restic.Repository, host: str, age: timedelta, tags: dict[str, str], content: bytes = b"x"
+) -> str:
+    """A real snapshot dated ``age`` ago on ``host``; returns its id."""
+    when = (NOW - age).strftime("%Y-%m-%d %H:%M:%S")
+    args = ["restic", "--json", "backup", "--stdin", "--stdin-filename", "data", "--host", host]
+    args += ["--time", when, *restic.tag_args(tags)]
+    env = {**os.environ, **repo.env(), "TZ": "UTC"}
+    out = subprocess.run(args, input=content, env=env, capture_output=True, check=True).stdout
+    return str(restic.summary_of(restic.parse_messages(out))["snapshot_id"])
+
+
+def files_service(path: str) -> dict[str, object]:
+    return {
+        "kind": "files",
+        "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
+        "rpo": "1d",
+        "rto": {"target": "30m", "limit": "2h"},
+        "files": {"paths": [path]},
+    }
+
+
+def test_retention_removes_exactly_the_policy_across_host_names(
+    repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
+) -> None:
+    day = timedelta(days=1)
+
+    def snap(service: str, host: str, days: float, kind: str = "full", **extra: str) -> str:
+        tags = {"service": service, "kind": kind, **extra}
+        return make_snapshot(repository, host, days * day, tags, f"{service}{host}{days}".encode())
+
+    keep = {
+        snap("db", "agama", 1),
+        snap("db", "agama", 10),
+        snap("db", "agama", 20),
+        snap("db", "old-container-1f3a", 5),  # another container lifetime, same service
+        snap("db", "evil", -30),  # dated in the future: kept, never the reference
+        snap("grafana", "old-container-1f3a", 60),  # the only one: newest, kept whatever its age
+        snap("files", "agama", 45),  # newest of files
+        make_snapshot(repository, "agama", 400 * day, {"unrelated": "yes"}),  # not ours: untouched
+    }
+    dump_1d = next(
+        s for s in restic.all_snapshots(repository) if s.id in keep and s.tag("service") == "db"
+    )
+    del dump_1d  # (the ids are what matters below)
+    old_dump = snap("db", "agama", 40)
+    remove = {
+        snap("db", "agama", 25),
+        old_dump,
+        snap("db", "old-container-1f3a", 23),
+        snap("db", "old-container-1f3a", 50),
+        snap("db", "agama", 40, kind="meta", of=old_dump),  # metadata follows its dump
+        snap("files", "agama", 70),
+    }
+    services = {
+        "db": files_service(str(tmp_path)),
+        "grafana": files_service(str(tmp_path)),
+        "files": files_service(str(tmp_path)),
+    }
+    loaded = make_manifest(services)
+
+    planned = maintenance.apply_retention(loaded, NOW, dry_run=True)
+    assert {s.id for p in planned for s in p.remove} == remove
+    assert {
+        s.id for s in restic.all_snapshots(repository)
+    } == keep | remove  # dry run removed nothing
+
+    assert cli.main(["-m", loaded.source, "forget"]) == 0
+    assert {s.id for s in restic.all_snapshots(repository)} == keep
+
+
+def test_retention_refuses_a_plan_that_removes_the_newest() -> None:
+    snap = restic.Snapshot("a" * 64, "aaaaaaaa", NOW, "h", (), ("service=db", "kind=full"))
+    older = restic.Snapshot(
+        "b" * 64, "bbbbbbbb", NOW - timedelta(days=2), "h", (), ("service=db", "kind=full")
+    )
+    bad = maintenance.ServicePlan("db", keep=(older,), remove=(snap,), suspicious=())
+    with pytest.raises(BackupError, match="newest snapshot of db"):
+        maintenance.check_plan([bad])
+
+
+@pytest.fixture
+def rest_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """restic's rest-server in --append-only mode with one user; yields (url, data dir, creds)."""
+    binary = need("restic-rest-server")
+    password = "agent-s3cret"
+    digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()  # noqa: S324
+    (tmp_path / "htpasswd").write_text(f"agent:{{SHA}}{digest}\n")
+    credentials = tmp_path / "rest-credentials"
+    credentials.write_text(f"agent:{password}\n")
+    port = free_port()
+    data = tmp_path / "rest-data"
+    process = subprocess.Popen(
+        [
+            binary,
+            "--path",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--append-only",
+            "--htpasswd-file",
+            str(tmp_path / "htpasswd"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    try:
+        yield f"rest:http://127.0.0.1:{port}/agama", data, credentials
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_an_agent_can_append_but_not_delete_through_rest_server(
+    rest_server: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    url, data, credentials = rest_server
+    password_file = tmp_path / "restic-password"
+    password_file.write_text("repo password\n")
+    agent = restic.Repository(
+        url, str(password_file), "agama", str(credentials), str(tmp_path / "cache")
+    )
+    restic.init(agent)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("data")
+    summary = restic.backup(agent, [str(source)], {"service": "files", "kind": "full"})
+
+    with pytest.raises(restic.ResticError):
+        restic.forget(agent, [summary.snapshot_id])
+    assert [s.id for s in restic.snapshots(agent)] == [summary.snapshot_id]
+
+    # The maintenance role reaches the same repository directly and may delete.
+    direct = restic.Repository(str(data / "agama"), str(password_file), "agama")
+    assert [s.id for s in restic.all_snapshots(direct)] == [summary.snapshot_id]
+
+
+def test_wrong_rest_credentials_are_reported(
+    rest_server: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    url, _, _ = rest_server
+    wrong = tmp_path / "wrong-credentials"
+    wrong.write_text("agent:not-it\n")
+    password_file = tmp_path / "restic-password"
+    password_file.write_text("repo password\n")
+    repo = restic.Repository(url, str(password_file), "agama", str(wrong))
+    with pytest.raises(restic.ResticError, match="401") as caught:
+        restic.snapshots(repo)
+    assert "not-it" not in str(caught.value)

@@ -1,0 +1,720 @@
+"""Manifest loading: the shipped manifests, every error path, warnings and durations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from backup_agent import manifest
+from backup_agent.errors import EXIT_USAGE, ManifestError
+from backup_agent.manifest import (
+    Agent,
+    FilesOptions,
+    GrafanaOptions,
+    Manifest,
+    MysqlOptions,
+    Schedule,
+    format_duration,
+    longest_gap,
+    parse_duration,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+AGAMA = ROOT / "manifests" / "agama.yaml"
+MINIMAL = ROOT / "manifests" / "minimal.yaml"
+UTC_ZONE = ZoneInfo("UTC")
+HELSINKI = ZoneInfo("Europe/Helsinki")
+RTO = {"target": "30m", "limit": "2h"}
+
+Data = dict[str, Any]
+Problems = list[tuple[str, str]]
+
+
+@pytest.fixture(scope="module")
+def agama() -> Manifest:
+    """manifests/agama.yaml, loaded once (its monthly schedule is slow to simulate)."""
+    return manifest.load(AGAMA)
+
+
+@pytest.fixture(scope="module")
+def minimal() -> Manifest:
+    """manifests/minimal.yaml, loaded once."""
+    return manifest.load(MINIMAL)
+
+
+def base() -> Data:
+    """A small valid manifest: one daily MySQL service."""
+    return {
+        "version": 1,
+        "repository": {
+            "url": "/srv/restic/repo",
+            "password_file": "/run/secrets/restic_password",
+            "host": "agama",
+        },
+        "services": {
+            "db": {
+                "kind": "mysql",
+                "schedule": "0 22 * * *",
+                "rpo": "1d",
+                "rto": dict(RTO),
+                "mysql": {"defaults_file": "/run/secrets/mysql_backup.cnf"},
+            }
+        },
+        "retention": {"keep_within": "3w", "max_age": "31d"},
+    }
+
+
+def files_service(**changes: Any) -> Data:
+    """A valid files service spec, with ``changes`` applied on top."""
+    spec: Data = {
+        "kind": "files",
+        "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
+        "rpo": "1d",
+        "rto": dict(RTO),
+        "files": {"paths": ["/srv/documents"]},
+    }
+    spec.update(changes)
+    return spec
+
+
+def problems_of(data: Any) -> Problems:
+    """The problems ``manifest.parse`` reports for ``data`` (it must refuse it)."""
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse(data, "test.yaml")
+    assert caught.value.source == "test.yaml"
+    return caught.value.problems
+
+
+def assert_problems(problems: Problems, expected: Problems) -> None:
+    """Exactly the expected problems: same count, each path with its message fragment."""
+    assert len(problems) == len(expected), problems
+    for path, fragment in expected:
+        assert any(p == path and fragment in m for p, m in problems), (path, fragment, problems)
+
+
+# --- the shipped manifests ---------------------------------------------------------------
+
+
+def test_agama_repository(agama: Manifest) -> None:
+    """The repository section becomes a restic.Repository."""
+    repo = agama.repository
+    assert agama.source == str(AGAMA)
+    assert repo.url == "rest:http://backup-server:8000/agama"
+    assert repo.password_file == "/run/secrets/restic_password"
+    assert repo.credentials_file == "/run/secrets/rest_credentials"
+    assert repo.host == "agama"
+    assert repo.cache_dir is None
+    assert agama.work_dir == manifest.DEFAULT_WORK_DIR
+
+
+def test_agama_services_and_kinds(agama: Manifest) -> None:
+    """Services keep their order and kinds."""
+    assert list(agama.services) == ["mysql", "grafana", "files"]
+    assert {name: s.kind for name, s in agama.services.items()} == {
+        "mysql": "mysql",
+        "grafana": "grafana",
+        "files": "files",
+    }
+    assert all(agama.service(name).name == name for name in agama.services)
+
+
+def test_agama_schedules(agama: Manifest) -> None:
+    """mysql and grafana run one full schedule; files runs incremental and full."""
+    assert agama.service("mysql").schedules == (Schedule("full", "0 22 * * *", UTC_ZONE),)
+    assert agama.service("grafana").schedules == (Schedule("full", "0 2 28 * *", UTC_ZONE),)
+    assert agama.service("files").schedules == (
+        Schedule("incremental", "0 0 * * 1-6", UTC_ZONE),
+        Schedule("full", "0 0 * * 0", UTC_ZONE),
+    )
+
+
+def test_agama_rpo_rto(agama: Manifest) -> None:
+    """Durations become timedeltas."""
+    assert agama.service("mysql").rpo == timedelta(days=1)
+    assert agama.service("grafana").rpo == timedelta(days=32)
+    assert agama.service("files").rpo == timedelta(days=1)
+    for service in agama.services.values():
+        assert service.rto_target == timedelta(minutes=30)
+        assert service.rto_limit == timedelta(hours=2)
+
+
+def test_agama_options(agama: Manifest) -> None:
+    """Each service gets the options of its kind, with defaults filled in."""
+    assert agama.service("mysql").options == MysqlOptions(
+        defaults_file="/run/secrets/mysql_backup.cnf",
+        host="mysql",
+        port=3306,
+        restore_defaults_file="/run/secrets/mysql_restore.cnf",
+    )
+    assert agama.service("grafana").options == GrafanaOptions(
+        data_dir="/var/lib/grafana",
+        database="/var/lib/grafana/grafana.db",
+        config_file="/etc/grafana/grafana.ini",
+        provisioning_dir="/etc/grafana/provisioning",
+        plugins_dir="/var/lib/grafana/plugins",
+    )
+    assert agama.service("files").options == FilesOptions(paths=("/home/backup/backup",))
+
+
+def test_agama_retention_and_verification(agama: Manifest) -> None:
+    """Retention 3w/31d and a Monday 06:00 restore drill."""
+    assert agama.retention.keep_within == timedelta(weeks=3)
+    assert agama.retention.max_age == timedelta(days=31)
+    assert agama.verification is not None
+    assert agama.verification.schedule == Schedule("full", "0 6 * * 1", UTC_ZONE)
+
+
+def test_agama_defaults_for_agent_and_maintenance(agama: Manifest) -> None:
+    """Sections the manifest leaves out get their documented defaults."""
+    assert agama.agent == Agent("/var/lib/backup-agent", 9464, "0.0.0.0")  # noqa: S104
+    assert agama.maintenance.forget == Schedule("forget", "0 4 * * *", UTC_ZONE)
+    assert agama.maintenance.check == Schedule("check", "0 5 * * 0", UTC_ZONE)
+    assert agama.maintenance.read_data_subsets == 4
+    assert agama.maintenance.repository_url is None
+    assert all(s.expected_duration == timedelta(minutes=10) for s in agama.services.values())
+
+
+def test_agama_warns_about_monthly_grafana(agama: Manifest) -> None:
+    """Grafana's 31-day gap is not below keep_within 3w; its rpo of 32d is not exceeded."""
+    assert len(agama.warnings) == 1
+    (warning,) = agama.warnings
+    assert warning.startswith("services.grafana: runs can be 31d apart")
+    assert "keep_within 3w" in warning
+
+
+def test_unknown_service_lists_known_ones(agama: Manifest) -> None:
+    """Asking for a service the manifest lacks is a ManifestError naming the known ones."""
+    with pytest.raises(ManifestError) as caught:
+        agama.service("postgres")
+    assert caught.value.problems == [
+        ("services.postgres", "not defined (have: files, grafana, mysql)")
+    ]
+
+
+def test_minimal(minimal: Manifest) -> None:
+    """The minimal manifest: one files service, no verification, no warnings."""
+    assert minimal.repository.url == "/srv/restic/repo"
+    assert minimal.repository.host == "myhost"
+    assert minimal.repository.credentials_file is None
+    assert list(minimal.services) == ["documents"]
+    documents = minimal.service("documents")
+    assert documents.kind == "files"
+    assert documents.schedules == (
+        Schedule("incremental", "30 1 * * 1-6", UTC_ZONE),
+        Schedule("full", "30 1 * * 0", UTC_ZONE),
+    )
+    assert documents.options == FilesOptions(paths=("/srv/documents",), exclude=("*.tmp",))
+    assert minimal.retention.keep_within == timedelta(weeks=3)
+    assert minimal.retention.max_age == timedelta(days=31)
+    assert minimal.verification is None
+    assert minimal.warnings == ()
+
+
+def test_base_is_valid() -> None:
+    """The dict the error tests start from is itself accepted, without warnings."""
+    loaded = manifest.parse(base(), "test.yaml")
+    assert list(loaded.services) == ["db"]
+    assert loaded.warnings == ()
+
+
+def test_time_zones_are_inherited_and_overridden() -> None:
+    """Top-level zone applies to services and verification unless they set their own."""
+    data = base()
+    data["timezone"] = "Europe/Helsinki"
+    data["verification"] = {"schedule": "0 6 * * 1", "timezone": "UTC"}
+    data["services"]["db"]["timezone"] = "America/New_York"
+    data["services"]["db2"] = base()["services"]["db"]
+    loaded = manifest.parse(data, "test.yaml")
+    assert loaded.service("db").schedules[0].timezone == ZoneInfo("America/New_York")
+    assert loaded.service("db2").schedules[0].timezone == HELSINKI
+    assert loaded.verification is not None
+    assert loaded.verification.schedule.timezone == UTC_ZONE
+
+
+def test_schedule_fires_in_its_time_zone() -> None:
+    """22:00 in Helsinki (UTC+2 in winter) is 20:00 UTC."""
+    first = next(Schedule("full", "0 22 * * *", HELSINKI).fires(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert first.astimezone(UTC) == datetime(2026, 1, 1, 20, 0, tzinfo=UTC)
+
+
+def test_agent_maintenance_and_expected_duration_are_read() -> None:
+    """Explicit agent, maintenance and expected_duration values are used."""
+    data = base()
+    data["timezone"] = "Europe/Helsinki"
+    data["agent"] = {"state_dir": "/state", "metrics_port": 0}
+    data["maintenance"] = {
+        "repository_url": "/srv/restic/agama",
+        "forget_schedule": "30 3 * * *",
+        "read_data_subsets": 12,
+    }
+    data["services"]["db"]["expected_duration"] = "45m"
+    loaded = manifest.parse(data)
+    assert loaded.agent == Agent(state_dir="/state", metrics_port=0)
+    assert loaded.maintenance.forget == Schedule("forget", "30 3 * * *", HELSINKI)
+    assert loaded.maintenance.check == Schedule("check", "0 5 * * 0", HELSINKI)
+    assert loaded.maintenance.read_data_subsets == 12
+    assert loaded.maintenance.repository_url == "/srv/restic/agama"
+    assert loaded.service("db").expected_duration == timedelta(minutes=45)
+
+
+def test_rto_target_equal_to_limit_is_fine() -> None:
+    """Only a target above the limit is refused."""
+    data = base()
+    data["services"]["db"]["rto"] = {"target": "2h", "limit": "2h"}
+    assert manifest.parse(data).service("db").rto_target == timedelta(hours=2)
+
+
+# --- every error path --------------------------------------------------------------------
+
+Mutation = Callable[[Data], None]
+
+
+def _set(*keys: str, value: Any) -> Mutation:
+    """A mutation that sets data[k1][k2]...[kn] = value."""
+
+    def mutate(data: Data) -> None:
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return mutate
+
+
+def _delete(*keys: str) -> Mutation:
+    """A mutation that deletes data[k1]...[kn]."""
+
+    def mutate(data: Data) -> None:
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+
+    return mutate
+
+
+ERROR_CASES = [
+    pytest.param(
+        _set("colour", value="blue"), [("(top)", "unknown key(s) ('colour'")], id="top-key"
+    ),
+    pytest.param(
+        _set("services", "db", "colour", value="blue"),
+        [("services.db", "unknown key(s) ('colour'")],
+        id="service-key",
+    ),
+    pytest.param(
+        _set("repository", "password", value="hunter2"),
+        [("repository", "unknown key(s) ('password' was unexpected)")],
+        id="password-in-repository",
+    ),
+    pytest.param(_delete("repository", "host"), [("repository.host", "is required")], id="host"),
+    pytest.param(_delete("retention"), [("retention", "is required")], id="retention"),
+    pytest.param(
+        _delete("retention", "max_age"), [("retention.max_age", "is required")], id="max_age"
+    ),
+    pytest.param(_delete("services", "db", "rpo"), [("services.db.rpo", "is required")], id="rpo"),
+    pytest.param(
+        _delete("services", "db", "rto", "limit"),
+        [("services.db.rto.limit", "is required")],
+        id="rto-limit",
+    ),
+    pytest.param(
+        _delete("services", "db", "mysql"),
+        [("services.db.mysql", "is required")],
+        id="options-block",
+    ),
+    pytest.param(
+        _delete("services", "db", "mysql", "defaults_file"),
+        [("services.db.mysql.defaults_file", "is required")],
+        id="defaults_file",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(schedule="0 0 * * *")),
+        [("services.docs.schedule", "must be a mapping, not '0 0 * * *'")],
+        id="files-schedule-string",
+    ),
+    pytest.param(
+        _set("services", "db", "schedule", value={"incremental": "0 * * * *", "full": "0 0 * * 0"}),
+        [("services.db.schedule", "must be a string")],
+        id="mysql-schedule-mapping",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(schedule={"full": "0 0 * * 0"})),
+        [("services.docs.schedule.incremental", "is required")],
+        id="files-schedule-incomplete",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(schedule={"full": "0 0 * * 0", "x": "1"})),
+        [
+            ("services.docs.schedule", "unknown key(s) ('x'"),
+            ("services.docs.schedule.incremental", "is required"),
+        ],
+        id="files-schedule-extra-key",
+    ),
+    pytest.param(
+        _set("services", "db", "rpo", value="1 day"),
+        [("services.db.rpo", "'1 day' is not a duration like 30m, 2h, 1d or 3w")],
+        id="rpo-duration",
+    ),
+    pytest.param(
+        _set("services", "db", "rto", "limit", value="0h"),
+        [("services.db.rto.limit", "'0h' is not a duration")],
+        id="rto-zero",
+    ),
+    pytest.param(
+        _set("retention", "keep_within", value="3y"),
+        [("retention.keep_within", "'3y' is not a duration")],
+        id="keep_within-unit",
+    ),
+    pytest.param(
+        _set("services", "db", "schedule", value="61 22 * * *"),
+        [("services.db.schedule", "'61 22 * * *' is not a cron expression that ever fires")],
+        id="cron-minute",
+    ),
+    pytest.param(
+        _set("services", "db", "schedule", value="every night"),
+        [("services.db.schedule", "'every night' is not a cron expression")],
+        id="cron-words",
+    ),
+    pytest.param(
+        _set(
+            "services",
+            "docs",
+            value=files_service(schedule={"incremental": "0 0 * *", "full": "0 0 * * 0"}),
+        ),
+        [("services.docs.schedule.incremental", "'0 0 * *' is not a cron expression")],
+        id="cron-files-incremental",
+    ),
+    pytest.param(
+        _set("services", "db", "schedule", value="0 0 30 2 *"),
+        [("services.db.schedule", "'0 0 30 2 *' is not a cron expression that ever fires")],
+        id="cron-never-fires",
+    ),
+    pytest.param(
+        _set("verification", value={"schedule": "0 0 31 4 *"}),
+        [("verification.schedule", "'0 0 31 4 *' is not a cron expression that ever fires")],
+        id="verification-never-fires",
+    ),
+    pytest.param(
+        _set("timezone", value="Mars/Olympus"),
+        [("timezone", "unknown time zone 'Mars/Olympus'")],
+        id="zone-top",
+    ),
+    pytest.param(
+        _set("services", "db", "timezone", value="Europe/Atlantis"),
+        [("services.db.timezone", "unknown time zone 'Europe/Atlantis'")],
+        id="zone-service",
+    ),
+    pytest.param(
+        _set("verification", value={"schedule": "0 6 * * 1", "timezone": "Nowhere"}),
+        [("verification.timezone", "unknown time zone 'Nowhere'")],
+        id="zone-verification",
+    ),
+    pytest.param(
+        _set("services", "db", "rto", value={"target": "3h", "limit": "2h"}),
+        [("services.db.rto.target", "is above rto.limit")],
+        id="rto-target-above-limit",
+    ),
+    pytest.param(
+        _set("retention", "max_age", value="2w"),
+        [("retention.max_age", "2w is shorter than keep_within 3w")],
+        id="max_age-below-keep_within",
+    ),
+    pytest.param(
+        _set("services", "db", "grafana", value={}),
+        [("services.db.grafana", "only allowed for kind grafana")],
+        id="grafana-block-on-mysql",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(mysql={"defaults_file": "/x.cnf"})),
+        [("services.docs.mysql", "only allowed for kind mysql")],
+        id="mysql-block-on-files",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(files={"paths": ["/ok", "srv/docs"]})),
+        [("services.docs.files.paths.1", "'srv/docs' does not match '^/'")],
+        id="relative-path",
+    ),
+    pytest.param(
+        _set("repository", "host", value="bad host!"),
+        [("repository.host", "'bad host!' does not match")],
+        id="host-space",
+    ),
+    pytest.param(
+        _set("repository", "host", value="-agama"),
+        [("repository.host", "'-agama' does not match")],
+        id="host-dash",
+    ),
+    pytest.param(
+        _set("services", "db", "kind", value="postgres"),
+        [("services.db.kind", "'postgres' is not one of")],
+        id="kind",
+    ),
+    pytest.param(
+        _set("maintenance", value={"forget_schedule": "0 0 30 2 *"}),
+        [("maintenance.forget_schedule", "'0 0 30 2 *' is not a cron expression")],
+        id="maintenance-never-fires",
+    ),
+    pytest.param(
+        _set("maintenance", value={"read_data_subsets": 0}),
+        [("maintenance.read_data_subsets", "0 is less than the minimum of 1")],
+        id="read_data_subsets",
+    ),
+    pytest.param(
+        _set("agent", value={"metrics_port": 70000}),
+        [("agent.metrics_port", "70000 is greater than the maximum of 65535")],
+        id="metrics_port",
+    ),
+    pytest.param(
+        _set("services", "db", "expected_duration", value="ten minutes"),
+        [("services.db.expected_duration", "'ten minutes' is not a duration")],
+        id="expected_duration",
+    ),
+    pytest.param(_set("version", value=2), [("version", "1 was expected")], id="version"),
+    pytest.param(
+        _set("services", value={"Bad Name": base()["services"]["db"]}),
+        [("services", "'Bad Name' does not match")],
+        id="service-name",
+    ),
+    pytest.param(
+        _set("services", "db", "mysql", "port", value="3306"),
+        [("services.db.mysql.port", "must be a whole number, not '3306'")],
+        id="port-type",
+    ),
+    pytest.param(
+        _set("services", value={}), [("services", "should be non-empty")], id="no-services"
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), ERROR_CASES)
+def test_problem(mutate: Mutation, expected: Problems) -> None:
+    """Each mistake is reported once, at its path, with a helpful message."""
+    data = base()
+    mutate(data)
+    assert_problems(problems_of(data), expected)
+
+
+@pytest.mark.parametrize("data", [None, [], "version: 1"], ids=["empty", "list", "string"])
+def test_top_level_must_be_a_mapping(data: Any) -> None:
+    """An empty file or a non-mapping document is refused, not crashed on."""
+    problems = problems_of(data)
+    assert len(problems) == 1
+    assert problems[0][0] == "(top)"
+    assert "must be a mapping" in problems[0][1]
+
+
+def test_every_problem_at_once() -> None:
+    """Schema and cross-field problems in many places are all reported together."""
+    data = base()
+    data["extra"] = 1
+    data["timezone"] = "Mars/Olympus"
+    del data["repository"]["host"]
+    data["repository"]["password"] = "hunter2"
+    db = data["services"]["db"]
+    db["schedule"] = "0 0 30 2 *"
+    db["rpo"] = "1y"
+    db["grafana"] = {}
+    data["retention"]["max_age"] = "1w"
+    data["services"]["docs"] = files_service(
+        files={"paths": ["relative"]}, rto={"target": "3h", "limit": "2h"}
+    )
+    data["verification"] = {"schedule": "0 6 * * 1", "timezone": "Nowhere"}
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse(data, "test.yaml")
+    error = caught.value
+    expected = [
+        ("(top)", "'extra' was unexpected"),
+        ("repository", "'password' was unexpected"),
+        ("repository.host", "is required"),
+        ("services.db.rpo", "'1y' is not a duration"),
+        ("services.docs.files.paths.0", "'relative' does not match"),
+        ("timezone", "unknown time zone 'Mars/Olympus'"),
+        ("retention.max_age", "1w is shorter than keep_within 3w"),
+        ("services.db.grafana", "only allowed for kind grafana"),
+        ("services.db.schedule", "'0 0 30 2 *' is not a cron expression"),
+        ("services.docs.rto.target", "is above rto.limit"),
+        ("verification.timezone", "unknown time zone 'Nowhere'"),
+    ]
+    assert_problems(error.problems, expected)
+    assert error.exit_code == EXIT_USAGE == 2
+    lines = str(error).splitlines()
+    assert lines[0] == f"test.yaml: {len(expected)} problem(s)"
+    assert lines[1:] == [f"  {path}: {message}" for path, message in error.problems]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG manifest._describe: a mapping schedule on a grafana/mysql service also "
+    "reports the files-only 'schedule.incremental is required', misleading advice",
+)
+def test_grafana_mapping_schedule_is_one_clear_problem() -> None:
+    """A mapping schedule for grafana is reported only as 'must be a string'."""
+    data = base()
+    data["services"]["dash"] = {
+        "kind": "grafana",
+        "schedule": {"full": "0 2 * * *"},
+        "rpo": "1d",
+        "rto": dict(RTO),
+        "grafana": {},
+    }
+    assert_problems(problems_of(data), [("services.dash.schedule", "must be a string")])
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    """A missing file is a ManifestError at '(file)'."""
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ManifestError) as caught:
+        manifest.load(path)
+    assert caught.value.source == str(path)
+    assert caught.value.problems == [("(file)", "No such file or directory")]
+
+
+def test_load_yaml_syntax_error(tmp_path: Path) -> None:
+    """Broken YAML is a ManifestError at '(yaml)', on one line."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("version: 1\nservices: [unclosed\n")
+    with pytest.raises(ManifestError) as caught:
+        manifest.load(path)
+    ((where, message),) = caught.value.problems
+    assert where == "(yaml)"
+    assert "\n" not in message
+    assert "line" in message
+
+
+# --- warnings ------------------------------------------------------------------------------
+
+
+def test_warning_gap_longer_than_rpo() -> None:
+    """A weekly dump with a daily rpo is legal, but warned about."""
+    data = base()
+    data["services"]["db"]["schedule"] = "0 22 * * 1"
+    loaded = manifest.parse(data)
+    assert loaded.warnings == (
+        "services.db: runs can be 1w apart, longer than rpo 1d; "
+        "the freshness alert will fire between runs",
+    )
+
+
+def test_warning_gap_not_below_keep_within() -> None:
+    """A gap of keep_within or more leaves only the newest snapshot at times."""
+    data = base()
+    data["services"]["db"]["rpo"] = "3w"
+    data["services"]["db"]["schedule"] = "0 22 1,15 * *"
+    data["retention"] = {"keep_within": "2w", "max_age": "31d"}
+    (warning,) = manifest.parse(data).warnings
+    assert warning.startswith("services.db: runs can be 17d apart, not less than retention")
+    assert "keep_within 2w" in warning
+
+
+# --- durations and gaps --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("45s", timedelta(seconds=45)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("3w", timedelta(weeks=3)),
+        ("31d", timedelta(days=31)),
+        ("90m", timedelta(hours=1, minutes=30)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    """Number and unit become a timedelta."""
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0m", "1y", "1.5h", "", "d", " 1d", "1d ", "01d", "1D", "-1d"])
+def test_parse_duration_rejects(text: str) -> None:
+    """Anything but a positive integer and one of s, m, h, d, w is a ValueError."""
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (timedelta(days=1), "1d"),
+        (timedelta(weeks=3), "3w"),
+        (timedelta(days=14), "2w"),
+        (timedelta(days=31), "31d"),
+        (timedelta(hours=25), "25h"),
+        (timedelta(minutes=90), "90m"),
+        (timedelta(seconds=61), "61s"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_format_duration(value: timedelta, expected: str) -> None:
+    """The shortest exact form."""
+    assert format_duration(value) == expected
+
+
+@pytest.mark.parametrize("text", ["45s", "30m", "2h", "1d", "3w", "31d", "120m", "48h"])
+def test_duration_round_trip(text: str) -> None:
+    """Formatting a parsed duration gives back the same length of time."""
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+START = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("crons", "expected"),
+    [
+        (["0 22 * * *"], timedelta(days=1)),
+        (["0 2 28 * *"], timedelta(days=31)),
+        (["0 0 * * 1-6", "0 0 * * 0"], timedelta(days=1)),
+        (["0 0 1 1 *"], timedelta(days=366)),  # fewer than two runs: the horizon
+    ],
+)
+def test_longest_gap_utc(crons: list[str], expected: timedelta) -> None:
+    """Longest time between consecutive runs of all schedules together, in UTC."""
+    schedules = tuple(Schedule("full", cron, UTC_ZONE) for cron in crons)
+    assert longest_gap(schedules, START) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG manifest.longest_gap: subtracts aware datetimes sharing one ZoneInfo, which "
+    "Python does on wall-clock time, so the 25 h gap at the end of DST is seen as 24 h",
+)
+def test_longest_gap_counts_real_time_across_dst() -> None:
+    """Daily 02:00 in Helsinki: the night DST ends (2026-10-25) the gap is 25 hours."""
+    schedule = Schedule("full", "0 2 * * *", HELSINKI)
+    assert longest_gap((schedule,), datetime(2026, 10, 1, tzinfo=HELSINKI)) == timedelta(hours=25)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG manifest.longest_gap: each schedule is cut at _MAX_FIRES=3000 runs, so a "
+    "frequent schedule stops long before the horizon and a rarer one leaves false gaps",
+)
+def test_longest_gap_hourly_incremental_weekly_full() -> None:
+    """Hourly Mon-Sat plus Sunday midnight never leaves more than a day between runs."""
+    schedules = (
+        Schedule("incremental", "0 * * * 1-6", UTC_ZONE),
+        Schedule("full", "0 0 * * 0", UTC_ZONE),
+    )
+    assert longest_gap(schedules, START) == timedelta(days=1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OverflowError,
+    reason="BUG manifest.longest_gap: iterates 3000 runs regardless of the horizon; a "
+    "leap-day schedule then runs past year 9999 and parse() crashes with OverflowError",
+)
+def test_leap_day_schedule_is_warned_about_not_crashed_on() -> None:
+    """'0 0 29 2 *' is legal cron (every four years); parse warns about the gap."""
+    data = base()
+    data["services"]["db"]["schedule"] = "0 0 29 2 *"
+    loaded = manifest.parse(data, "test.yaml")
+    assert any(w.startswith("services.db: runs can be") for w in loaded.warnings)
