@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Integration tests fail instead of skipping when a tool is missing.
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
-.PHONY: help deps venv test unit integration lint format clean
+.PHONY: help deps venv test unit integration lint format clean base-images images
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -14,6 +14,8 @@ help:
 	@echo "make unit        unit tests only (no external tools)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
+	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
+	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
 
 deps:
 	bash scripts/install-deps.sh
@@ -46,3 +48,14 @@ format: venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Container images. Without a registry: start dockerd if needed, debootstrap the base
+# image and the stand-ins (MariaDB, Prometheus), then the project images on that base.
+base-images:
+	bash scripts/start-dockerd.sh
+	bash scripts/base-images.sh
+	bash scripts/build-images.sh local/debian:trixie
+
+# The project images on the Dockerfiles' default base (pulled from a registry).
+images:
+	bash scripts/build-images.sh

@@ -59,6 +59,7 @@ def make_manifest(tmp_path: Path, repository: restic.Repository) -> ManifestFact
         data = {
             "version": 1,
             "work_dir": str(tmp_path / "work"),
+            "agent": {"state_dir": str(tmp_path / "state"), "metrics_port": 0},
             "repository": {
                 "url": repository.url,
                 "password_file": repository.password_file,
@@ -67,8 +68,8 @@ def make_manifest(tmp_path: Path, repository: restic.Repository) -> ManifestFact
             },
             "services": services,
             "retention": {"keep_within": "3w", "max_age": "31d"},
-            **top,
         }
+        data.update(top)
         path = tmp_path / "manifest.yaml"
         path.write_text(yaml.safe_dump(data))
         return manifest.load(path)

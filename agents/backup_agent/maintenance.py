@@ -146,9 +146,15 @@ def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list
     return plans
 
 
-def check_repository(manifest: Manifest, run_number: int) -> str:
-    """``restic check`` reading subset ``k/N``, rotating with ``run_number``; returns the subset."""
-    repo = maintenance_repository(manifest)
+def check_repository(
+    manifest: Manifest, run_number: int, repo: restic.Repository | None = None
+) -> str:
+    """``restic check`` reading subset ``k/N``, rotating with ``run_number``; returns the subset.
+
+    The maintenance role checks its direct view of the repository; the verifier passes
+    the agents' view (reading works through an append-only rest-server).
+    """
+    repo = repo or maintenance_repository(manifest)
     total = manifest.maintenance.read_data_subsets
     subset = f"{run_number % total + 1}/{total}"
     with_unlock(repo, lambda: restic.check(repo, read_data_subset=subset))

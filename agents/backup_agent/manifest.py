@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from itertools import islice, pairwise
@@ -77,6 +77,7 @@ class MysqlOptions:
     client: str = "auto"
     dump_program: str | None = None
     restore_defaults_file: str | None = None
+    sanity_queries: tuple[tuple[str, str], ...] = ()  # (name, sql)
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,30 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class ScratchMysql:
+    """Where MySQL drills restore: a throwaway container (image) or a scratch server."""
+
+    image: str | None = None
+    network: str | None = None
+    server_args: tuple[str, ...] = (
+        "--innodb-buffer-pool-size=1G",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--innodb-doublewrite=0",
+        "--skip-log-bin",
+    )
+    host: str = "127.0.0.1"
+    port: int = 3306
+    socket: str | None = None
+    defaults_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Verification:
     schedule: Schedule
+    report_file: str
+    scratch_dir: str
+    file_sample: int = 20
+    mysql: ScratchMysql = ScratchMysql()
 
 
 @dataclass(frozen=True)
@@ -267,11 +290,21 @@ class _Checker:
             if isinstance(spec, dict)
         }
         verification = None
+        work_dir = data.get("work_dir", DEFAULT_WORK_DIR)
+        agent_spec = data["agent"] if isinstance(data.get("agent"), dict) else {}
+        state_dir = agent_spec.get("state_dir", Agent.state_dir)
         if self.valid(data, "verification", "verification"):
             spec = data["verification"]
             tz = self.zone(spec.get("timezone"), "verification.timezone", default_tz)
+            scratch = dict(spec.get("mysql", {}))
+            if "server_args" in scratch:
+                scratch["server_args"] = tuple(scratch["server_args"])
             verification = Verification(
-                self.schedule("full", spec["schedule"], tz, "verification.schedule")
+                schedule=self.schedule("drill", spec["schedule"], tz, "verification.schedule"),
+                report_file=spec.get("report_file", f"{state_dir}/restore-report.json"),
+                scratch_dir=spec.get("scratch_dir", f"{work_dir}/drill"),
+                file_sample=spec.get("file_sample", 20),
+                mysql=ScratchMysql(**scratch),
             )
         maintenance_spec = (
             data.get("maintenance", {}) if self.valid(data, "maintenance", "maintenance") else {}
@@ -308,7 +341,7 @@ class _Checker:
             services=valid_services,
             retention=retention,
             verification=verification,
-            work_dir=data.get("work_dir", DEFAULT_WORK_DIR),
+            work_dir=work_dir,
             agent=Agent(**data.get("agent", {})),
             maintenance=maintenance,
             warnings=tuple(self.warnings),
@@ -412,10 +445,26 @@ class _Checker:
 
 
 def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) -> timedelta:
-    """Longest time between two consecutive runs of any of ``schedules`` over a year."""
+    """Longest elapsed time between two consecutive runs of any of ``schedules``.
+
+    Runs are simulated for a year, or up to ``_MAX_FIRES`` runs of a frequent schedule;
+    the year is then shortened to what every schedule covered. Times are compared in
+    UTC, so a daylight-saving change counts as the hour it really is.
+    """
     start = start or datetime.now(schedules[0].timezone)
     end = start + _HORIZON
-    times = sorted(t for s in schedules for t in islice(s.fires(start), _MAX_FIRES) if t <= end)
+    runs = []
+    for schedule in schedules:
+        times = []
+        for when in islice(schedule.fires(start), _MAX_FIRES):
+            if when > end:
+                break
+            times.append(when.astimezone(UTC))
+        else:
+            if len(times) == _MAX_FIRES:  # frequent: only compare what all schedules covered
+                end = min(end, times[-1])
+        runs += times
+    times = sorted(t for t in runs if t <= end)
     gaps = [later - earlier for earlier, later in pairwise(times)]
     return max(gaps, default=_HORIZON)
 
@@ -431,6 +480,7 @@ def _options(kind: str, spec: Mapping[str, Any]) -> Options:
             client=spec.get("client", "auto"),
             dump_program=spec.get("dump_program"),
             restore_defaults_file=spec.get("restore_defaults_file"),
+            sanity_queries=tuple((q["name"], q["sql"]) for q in spec.get("sanity_queries", ())),
         )
     if kind == "grafana":
         data_dir = spec.get("data_dir", "/var/lib/grafana")

@@ -204,17 +204,7 @@ def test_backup_while_grafana_writes_is_a_consistent_copy(
 
 LAYOUTS = [
     pytest.param("work-dir-first", id="work-dir-sorts-first"),
-    pytest.param(
-        "agama",
-        id="config-sorts-first-as-in-agama-yaml",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=NotADirectoryError,
-            reason="grafana.restore takes snapshot.paths[0] as the staging dir, but restic "
-            "sorts a snapshot's paths, so /etc/grafana/grafana.ini comes before "
-            "/var/tmp/backup-agent/grafana",
-        ),
-    ),
+    pytest.param("agama", id="config-sorts-first-as-in-agama-yaml"),
 ]
 
 
@@ -227,6 +217,8 @@ def test_restore_gives_back_what_was_backed_up(
         dirs = grafana_db.make_grafana_dirs(tmp_path / "var/lib/grafana", tmp_path / "etc/grafana")
         work_dir = tmp_path / "var/tmp/backup-agent"
     else:
+        # The staging dir (work_dir/grafana) sorts before Grafana's files (restic sorts
+        # a snapshot's paths): restore must find it whatever the order.
         dirs = grafana_db.make_grafana_dirs(tmp_path / "srv/grafana", tmp_path / "srv/etc")
         work_dir = tmp_path / "a-work"
     with closing(grafana_db.connect(dirs.database)) as db:
@@ -307,8 +299,8 @@ def test_refused_sources_leave_no_snapshot_and_are_not_touched(
     cases = {
         missing: f"cannot copy Grafana database {missing}: unable to open database file",
         not_sqlite: f"cannot copy Grafana database {not_sqlite}: file is not a database",
-        empty: r"grafana.db is not a Grafana database \(no table dashboard, data_source\)",
-        other: r"grafana.db is not a Grafana database \(no table dashboard, data_source\)",
+        empty: rf"{empty} is not a Grafana database \(no table dashboard, data_source\)",
+        other: rf"{other} is not a Grafana database \(no table dashboard, data_source\)",
     }
 
     for source, message in cases.items():
@@ -336,7 +328,11 @@ def test_cli_reports_a_wrong_path_in_one_error_line(
     wrong_dir = tmp_path / "not-grafana"
     wrong_dir.mkdir()
     missing = wrong_dir / "grafana.db"
-    loaded = make_manifest({SERVICE: grafana_service(dirs, database=str(missing))})
+    state_dir = tmp_path / "state"
+    loaded = make_manifest(
+        {SERVICE: grafana_service(dirs, database=str(missing))},
+        agent={"state_dir": str(state_dir)},
+    )
 
     code = cli.main(["-m", loaded.source, "backup", SERVICE])
 
@@ -347,6 +343,7 @@ def test_cli_reports_a_wrong_path_in_one_error_line(
     assert "Traceback" not in err
     assert out == ""
     assert list(wrong_dir.iterdir()) == [], "the read-only open created a file"
+    assert (state_dir / "state.json").is_file(), "the failed run was not recorded"
     assert restic.snapshots(repository) == []
 
 

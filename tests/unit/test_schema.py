@@ -40,8 +40,8 @@ def resolve(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def declared_properties(
     root: dict[str, Any], node: Any, path: str = "#"
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every property declaration: under ``properties`` of any schema, but not inside
-    ``allOf`` conditions (those only restate properties declared elsewhere)."""
+    """Every property declaration: under ``properties`` of any schema, including the
+    ``then`` branches of ``allOf`` conditions (kind-specific schedule shapes)."""
     if not isinstance(node, dict):
         return
     for name, sub in (node.get("properties") or {}).items():
@@ -53,6 +53,8 @@ def declared_properties(
             yield from declared_properties(root, node[key], f"{path}/{key}")
     for index, sub in enumerate(node.get("oneOf") or ()):
         yield from declared_properties(root, sub, f"{path}/oneOf/{index}")
+    for index, sub in enumerate(node.get("allOf") or ()):
+        yield from declared_properties(root, sub.get("then"), f"{path}/allOf/{index}/then")
     for name, sub in (node.get("$defs") or {}).items():
         yield from declared_properties(root, sub, f"{path}/$defs/{name}")
 
@@ -74,10 +76,9 @@ def test_walk_finds_the_nested_properties() -> None:
     found = {path for path, _ in declared_properties(load_schema(), load_schema())}
     assert "#/properties/repository/properties/host" in found
     assert "#/$defs/service/properties/rto/properties/limit" in found
-    assert "#/$defs/service/properties/schedule/oneOf/1/properties/incremental" in found
+    assert "#/$defs/service/allOf/4/then/properties/schedule/properties/incremental" in found
     assert "#/$defs/mysql/properties/defaults_file" in found
     assert "#/$defs/files/properties/paths" in found
-    assert not any("/allOf/" in path for path in found)
     assert len(found) > 40
 
 

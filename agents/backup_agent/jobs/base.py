@@ -58,6 +58,10 @@ class Job(Protocol):
         """Restore one snapshot of ``service`` and prove it matches what was recorded."""
         ...
 
+    def verify(self, manifest: Manifest, service: Service) -> RestoreResult:
+        """Drill: restore the newest snapshot into a disposable target, prove it, clean up."""
+        ...
+
 
 def snapshot_tags(service: Service, kind: str) -> dict[str, str]:
     """Tags every snapshot of ``service`` carries; selection and retention rely on them."""

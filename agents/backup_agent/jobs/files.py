@@ -8,7 +8,12 @@ deduplicates the stored data either way.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
@@ -82,3 +87,28 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
         bytes=summary.total_bytes,
         verified=[f"restic --verify re-read {summary.total_files} file(s) against the snapshot"],
     )
+
+
+def verify(manifest: Manifest, service: Service) -> RestoreResult:
+    """Drill: restore the newest snapshot (restic --verify), then compare a sample of
+    restored files with ``restic dump`` of the same files, an independent read path."""
+    if manifest.verification is None:
+        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
+    scratch = Path(manifest.verification.scratch_dir) / service.name
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        result = restore(manifest, service, RestoreRequest(target=str(scratch)))
+        files = sorted(p for p in scratch.rglob("*") if p.is_file() and not p.is_symlink())
+        sample = random.sample(files, min(manifest.verification.file_sample, len(files)))
+        for path in sample:
+            original = "/" + str(path.relative_to(scratch))
+            stored = restic.dump_bytes(manifest.repository, result.snapshot_id, original)
+            if hashlib.sha256(stored).digest() != hashlib.sha256(path.read_bytes()).digest():
+                raise BackupError(f"restored {original} differs from restic dump of the same file")
+        checks = [
+            *result.verified,
+            f"{len(sample)} sampled file(s) equal restic dump of the same file",
+        ]
+        return replace(result, verified=checks)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -54,7 +54,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     try:
         copy = staging / DATABASE_NAME
         online_copy(options.database, copy)
-        check_integrity(copy)
+        check_integrity(copy, options.database)
         meta = {
             "database": options.database,
             "staging": str(staging),
@@ -91,16 +91,25 @@ def online_copy(source: str, target: Path) -> None:
         raise BackupError(f"cannot copy Grafana database {source}: {exc}") from exc
 
 
-def check_integrity(path: Path) -> None:
-    """Fail unless ``PRAGMA integrity_check`` says ok and the tables Grafana needs exist."""
-    with closing(sqlite3.connect(path)) as db:
-        result = [row[0] for row in db.execute("PRAGMA integrity_check")]
-        if result != ["ok"]:
-            raise BackupError(f"copy of {path.name} fails integrity_check: {'; '.join(result[:5])}")
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+def check_integrity(path: Path, source: str = "") -> None:
+    """Fail unless ``PRAGMA integrity_check`` says ok and the tables Grafana needs exist.
+
+    ``source`` names the database in messages (the configured file, not the copy).
+    """
+    name = source or str(path)
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            result = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            tables = {
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.Error as exc:
+        raise BackupError(f"{name} cannot be checked: {exc}") from exc
+    if result != ["ok"]:
+        raise BackupError(f"{name} fails integrity_check: {'; '.join(result[:5])}")
     absent = [t for t in REQUIRED_TABLES if t not in tables]
     if absent:
-        raise BackupError(f"{path.name} is not a Grafana database (no table {', '.join(absent)})")
+        raise BackupError(f"{name} is not a Grafana database (no table {', '.join(absent)})")
 
 
 def count_objects(path: Path) -> dict[str, int | None]:
@@ -143,13 +152,37 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".restore-") as scratch:
         restic.restore(manifest.repository, snapshot.id, scratch, verify=True)
-        staging = Path(scratch + snapshot.paths[0])
+        # restic sorts a snapshot's paths: find the staged copy by its metadata file.
+        staging = next(
+            (
+                Path(scratch + p)
+                for p in snapshot.paths
+                if (Path(scratch + p) / META_NAME).is_file()
+            ),
+            None,
+        )
+        if staging is None:
+            raise BackupError(
+                f"snapshot {snapshot.short_id} holds no {META_NAME}: not a Grafana backup"
+            )
         meta = json.loads((staging / META_NAME).read_text(encoding="utf-8"))
         verified = verify_database(staging / DATABASE_NAME, meta)
-        for extra in snapshot.paths[1:]:
+        for extra in (p for p in snapshot.paths if Path(scratch + p) != staging):
             _replace(Path(scratch + extra), target / Path(extra).name)
         _replace(staging / DATABASE_NAME, target / DATABASE_NAME)
     return RestoreResult(service.name, snapshot.id, str(target), int(meta["bytes"]), verified)
+
+
+def verify(manifest: Manifest, service: Service) -> RestoreResult:
+    """Drill: restore the newest snapshot to a scratch directory and prove grafana.db."""
+    if manifest.verification is None:
+        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
+    scratch = Path(manifest.verification.scratch_dir) / service.name
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        return restore(manifest, service, RestoreRequest(target=str(scratch)))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def verify_database(path: Path, meta: dict[str, object]) -> list[str]:

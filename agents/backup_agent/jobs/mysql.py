@@ -17,14 +17,16 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
-from typing import IO
+from datetime import UTC
+from typing import IO, Any
 
 import pymysql
 
 from backup_agent import execute, restic
+from backup_agent.dumpscan import DumpScanner
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import (
     META_KIND,
@@ -34,7 +36,8 @@ from backup_agent.jobs.base import (
     select_snapshot,
     snapshot_tags,
 )
-from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service
+from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service, Verification
+from backup_agent.scratch import scratch_mysql
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,8 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     argv = dump_command(options, info)
     repo = manifest.repository
     tags = snapshot_tags(service, kind)
-    summary, stats = stream_dump(argv, repo, f"{service.name}.sql", tags)
+    scanner = DumpScanner()
+    summary, stats = stream_dump(argv, repo, f"{service.name}.sql", tags, scanner)
     meta = {
         "snapshot": summary.snapshot_id,
         "bytes": stats.bytes,
@@ -102,6 +106,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "flavour": info.flavour,
         "databases": list(info.databases),
         "client": argv[0],
+        "tables": scanner.close(),  # rows per db.table, counted in the dump itself
     }
     restic.backup_bytes(
         repo,
@@ -245,7 +250,11 @@ def _require_program(program: str, family: str) -> str:
 
 
 def stream_dump(
-    argv: list[str], repo: restic.Repository, filename: str, tags: dict[str, str]
+    argv: list[str],
+    repo: restic.Repository,
+    filename: str,
+    tags: dict[str, str],
+    scanner: DumpScanner,
 ) -> tuple[restic.BackupSummary, DumpStats]:
     """Pump the dump into restic; only a complete dump is allowed to become a snapshot."""
     upload = restic.StdinBackup(repo, filename, tags)
@@ -254,7 +263,7 @@ def stream_dump(
     try:
         assert dump.popen.stdout is not None
         try:
-            stats, tail = copy_stream(dump.popen.stdout, upload.stdin)
+            stats, tail = copy_stream(dump.popen.stdout, upload.stdin, scanner)
         except BrokenPipeError:
             upload.process.check("stopped reading the dump")
             raise
@@ -277,13 +286,17 @@ def stream_dump(
             dump.stop()
 
 
-def copy_stream(source: IO[bytes], sink: IO[bytes]) -> tuple[DumpStats, bytes]:
-    """Copy chunk by chunk, hashing on the way; return size, SHA-256 and the last bytes."""
+def copy_stream(
+    source: IO[bytes], sink: IO[bytes], scanner: DumpScanner | None = None
+) -> tuple[DumpStats, bytes]:
+    """Copy chunk by chunk, hashing (and scanning) on the way; return stats and last bytes."""
     digest = hashlib.sha256()
     size = 0
     tail = b""
     while chunk := source.read1(CHUNK):  # type: ignore[attr-defined]
         digest.update(chunk)
+        if scanner is not None:
+            scanner.feed(chunk)
         size += len(chunk)
         tail = (tail + chunk[-TAIL:])[-TAIL:]
         sink.write(chunk)
@@ -299,7 +312,7 @@ def read_meta(
     if not found:
         return None
     data = restic.dump_bytes(manifest.repository, found[-1].id, f"/{service.name}.meta.json")
-    meta: dict[str, object] = json.loads(data)
+    meta: dict[str, Any] = json.loads(data)
     return meta
 
 
@@ -313,43 +326,154 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     assert isinstance(options, MysqlOptions)
     snapshot = select_snapshot(manifest, service, request.snapshot)
     meta = read_meta(manifest, service, snapshot)
-    target = retarget(options, request.target)
-    where = target.socket or f"{target.host}:{target.port}"
-    with connect(target) as conn, conn.cursor() as cur:
-        cur.execute("SELECT VERSION()")
-        version = str((cur.fetchone() or ("",))[0])
-        databases = list(meta["databases"]) if meta else []  # type: ignore[call-overload]
-        occupied = non_empty_databases(cur, databases)
-    if occupied and not request.force:
-        raise BackupError(
-            f"database(s) {', '.join(occupied)} on {where} already hold tables "
-            "(use --force to load over them)"
-        )
-    if request.dry_run:
-        names = ", ".join(databases)
-        plan = f"dry run: would load snapshot {snapshot.short_id} into {where} ({names})"
-        return RestoreResult(service.name, snapshot.id, where, 0, [plan])
-    family = "mariadb" if "mariadb" in version.lower() else "mysql"
-    client = _require_program(CLIENTS[family][2], family)
-    stats = load_dump(
-        manifest,
-        snapshot,
-        f"/{service.name}.sql",
-        [client, *connection_args(target.defaults_file, target)],
-    )
-    verified = [f"loaded {stats.bytes} bytes into {where}"]
     if meta is None:
         log.warning(
             "%s: snapshot %s has no metadata; SHA-256 not checked", service.name, snapshot.short_id
         )
-    elif stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
+    target = retarget(options, request.target)
+    family = prepare_target(target, meta, request.force)
+    if request.dry_run:
+        names = ", ".join(_databases(meta))
+        plan = f"dry run: would load snapshot {snapshot.short_id} into {_where(target)} ({names})"
+        return RestoreResult(service.name, snapshot.id, _where(target), 0, [plan])
+    stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
+    return RestoreResult(service.name, snapshot.id, _where(target), stats.bytes, checks)
+
+
+def verify(manifest: Manifest, service: Service) -> RestoreResult:
+    """Drill: restore the newest dump into a disposable server and prove it complete.
+
+    Proofs: the stream's SHA-256 and size equal the record, every table of the dump
+    exists with the row count read from the dump at backup time, and the manifest's
+    sanity queries hold. The disposable server is removed (or the scratch databases
+    dropped) afterwards, also on failure.
+    """
+    options = service.options
+    assert isinstance(options, MysqlOptions)
+    verification = require_verification(manifest)
+    snapshot = select_snapshot(manifest, service, "latest")
+    meta = read_meta(manifest, service, snapshot)
+    if meta is None:
+        raise BackupError(
+            f"snapshot {snapshot.short_id} of {service.name} has no metadata: cannot prove it"
+        )
+    with scratch_mysql(verification.mysql, options, verification.scratch_dir) as target:
+        family = prepare_target(target, meta, force=False)
+        try:
+            stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
+            with connect(target) as conn, conn.cursor() as cur:
+                checks += check_tables(cur, meta)
+                checks += check_sanity(cur, options.sanity_queries, snapshot, service)
+        finally:
+            if not verification.mysql.image:
+                drop_databases(target, _databases(meta))
+    return RestoreResult(service.name, snapshot.id, _where(target), stats.bytes, checks)
+
+
+def prepare_target(target: MysqlOptions, meta: Mapping[str, Any] | None, force: bool) -> str:
+    """Refuse a target whose databases already hold tables; return its client family."""
+    with connect(target) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str((cur.fetchone() or ("",))[0])
+        occupied = non_empty_databases(cur, _databases(meta))
+    if occupied and not force:
+        raise BackupError(
+            f"database(s) {', '.join(occupied)} on {_where(target)} already hold tables "
+            "(use --force to load over them)"
+        )
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+def load_checked(
+    manifest: Manifest,
+    service: Service,
+    snapshot: restic.Snapshot,
+    meta: Mapping[str, Any] | None,
+    target: MysqlOptions,
+    family: str,
+) -> tuple[DumpStats, list[str]]:
+    """Load the dump into ``target``; prove the stream equals what was backed up."""
+    client = _require_program(CLIENTS[family][2], family)
+    argv = [client, *connection_args(target.defaults_file, target)]
+    stats = load_dump(manifest, snapshot, f"/{service.name}.sql", argv)
+    checks = [f"loaded {stats.bytes} bytes into {_where(target)}"]
+    if meta is None:
+        return stats, checks
+    if stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
         raise BackupError(
             f"restored stream differs from the backup: {stats.bytes} bytes sha256 {stats.sha256},"
             f" recorded {meta['bytes']} bytes sha256 {meta['sha256']}"
         )
-    else:
-        verified.append(f"SHA-256 {stats.sha256[:16]}... matches the backup record")
-    return RestoreResult(service.name, snapshot.id, where, stats.bytes, verified)
+    return stats, [*checks, f"SHA-256 {stats.sha256[:16]}... matches the backup record"]
+
+
+def check_tables(cur: pymysql.cursors.Cursor, meta: Mapping[str, Any]) -> list[str]:
+    """Every table of the dump exists and holds the rows counted in the dump."""
+    tables: dict[str, dict[str, int]] = meta.get("tables") or {}
+    wrong = []
+    total = 0
+    for database, counts in tables.items():
+        for table, expected in counts.items():
+            try:
+                cur.execute(f"SELECT COUNT(*) FROM {_quote(database)}.{_quote(table)}")  # noqa: S608
+            except pymysql.err.MySQLError as exc:
+                wrong.append(f"{database}.{table}: {exc.args[-1]}")
+                continue
+            found = int((cur.fetchone() or (0,))[0])
+            total += 1
+            if found != expected:
+                wrong.append(f"{database}.{table}: {found} rows, dump had {expected}")
+    if wrong:
+        raise BackupError(f"restored tables differ from the dump: {'; '.join(wrong[:10])}")
+    return [f"{total} tables present with the row counts of the dump"]
+
+
+def check_sanity(
+    cur: pymysql.cursors.Cursor,
+    queries: tuple[tuple[str, str], ...],
+    snapshot: restic.Snapshot,
+    service: Service,
+) -> list[str]:
+    """Run the manifest's sanity queries; each must return one truthy value."""
+    when = snapshot.time.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S'")
+    passed = []
+    for name, sql in queries:
+        statement = sql.replace("{snapshot_time}", when)
+        statement = statement.replace("{rpo_seconds}", str(int(service.rpo.total_seconds())))
+        try:
+            cur.execute(statement)
+            row = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            raise BackupError(f"sanity query {name!r} failed: {exc.args[-1]}") from exc
+        if not row or not row[0]:
+            raise BackupError(f"sanity query {name!r} returned {row[0] if row else 'no row'!r}")
+        passed.append(f"sanity query {name!r} holds")
+    return passed
+
+
+def drop_databases(target: MysqlOptions, databases: list[str]) -> None:
+    """Remove what a drill loaded into a shared scratch server."""
+    with connect(target) as conn, conn.cursor() as cur:
+        for database in databases:
+            cur.execute(f"DROP DATABASE IF EXISTS {_quote(database)}")
+
+
+def require_verification(manifest: Manifest) -> Verification:
+    if manifest.verification is None:
+        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
+    return manifest.verification
+
+
+def _databases(meta: Mapping[str, Any] | None) -> list[str]:
+    return [str(d) for d in meta.get("databases", ())] if meta else []
+
+
+def _where(target: MysqlOptions) -> str:
+    return target.socket or f"{target.host}:{target.port}"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
@@ -360,6 +484,8 @@ def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
     if target.startswith("/"):
         return replace(changed, socket=target)
     host, _, port = target.partition(":")
+    if not host or not (port or "3306").isdigit():
+        raise BackupError(f"restore target {target!r} is not HOST[:PORT] or a socket path")
     return replace(changed, host=host, port=int(port or 3306), socket=None)
 
 

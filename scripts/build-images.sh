@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the project images from the repository root:
+#   local/backup-agent:dev   images/agent/Dockerfile
+#   local/backup-server:dev  images/backup-server/Dockerfile
+# BASE: the base image (default: the Dockerfiles' debian:trixie-slim, which needs a
+# registry; `make base-images` passes local/debian:trixie). Prints each build's time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=${1:-${BASE:-}}
+AGENT_IMAGE=${AGENT_IMAGE:-local/backup-agent:dev}
+SERVER_IMAGE=${SERVER_IMAGE:-local/backup-server:dev}
+
+if ! docker info >/dev/null 2>&1; then
+    echo "build-images: docker is not answering (start it with scripts/start-dockerd.sh)" >&2
+    exit 1
+fi
+
+build() { # build TAG DOCKERFILE
+    local tag=$1 file=$2 started=$SECONDS
+    echo "build-images: building $tag${BASE:+ on $BASE}"
+    # --network host: apt inside the build reaches the mirror the host uses.
+    docker build --network host ${BASE:+--build-arg "BASE=$BASE"} -f "$file" -t "$tag" .
+    echo "build-images: $tag built in $((SECONDS - started)) s"
+}
+
+build "$AGENT_IMAGE" images/agent/Dockerfile
+build "$SERVER_IMAGE" images/backup-server/Dockerfile

@@ -1,0 +1,349 @@
+"""MySQL job pieces that need no server: argv, option files, trailer, streaming, retarget."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup_agent import execute
+from backup_agent.errors import BackupError
+from backup_agent.jobs import mysql
+from backup_agent.manifest import MysqlOptions
+
+PASSWORD = "Zq9-distinctive-Pw!"
+REQUIRED_FLAGS = [
+    "--single-transaction",
+    "--routines",
+    "--events",
+    "--triggers",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+]
+MARIADB = mysql.ServerInfo("11.4.2-MariaDB-log", "mariadb", ("app", "shop"), ())
+MYSQL = mysql.ServerInfo("8.4.0", "mysql", ("app",), ())
+
+
+@pytest.fixture(autouse=True)
+def fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secrets and leaves none behind."""
+    monkeypatch.setattr(execute, "_secrets", set())
+
+
+@pytest.fixture
+def defaults_file(tmp_path: Path) -> str:
+    """A MySQL option file holding a distinctive password."""
+    path = tmp_path / "backup.cnf"
+    path.write_text(f"[client]\nuser = backup\npassword = {PASSWORD}\n")
+    return str(path)
+
+
+def fake_programs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Executables named ``names`` in a directory that alone makes up PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in names:
+        program = bin_dir / name
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(program.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def assert_dump_argv(argv: list[str], defaults: str, databases: tuple[str, ...]) -> None:
+    """What every dump command must look like, whatever the family."""
+    assert argv[1] == f"--defaults-file={defaults}", "the option file must come first"
+    for flag in REQUIRED_FLAGS:
+        assert flag in argv
+    assert argv[-len(databases) - 1 :] == ["--databases", *databases]
+    assert not any(PASSWORD in arg for arg in argv)
+    assert not any(arg.startswith(("--password", "-p")) for arg in argv)
+
+
+# --- connection arguments and dump argv -----------------------------------------------------
+
+
+def test_connection_args_tcp() -> None:
+    """Host and port force TCP, so 'localhost' is not silently a socket."""
+    options = MysqlOptions(defaults_file="/s/b.cnf", host="mysql", port=3307)
+    assert mysql.connection_args("/s/b.cnf", options) == [
+        "--defaults-file=/s/b.cnf",
+        "--host=mysql",
+        "--port=3307",
+        "--protocol=TCP",
+    ]
+
+
+def test_connection_args_socket() -> None:
+    """A socket replaces host and port."""
+    options = MysqlOptions(defaults_file="/s/b.cnf", host="mysql", socket="/run/mysqld/m.sock")
+    assert mysql.connection_args("/other.cnf", options) == [
+        "--defaults-file=/other.cnf",
+        "--socket=/run/mysqld/m.sock",
+    ]
+
+
+def test_dump_command_mariadb_socket(defaults_file: str) -> None:
+    """mariadb family over a socket, with an explicit dump program."""
+    options = MysqlOptions(
+        defaults_file=defaults_file, socket="/run/mysqld/m.sock", dump_program="/bin/true"
+    )
+    argv = mysql.dump_command(options, MARIADB)
+    assert argv[0] == "/bin/true"
+    assert argv[2] == "--socket=/run/mysqld/m.sock"
+    assert not any(arg.startswith(("--host", "--port", "--protocol")) for arg in argv)
+    assert "--set-gtid-purged=OFF" not in argv
+    assert_dump_argv(argv, defaults_file, ("app", "shop"))
+    assert mysql.read_defaults_file(defaults_file)[1] == PASSWORD  # the file really has it
+
+
+def test_dump_command_mysql_tcp(defaults_file: str) -> None:
+    """mysql family over TCP adds --set-gtid-purged=OFF."""
+    options = MysqlOptions(
+        defaults_file=defaults_file, host="db", port=3306, dump_program="/bin/true"
+    )
+    argv = mysql.dump_command(options, MYSQL)
+    assert argv[2:5] == ["--host=db", "--port=3306", "--protocol=TCP"]
+    assert "--set-gtid-purged=OFF" in argv
+    assert_dump_argv(argv, defaults_file, ("app",))
+
+
+@pytest.mark.parametrize(
+    ("client", "info", "program", "gtid"),
+    [
+        ("auto", MARIADB, "mariadb-dump", False),
+        ("auto", MYSQL, "mysqldump", True),
+        ("mysql", MARIADB, "mysqldump", True),
+        ("mariadb", MYSQL, "mariadb-dump", False),
+    ],
+)
+def test_dump_program_follows_client_family(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    defaults_file: str,
+    client: str,
+    info: mysql.ServerInfo,
+    program: str,
+    gtid: bool,
+) -> None:
+    """'auto' follows the server's flavour; an explicit client overrides it."""
+    fake_programs(tmp_path, monkeypatch, "mariadb-dump", "mysqldump")
+    argv = mysql.dump_command(MysqlOptions(defaults_file=defaults_file, client=client), info)
+    assert argv[0] == program
+    assert ("--set-gtid-purged=OFF" in argv) is gtid
+    assert_dump_argv(argv, defaults_file, info.databases)
+
+
+def test_dump_program_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defaults_file: str
+) -> None:
+    """A dump tool not on PATH is a BackupError saying what to install."""
+    fake_programs(tmp_path, monkeypatch, "mariadb-dump")
+    with pytest.raises(BackupError) as caught:
+        mysql.dump_command(MysqlOptions(defaults_file=defaults_file), MYSQL)
+    assert str(caught.value) == "program 'mysqldump' not found (install the mysql client tools)"
+
+
+# --- option files ---------------------------------------------------------------------------
+
+
+def test_read_defaults_file_quoted_values(tmp_path: Path) -> None:
+    """Quotes around values are removed; other sections are ignored; the password is masked."""
+    path = tmp_path / "c.cnf"
+    path.write_text(
+        "[mysqld]\nuser = mysql\n\n[client]\nuser = 'backup'\n"
+        'password = "s3cret with spaces"\nhost = db\nskip-ssl\n'
+    )
+    assert mysql.read_defaults_file(str(path)) == ("backup", "s3cret with spaces")
+    assert execute.mask("Access denied: s3cret with spaces") == "Access denied: ***"
+
+
+def test_read_defaults_file_without_password(tmp_path: Path) -> None:
+    """No password is an empty one (socket authentication), and nothing gets masked."""
+    path = tmp_path / "c.cnf"
+    path.write_text("[client]\nuser=root\n")
+    assert mysql.read_defaults_file(str(path)) == ("root", "")
+    assert execute.mask("root@localhost") == "root@localhost"
+
+
+def test_read_defaults_file_missing_user(tmp_path: Path) -> None:
+    """A [client] section without user is refused."""
+    path = tmp_path / "c.cnf"
+    path.write_text(f"[mysqld]\nuser = mysql\n[client]\npassword = {PASSWORD}\n")
+    with pytest.raises(BackupError) as caught:
+        mysql.read_defaults_file(str(path))
+    assert str(caught.value) == f"{path}: no user in its [client] section"
+
+
+def test_read_defaults_file_missing(tmp_path: Path) -> None:
+    """A missing file is a BackupError naming the file."""
+    path = tmp_path / "absent.cnf"
+    with pytest.raises(BackupError) as caught:
+        mysql.read_defaults_file(str(path))
+    assert str(caught.value) == (
+        f"cannot read MySQL defaults file {path}: No such file or directory"
+    )
+
+
+def test_read_defaults_file_not_an_option_file(tmp_path: Path) -> None:
+    """A file without sections is refused without quoting its content (the password)."""
+    path = tmp_path / "c.cnf"
+    path.write_text(f"user = backup\npassword = {PASSWORD}\n")
+    with pytest.raises(BackupError) as caught:
+        mysql.read_defaults_file(str(path))
+    assert "not a MySQL option file" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+
+
+# --- trailer --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"UNLOCK TABLES;\n-- Dump completed on 2026-11-26 10:00:00\n",
+        b"-- Dump completed on 2026-11-26 10:00:00\n",
+        b"-- Dump completed\n",
+        b"/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n\n-- Dump completed on 2026-11-26 10:00:00",
+    ],
+)
+def test_trailer_found(tail: bytes) -> None:
+    """A dump that ran to the end carries the trailer on its last line."""
+    assert mysql.TRAILER.search(tail)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"INSERT INTO `t` VALUES (1,'a'),(2,",
+        b"-- Dump completed on 2026-11-26 10:00:00\nINSERT INTO `t` VALUES (3)",
+        b"-- Dump comp",
+        b"",
+        b"-- Dump completed on 2026-11-26 10:00:00\n\n",
+    ],
+)
+def test_trailer_missing(tail: bytes) -> None:
+    """A truncated dump (or one with data after the trailer) is not complete."""
+    assert mysql.TRAILER.search(tail) is None
+
+
+# --- copy_stream ----------------------------------------------------------------------------
+
+
+class Trickle(io.RawIOBase):
+    """A raw stream that hands out at most ``step`` bytes per read."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data = data
+        self.pos = 0
+        self.step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self.data[self.pos : self.pos + min(self.step, len(buffer))]
+        buffer[: len(piece)] = piece
+        self.pos += len(piece)
+        return len(piece)
+
+
+def sample_dump(size: int) -> bytes:
+    """``size`` bytes of varied content ending with the dump trailer."""
+    trailer = b"\n-- Dump completed on 2026-11-26 10:00:00\n"
+    body = hashlib.sha256(b"seed").digest() * (size // 32 + 1)
+    return body[: size - len(trailer)] + trailer
+
+
+def test_copy_stream_multiple_chunks() -> None:
+    """More than one CHUNK: every byte copied, counted and hashed; the tail is the end."""
+    data = sample_dump(2 * mysql.CHUNK + 12345)
+    sink = io.BytesIO()
+    stats, tail = mysql.copy_stream(io.BytesIO(data), sink)
+    assert sink.getvalue() == data
+    assert stats == mysql.DumpStats(len(data), hashlib.sha256(data).hexdigest())
+    assert tail == data[-mysql.TAIL :]
+    assert mysql.TRAILER.search(tail)
+
+
+def test_copy_stream_small_reads() -> None:
+    """Many tiny reads still leave exactly the last TAIL bytes."""
+    data = sample_dump(5000)
+    source = io.BufferedReader(Trickle(data, 7), buffer_size=7)
+    sink = io.BytesIO()
+    stats, tail = mysql.copy_stream(source, sink)
+    assert sink.getvalue() == data
+    assert stats.bytes == len(data)
+    assert stats.sha256 == hashlib.sha256(data).hexdigest()
+    assert tail == data[-mysql.TAIL :]
+
+
+def test_copy_stream_short_and_empty() -> None:
+    """Input shorter than TAIL is kept whole; empty input is zero bytes."""
+    stats, tail = mysql.copy_stream(io.BytesIO(b"-- Dump completed\n"), io.BytesIO())
+    assert (stats.bytes, tail) == (18, b"-- Dump completed\n")
+    stats, tail = mysql.copy_stream(io.BytesIO(b""), io.BytesIO())
+    assert stats == mysql.DumpStats(0, hashlib.sha256(b"").hexdigest())
+    assert tail == b""
+
+
+# --- retarget -------------------------------------------------------------------------------
+
+OPTIONS = MysqlOptions(
+    defaults_file="/run/secrets/backup.cnf",
+    host="mysql",
+    port=3306,
+    restore_defaults_file="/run/secrets/restore.cnf",
+)
+
+
+def test_retarget_default_uses_restore_credentials() -> None:
+    """No target: the configured server, with the restore option file."""
+    target = mysql.retarget(OPTIONS, None)
+    assert (target.host, target.port, target.socket) == ("mysql", 3306, None)
+    assert target.defaults_file == "/run/secrets/restore.cnf"
+
+
+def test_retarget_without_restore_file_keeps_defaults_file() -> None:
+    """Without restore_defaults_file the backup option file is used."""
+    options = MysqlOptions(defaults_file="/run/secrets/backup.cnf")
+    assert mysql.retarget(options, None).defaults_file == "/run/secrets/backup.cnf"
+
+
+@pytest.mark.parametrize(
+    ("where", "host", "port"), [("db2:3307", "db2", 3307), ("db2", "db2", 3306)]
+)
+def test_retarget_host_port(where: str, host: str, port: int) -> None:
+    """HOST[:PORT] replaces the server, and a configured socket is dropped."""
+    options = MysqlOptions(
+        defaults_file="/b.cnf", socket="/run/mysqld/m.sock", restore_defaults_file="/r.cnf"
+    )
+    target = mysql.retarget(options, where)
+    assert (target.host, target.port, target.socket) == (host, port, None)
+    assert target.defaults_file == "/r.cnf"
+    assert mysql.connection_args(target.defaults_file, target) == [
+        "--defaults-file=/r.cnf",
+        f"--host={host}",
+        f"--port={port}",
+        "--protocol=TCP",
+    ]
+
+
+def test_retarget_socket() -> None:
+    """A path is a socket."""
+    target = mysql.retarget(OPTIONS, "/tmp/restore/mysqld.sock")
+    assert target.socket == "/tmp/restore/mysqld.sock"
+    assert target.defaults_file == "/run/secrets/restore.cnf"
+    assert mysql.connection_args(target.defaults_file, target) == [
+        "--defaults-file=/run/secrets/restore.cnf",
+        "--socket=/tmp/restore/mysqld.sock",
+    ]
+
+
+def test_retarget_bad_port_is_a_backup_error() -> None:
+    """`restore --to db2:abc` is an operator mistake, reported as one clear line."""
+    with pytest.raises(BackupError):
+        mysql.retarget(OPTIONS, "db2:abc")
