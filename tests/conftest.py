@@ -77,9 +77,7 @@ def make_manifest(tmp_path: Path, repository: restic.Repository) -> ManifestFact
     return make
 
 
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDB]:
-    """A throwaway MariaDB server (own data dir, socket and port) for the whole session."""
+def _server() -> Iterator[MariaDB]:
     need("mariadbd")
     need("mariadb-install-db")
     server = MariaDB()
@@ -88,3 +86,15 @@ def mariadb() -> Iterator[MariaDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """A throwaway MariaDB server (own data dir, socket and port) for the whole session."""
+    yield from _server()
+
+
+@pytest.fixture(scope="session")
+def scratch_mariadb() -> Iterator[MariaDB]:
+    """A second throwaway server: the disposable restore target of drills."""
+    yield from _server()

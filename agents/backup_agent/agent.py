@@ -1,13 +1,13 @@
 """``backup-agent run``: wire a role's jobs to the scheduler, the state file and /metrics.
 
-Roles: ``backup`` (a sidecar: the manifest's services, or the ones named) and
-``maintenance`` (beside the repository: retention then prune, and checks).
+Roles: ``backup`` (a sidecar: the manifest's services, or the ones named),
+``maintenance`` (beside the repository: retention then prune, and checks) and
+``verifier`` (restore drills on the verification schedule, on another machine).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -15,14 +15,15 @@ from functools import partial
 from prometheus_client import CollectorRegistry, start_http_server
 
 from backup_agent import maintenance, restic, runs
-from backup_agent.errors import BackupError, Interrupted
+from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
 from backup_agent.state import State
+from backup_agent.verify import run_drills
 
 log = logging.getLogger("backup_agent.agent")
-ROLES = ("backup", "maintenance")
+ROLES = ("backup", "maintenance", "verifier")
 
 
 def backup_tasks(
@@ -68,6 +69,31 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
     ]
 
 
+def publish_maintenance(metrics: Metrics, state: State) -> None:
+    """Maintenance metrics from the state file (at start-up and on every tick)."""
+    for name, task in (("retention", "forget"), ("check", "check")):
+        if state.known(name, task):
+            job = state.job(name, task)
+            metrics.maintenance_last_result.labels(task).set(
+                1 if job.last_success >= job.last_run else 0
+            )
+            metrics.maintenance_last_success.labels(task).set(job.last_success)
+
+
+def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
+    """The restore drills of every service, on the verification schedule."""
+    verification = manifest.verification
+    if verification is None:
+        raise BackupError(f"{manifest.source}: the verifier role needs a verification section")
+
+    def drills() -> None:
+        with runs.recorded(state, "verifier", "drill") as job:
+            run_drills(manifest, list(manifest.services), verification.report_file, job.successes)
+
+    # No drill at first start: there may be no backup yet to restore.
+    return [Task("verifier", verification.schedule, drills, first_run=False)]
+
+
 def retention(manifest: Manifest, metrics: Metrics) -> None:
     plans = maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
     for plan in plans:
@@ -79,34 +105,42 @@ def retention(manifest: Manifest, metrics: Metrics) -> None:
 def run_maintenance(
     name: str, task: str, state: State, metrics: Metrics, action: Callable[[], object]
 ) -> object:
-    """Run a maintenance action with bookkeeping and its two metrics (label ``task``)."""
+    """Run a maintenance action with bookkeeping, then publish its metrics."""
     try:
         with runs.recorded(state, name, task):
-            result = action()
-    except Interrupted:
-        raise
-    except BackupError:
-        metrics.maintenance_last_result.labels(task).set(0)
-        raise
-    metrics.maintenance_last_result.labels(task).set(1)
-    metrics.maintenance_last_success.labels(task).set(time.time())
-    return result
+            return action()
+    finally:
+        publish_maintenance(metrics, state)
 
 
 def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     """Run the role's jobs on schedule until SIGTERM."""
     restic.require_version()
     registry = CollectorRegistry()
-    metrics = Metrics(registry, role)
+    report = (
+        manifest.verification.report_file if manifest.verification and role == "verifier" else None
+    )
+    metrics = Metrics(registry, role, report)
     state = State(manifest.agent.state_dir)
+    selected = list(names) or list(manifest.services)
+
+    def publish() -> None:
+        state.reload()
+        if role == "backup":
+            for name in selected:
+                runs.publish(metrics, state, manifest.service(name))
+        elif role == "maintenance":
+            publish_maintenance(metrics, state)
+
     if role == "backup":
-        selected = list(names) or list(manifest.services)
         metrics.declare(manifest, selected)
-        for name in selected:
-            runs.publish(metrics, state, manifest.service(name))
         tasks = backup_tasks(manifest, selected, state, metrics)
-    else:
+    elif role == "maintenance":
         tasks = maintenance_tasks(manifest, state, metrics)
+    else:
+        metrics.declare(manifest, selected, backups=False)
+        tasks = verifier_tasks(manifest, state)
+    publish()
     if manifest.agent.metrics_port:
         start_http_server(
             manifest.agent.metrics_port, manifest.agent.metrics_address, registry=registry
@@ -127,4 +161,4 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     log.info(
         "agent started: role %s, jobs %s", role, ", ".join(f"{t.service}/{t.kind}" for t in tasks)
     )
-    Scheduler(tasks, last_run, on_wait).run_forever()
+    Scheduler(tasks, last_run, on_wait, on_tick=publish).run_forever()

@@ -16,10 +16,10 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from backup_agent import __version__, agent, logs, maintenance, manifest, plan, restic, runs
-from backup_agent.errors import EXIT_OK, BackupError, Interrupted, ManifestError
+from backup_agent import __version__, agent, logs, maintenance, manifest, plan, restic, runs, verify
+from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, ManifestError
 from backup_agent.jobs import JOBS
-from backup_agent.jobs.base import RestoreRequest
+from backup_agent.jobs.base import RestoreRequest, require_verification
 from backup_agent.metrics import Metrics
 from backup_agent.state import State
 
@@ -96,6 +96,14 @@ def parser() -> argparse.ArgumentParser:
         "--run-number", type=int, default=0, help="which subset k/N to read (k = n mod N + 1)"
     )
     check.set_defaults(handler=cmd_check)
+
+    verify_ = verbs.add_parser(
+        "verify",
+        help="restore drills: restore the newest snapshots into disposable targets and prove them",
+    )
+    verify_.add_argument("services", nargs="*", help="services to drill (default: all)")
+    verify_.add_argument("--report", help="JSON report file (default: verification.report_file)")
+    verify_.set_defaults(handler=cmd_verify)
 
     plan_ = verbs.add_parser("plan", help="next runs, overlaps and simulated restore points")
     plan_.add_argument("file", nargs="?", help="manifest (default: --manifest)")
@@ -179,6 +187,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     subset = maintenance.check_repository(_load(args), args.run_number)
     print(f"repository check passed (read data subset {subset})")
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Run the drills now; exit 1 when any drill or the repository check failed."""
+    loaded = _load(args)
+    verification = require_verification(loaded)
+    names = [loaded.service(name).name for name in args.services] or list(loaded.services)
+    report_file = args.report or verification.report_file
+    state = State(loaded.agent.state_dir)
+    with runs.recorded(state, "verifier", "drill") as job:
+        report = verify.run_drills(loaded, names, report_file, job.successes)
+    failed = 0
+    for name in names:
+        entry = report["services"][name]
+        rto = manifest.format_duration(timedelta(seconds=entry["rto_target_seconds"]))
+        verdict = "PASS" if entry["passed"] else "FAIL"
+        failed += not entry["passed"]
+        print(
+            f"{verdict} {name}: restored and verified in {entry['seconds']:.1f}s (RTO target {rto})"
+        )
+        for line in entry["checks"]:
+            print(f"     {line}")
+        if entry["error"]:
+            print(f"     error: {entry['error']}")
+    check = report["repository_check"]
+    failed += not check["passed"]
+    detail = f"read data subset {check['subset']}" if check["passed"] else check["error"]
+    print(f"{'PASS' if check['passed'] else 'FAIL'} repository check: {detail}")
+    print(f"report: {report_file}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ Labels are low-cardinality: ``service`` (and ``kind``/``result`` on counters), n
 snapshot ids. A service that never succeeded has ``backup_last_success_timestamp_seconds``
 of 0, so its age is "since 1970" and the freshness alert fires, while
 ``backup_runs_total`` stays at zero: a job that never ran looks different from one
-that succeeded.
+that succeeded. Restore-drill metrics (``backup_restore_*``) are read from the drill
+report at scrape time (``verify.DrillReportCollector``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 from backup_agent import __version__
 from backup_agent.manifest import Manifest
+from backup_agent.verify import DrillReportCollector
 
 PREFIX = "backup"
 
@@ -20,8 +22,13 @@ PREFIX = "backup"
 class Metrics:
     """Every metric the agents export, and helpers that set them consistently."""
 
-    def __init__(self, registry: CollectorRegistry, role: str = "agent") -> None:
+    def __init__(
+        self, registry: CollectorRegistry, role: str = "backup", report_file: str | None = None
+    ) -> None:
         self.registry = registry
+        if report_file:
+            # Restore-drill metrics come from the drill report, read at scrape time.
+            registry.register(DrillReportCollector(report_file))
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> Gauge:
             return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
@@ -66,15 +73,6 @@ class Metrics:
             "Seconds due jobs spent waiting for another job.",
             ("service",),
         )
-        self.restore_last_success = gauge(
-            "restore_test_last_success_timestamp_seconds", "End of the last passing restore drill."
-        )
-        self.restore_last_result = gauge(
-            "restore_test_last_success", "1 if the last restore drill passed, 0 if it failed."
-        )
-        self.restore_duration = gauge(
-            "restore_duration_seconds", "Measured restore time (start of restore to verified)."
-        )
         self.maintenance_last_success = gauge(
             "maintenance_last_success_timestamp_seconds",
             "End of the last successful maintenance task (forget+prune, check).",
@@ -86,13 +84,16 @@ class Metrics:
             ("task",),
         )
 
-    def declare(self, manifest: Manifest, services: list[str] | None = None) -> None:
-        """Publish targets from the manifest and zero timestamps for the given services."""
-        for name in services if services is not None else list(manifest.services):
+    def declare(self, manifest: Manifest, services: list[str], backups: bool = True) -> None:
+        """Publish the manifest's targets for ``services``; with ``backups``, also their
+        backup series (a zero last-success time until a backup succeeds)."""
+        for name in services:
             service = manifest.services[name]
             self.rpo.labels(name).set(service.rpo.total_seconds())
             self.rto_target.labels(name).set(service.rto_target.total_seconds())
             self.rto_limit.labels(name).set(service.rto_limit.total_seconds())
+            if not backups:
+                continue
             self.last_success.labels(name)
             self.last_attempt.labels(name)
             self.waits.labels(name)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from backup_agent.errors import BackupError, Interrupted
+from backup_agent.errors import Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import BackupResult
 from backup_agent.manifest import Manifest, Service
@@ -35,14 +35,14 @@ def recorded(state: State, service: str, kind: str) -> Iterator[JobState]:
     except Interrupted:
         log.warning("interrupted", extra=fields)
         raise
-    except BackupError:
+    except Exception:
         job.last_run, job.last_duration = started_wall, time.monotonic() - started
-        state.save()
+        state.save_job(service, kind)
         raise
     job.last_run, job.last_duration = started_wall, time.monotonic() - started
     job.last_success = time.time()
     job.successes += 1
-    state.save()
+    state.save_job(service, kind)
     log.info("finished", extra={**fields, "duration_seconds": round(job.last_duration, 3)})
 
 
@@ -57,7 +57,7 @@ def run_backup(
             job.previous_bytes, job.last_bytes = job.last_bytes, result.bytes_read
     except Interrupted:
         raise
-    except BackupError:
+    except Exception:
         metrics.runs.labels(service.name, kind, "failure").inc()
         publish(metrics, state, service)
         raise

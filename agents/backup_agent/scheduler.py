@@ -4,7 +4,11 @@
   job that falls due while another runs waits, and the wait is logged and counted.
 - Runs missed while the agent was down are caught up once at start-up (like
   systemd's ``Persistent=true``): one run per service, never one per missed slot.
-  A job with no recorded run is not caught up; its first run is its next slot.
+  A service with no recorded run at all runs at start-up too, so that a new
+  deployment has a backup at once instead of at its first slot (up to a month
+  away for a monthly job); tasks created with ``first_run=False`` wait for their slot.
+- While idle the loop wakes every ``TICK`` seconds and calls ``on_tick`` (the agent
+  reloads the state file there, so runs started by an operator show in /metrics).
 - SIGTERM raises ``Interrupted`` in this thread: the running job stops its children
   (restic saves nothing) and the loop ends.
 """
@@ -23,6 +27,7 @@ from backup_agent.errors import BackupError, Interrupted
 from backup_agent.manifest import Schedule
 
 log = logging.getLogger("backup_agent.scheduler")
+TICK = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Task:
     service: str
     schedule: Schedule
     run: Callable[[], object]
+    first_run: bool = True
 
     @property
     def kind(self) -> str:
@@ -65,19 +71,21 @@ def _rank(kind: str) -> int:
 
 
 class Scheduler:
-    """Runs ``tasks`` at their times. ``last_run(task)`` returns the recorded start or None."""
+    """Runs ``tasks`` at their times; ``last_run(task)`` gives the recorded start or None."""
 
     def __init__(
         self,
         tasks: Sequence[Task],
         last_run: Callable[[Task], float | None],
         on_wait: Callable[[Task, float], None],
+        on_tick: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.tasks = list(tasks)
         self.last_run = last_run
         self.on_wait = on_wait
+        self.on_tick = on_tick
         self.clock = clock
         self.sleep = sleep
 
@@ -85,15 +93,24 @@ class Scheduler:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def missed(self, now: datetime) -> list[tuple[datetime, Task]]:
-        """Slots that passed after each task's recorded run: the start-up catch-up."""
+        """What to run at start-up: services whose last run (of any kind) is older than a
+        slot that has passed, and services that never ran. Due now, once per service."""
+        last: dict[str, float | None] = {}
+        for task in self.tasks:
+            recorded = self.last_run(task)
+            previous = last.get(task.service)
+            if recorded is not None and (previous is None or recorded > previous):
+                last[task.service] = recorded
+            else:
+                last.setdefault(task.service, None)
         due = []
         for task in self.tasks:
-            last = self.last_run(task)
-            if last is None:
-                continue
-            slot = task.last_before(now)
-            if slot.timestamp() > last:
-                due.append((slot, task))
+            ran = last[task.service]
+            if ran is None:
+                if task.first_run:
+                    due.append((now, task))
+            elif task.last_before(now).timestamp() > ran:
+                due.append((now, task))
         return one_per_service(due)
 
     def due_between(self, start: datetime, end: datetime) -> list[tuple[datetime, Task]]:
@@ -122,6 +139,10 @@ class Scheduler:
                 raise
             except BackupError as exc:
                 log.error("%s", exc, extra={"service": task.service, "kind": task.kind})
+            except Exception:  # a bug in one job must not stop the others' schedules
+                log.exception(
+                    "unexpected error", extra={"service": task.service, "kind": task.kind}
+                )
 
     def run_forever(self) -> None:
         """Catch up, then loop: sleep until the next slot, run what is due."""
@@ -133,9 +154,9 @@ class Scheduler:
         self.run_due(missed)
         while True:
             upcoming = min(task.next_after(cursor) for task in self.tasks)
-            delay = upcoming.timestamp() - self.clock()
-            if delay > 0:
-                self.sleep(delay)
+            while (delay := upcoming.timestamp() - self.clock()) > 0:
+                self.sleep(min(delay, TICK))
+                self.on_tick()
             end = self.now()
             self.run_due(self.due_between(cursor, end))
             cursor = end

@@ -1,14 +1,20 @@
-"""The agent's small state file: the last run of each job, for catch-up and metrics.
+"""The agents' small state file: the last run of each job, for catch-up and metrics.
 
-Written atomically (temporary file + rename) after every run, so a crash never
-leaves half a file. Keys are ``SERVICE/KIND``; times are Unix timestamps.
+Several processes may share it (the long-lived agent, and an operator's one-shot
+``backup-agent backup`` in the same container), so each save re-reads the file under
+an exclusive lock and replaces only the job it records, then renames a temporary
+file into place: a crash never leaves half a file and no process erases another's
+record. Keys are ``SERVICE/KIND``; times are Unix timestamps.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,17 +34,25 @@ class JobState:
 
 
 class State:
-    """Job states loaded from and saved to ``DIR/state.json``."""
+    """Job states of ``DIR/state.json``."""
 
     def __init__(self, directory: str) -> None:
         self.path = Path(directory) / FILENAME
-        self.jobs: dict[str, JobState] = {}
-        if self.path.exists():
-            try:
-                raw = json.loads(self.path.read_text(encoding="utf-8"))
-                self.jobs = {key: JobState(**value) for key, value in raw.get("jobs", {}).items()}
-            except (ValueError, TypeError) as exc:
-                log.warning("ignoring unreadable state file %s: %s", self.path, exc)
+        self.jobs: dict[str, JobState] = self._read()
+
+    def _read(self) -> dict[str, JobState]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return {key: JobState(**value) for key, value in raw.get("jobs", {}).items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable state file %s: %s", self.path, exc)
+            return {}
+
+    def reload(self) -> None:
+        """Pick up runs recorded by other processes."""
+        self.jobs = self._read()
 
     def job(self, service: str, kind: str) -> JobState:
         return self.jobs.setdefault(f"{service}/{kind}", JobState())
@@ -46,19 +60,23 @@ class State:
     def known(self, service: str, kind: str) -> bool:
         return f"{service}/{kind}" in self.jobs
 
-    def last_success(self, service: str) -> float:
-        """Newest success of any kind of the service."""
-        prefix = f"{service}/"
-        return max(
-            (j.last_success for k, j in self.jobs.items() if k.startswith(prefix)), default=0.0
-        )
-
-    def save(self) -> None:
+    def save_job(self, service: str, kind: str) -> None:
+        """Write this job's record into the file, keeping everyone else's."""
+        key = f"{service}/{kind}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".tmp")
-            data = {"jobs": {key: asdict(value) for key, value in sorted(self.jobs.items())}}
-            temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
-            os.replace(temporary, self.path)
+            with self._locked():
+                merged = {**self._read(), key: self.job(service, kind)}
+                temporary = self.path.with_suffix(".tmp")
+                data = {"jobs": {k: asdict(v) for k, v in sorted(merged.items())}}
+                temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
+                os.replace(temporary, self.path)
+                self.jobs = merged
         except OSError as exc:
             log.warning("cannot save state file %s: %s", self.path, exc.strerror)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield

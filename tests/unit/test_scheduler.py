@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,7 +48,9 @@ def test_missed_slots_run_once_per_service_and_prefer_full() -> None:
         "files": (T0 - timedelta(hours=3)).timestamp(),
         "db": (T0 - timedelta(hours=3)).timestamp(),
     }
-    scheduler = Scheduler(tasks, lambda t: last[t.service], lambda t, s: None, clock, clock.sleep)
+    scheduler = Scheduler(
+        tasks, lambda t: last[t.service], lambda t, s: None, clock=clock, sleep=clock.sleep
+    )
 
     due = scheduler.missed(T0)
 
@@ -55,12 +58,29 @@ def test_missed_slots_run_once_per_service_and_prefer_full() -> None:
     assert sorted((t.service, t.kind) for _, t in due) == [("db", "full"), ("files", "full")]
 
 
-def test_nothing_is_caught_up_without_a_record_or_after_a_recent_run() -> None:
+def test_a_service_that_never_ran_runs_at_start_up_once_and_full() -> None:
     clock, log = Clock(T0), list[str]()
-    tasks = [task("a", "* * * * *", "full", log, clock), task("b", "0 * * * *", "full", log, clock)]
-    records = {"a": None, "b": (T0 - timedelta(seconds=20)).timestamp()}
+    tasks = [
+        task("files", "* * * * *", "incremental", log, clock),
+        task("files", "0 0 * * 0", "full", log, clock),
+        task("db", "0 22 * * *", "full", log, clock),
+    ]
+    records = {"files": None, "db": (T0 - timedelta(seconds=20)).timestamp()}
     scheduler = Scheduler(
-        tasks, lambda t: records[t.service], lambda t, s: None, clock, clock.sleep
+        tasks, lambda t: records[t.service], lambda t, s: None, clock=clock, sleep=clock.sleep
+    )
+    assert [(when, t.service, t.kind) for when, t in scheduler.missed(T0)] == [
+        (T0, "files", "full")
+    ]
+
+
+def test_a_task_without_first_run_waits_for_its_slot() -> None:
+    clock = Clock(T0)
+    drill = Task(
+        "verifier", Schedule("drill", "0 6 * * 1", UTC_ZONE), lambda: None, first_run=False
+    )
+    scheduler = Scheduler(
+        [drill], lambda t: None, lambda t, s: None, clock=clock, sleep=clock.sleep
     )
     assert scheduler.missed(T0) == []
 
@@ -73,7 +93,11 @@ def test_jobs_due_together_run_one_after_another_and_the_wait_is_reported() -> N
         task("b", "* * * * *", "full", log, clock),
     ]
     scheduler = Scheduler(
-        tasks, lambda t: None, lambda t, s: waits.append((t.service, s)), clock, clock.sleep
+        tasks,
+        lambda t: None,
+        lambda t, s: waits.append((t.service, s)),
+        clock=clock,
+        sleep=clock.sleep,
     )
 
     due = scheduler.due_between(T0, T0 + timedelta(minutes=1))
@@ -103,8 +127,8 @@ def test_a_failing_job_does_not_stop_the_others_but_an_interrupt_does() -> None:
         ],
         lambda t: None,
         lambda t, s: None,
-        clock,
-        clock.sleep,
+        clock=clock,
+        sleep=clock.sleep,
     )
     failing.run_due([(when, t) for t in failing.tasks])
     assert ran == ["b"]
@@ -116,8 +140,8 @@ def test_a_failing_job_does_not_stop_the_others_but_an_interrupt_does() -> None:
         ],
         lambda t: None,
         lambda t, s: None,
-        clock,
-        clock.sleep,
+        clock=clock,
+        sleep=clock.sleep,
     )
     with pytest.raises(Interrupted):
         interrupted.run_due([(when, t) for t in interrupted.tasks])
@@ -134,16 +158,20 @@ def test_run_forever_sleeps_until_each_slot_in_the_schedules_time_zone() -> None
         if len(log) == 2:
             raise Interrupted("done")
 
+    ticks = []
     scheduler = Scheduler(
         [Task("db", Schedule("full", "0 22 * * *", helsinki), run)],
-        lambda t: None,
+        lambda t: start.timestamp(),  # ran just now: nothing to catch up
         lambda t, s: None,
-        clock,
-        clock.sleep,
+        on_tick=lambda: ticks.append(clock()),
+        clock=clock,
+        sleep=clock.sleep,
     )
     with pytest.raises(Interrupted):
         scheduler.run_forever()
     assert log == ["2026-11-27T20:00:00+00:00", "2026-11-28T20:00:00+00:00"]
+    # While idle the loop wakes every 30 s (the agent reloads its state file there).
+    assert len(ticks) > 2 * 24 * 60 and max(b - a for a, b in pairwise(ticks)) <= 30
 
 
 def test_one_per_service_keeps_the_earliest_time() -> None:
@@ -151,3 +179,17 @@ def test_one_per_service_keeps_the_earliest_time() -> None:
     b = Task("files", Schedule("full", "* * * * *", UTC_ZONE), lambda: None)
     early, late = T0, T0 + timedelta(minutes=1)
     assert one_per_service([(late, b), (early, a)]) == [(early, b)]
+
+
+def test_a_run_of_any_kind_counts_for_the_service() -> None:
+    """A full run after the last incremental slot means nothing is missed."""
+    clock, log = Clock(T0), list[str]()
+    tasks = [
+        task("files", "0 * * * *", "incremental", log, clock),
+        task("files", "0 0 1 1 *", "full", log, clock),
+    ]
+    records = {"incremental": None, "full": (T0 - timedelta(seconds=10)).timestamp()}
+    scheduler = Scheduler(
+        tasks, lambda t: records[t.kind], lambda t, s: None, clock=clock, sleep=clock.sleep
+    )
+    assert scheduler.missed(T0) == []

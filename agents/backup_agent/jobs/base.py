@@ -8,7 +8,7 @@ from typing import Protocol
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
-from backup_agent.manifest import Manifest, Service
+from backup_agent.manifest import Manifest, Service, Verification
 
 META_KIND = "meta"
 
@@ -90,3 +90,10 @@ def require_empty_dir(target: str, force: bool) -> None:
     path = Path(target)
     if path.exists() and any(path.iterdir()) and not force:
         raise BackupError(f"restore target {target} is not empty (use --force to write into it)")
+
+
+def require_verification(manifest: Manifest) -> Verification:
+    """The manifest's verification section; drills cannot run without one."""
+    if manifest.verification is None:
+        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
+    return manifest.verification

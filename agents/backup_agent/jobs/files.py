@@ -22,6 +22,7 @@ from backup_agent.jobs.base import (
     RestoreRequest,
     RestoreResult,
     require_empty_dir,
+    require_verification,
     select_snapshot,
     snapshot_tags,
 )
@@ -92,14 +93,13 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
 def verify(manifest: Manifest, service: Service) -> RestoreResult:
     """Drill: restore the newest snapshot (restic --verify), then compare a sample of
     restored files with ``restic dump`` of the same files, an independent read path."""
-    if manifest.verification is None:
-        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
-    scratch = Path(manifest.verification.scratch_dir) / service.name
+    verification = require_verification(manifest)
+    scratch = Path(verification.scratch_dir) / service.name
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         result = restore(manifest, service, RestoreRequest(target=str(scratch)))
         files = sorted(p for p in scratch.rglob("*") if p.is_file() and not p.is_symlink())
-        sample = random.sample(files, min(manifest.verification.file_sample, len(files)))
+        sample = random.sample(files, min(verification.file_sample, len(files)))
         for path in sample:
             original = "/" + str(path.relative_to(scratch))
             stored = restic.dump_bytes(manifest.repository, result.snapshot_id, original)

@@ -25,6 +25,7 @@ from backup_agent.jobs.base import (
     BackupResult,
     RestoreRequest,
     RestoreResult,
+    require_verification,
     select_snapshot,
     snapshot_tags,
 )
@@ -175,9 +176,8 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
 
 def verify(manifest: Manifest, service: Service) -> RestoreResult:
     """Drill: restore the newest snapshot to a scratch directory and prove grafana.db."""
-    if manifest.verification is None:
-        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
-    scratch = Path(manifest.verification.scratch_dir) / service.name
+    verification = require_verification(manifest)
+    scratch = Path(verification.scratch_dir) / service.name
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         return restore(manifest, service, RestoreRequest(target=str(scratch)))

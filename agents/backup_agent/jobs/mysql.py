@@ -33,10 +33,11 @@ from backup_agent.jobs.base import (
     BackupResult,
     RestoreRequest,
     RestoreResult,
+    require_verification,
     select_snapshot,
     snapshot_tags,
 )
-from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service, Verification
+from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service
 from backup_agent.scratch import scratch_mysql
 
 log = logging.getLogger(__name__)
@@ -456,12 +457,6 @@ def drop_databases(target: MysqlOptions, databases: list[str]) -> None:
     with connect(target) as conn, conn.cursor() as cur:
         for database in databases:
             cur.execute(f"DROP DATABASE IF EXISTS {_quote(database)}")
-
-
-def require_verification(manifest: Manifest) -> Verification:
-    if manifest.verification is None:
-        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
-    return manifest.verification
 
 
 def _databases(meta: Mapping[str, Any] | None) -> list[str]:

@@ -7,7 +7,8 @@
 #     MARIADB_ALLOW_EMPTY_ROOT_PASSWORD / MYSQL_ALLOW_EMPTY_PASSWORD; root@'%' (or
 #     *_ROOT_HOST); optional MARIADB_DATABASE / MYSQL_DATABASE and MARIADB_USER /
 #     MYSQL_USER with *_PASSWORD(_FILE); then /docker-entrypoint-initdb.d/*.sql,
-#     *.sql.gz and *.sh in name order.
+#     *.sql.gz and *.sh in name order; a privilege-less `healthcheck` account for
+#     HEALTHCHECK (credentials in $datadir/.healthcheck.cnf, mode 0600).
 # Passwords reach the client through its environment (MYSQL_PWD) or stdin, never argv.
 set -euo pipefail
 
@@ -39,6 +40,7 @@ sql_string() { # a value as a quoted SQL string literal
     printf "'%s'" "$s"
 }
 sql_name() { # an identifier in backquotes
+    # shellcheck disable=SC2016 # literal backquotes
     printf '`%s`' "${1//\`/\`\`}"
 }
 
@@ -90,7 +92,7 @@ if [ ! -d "$datadir/mysql" ]; then
     log "initializing $datadir"
     install_log=$(mktemp)
     mariadb-install-db "${run_as[@]}" --datadir="$datadir" "${@:2}" \
-        --auth-root-authentication-method=normal --skip-test-db --skip-auth-anonymous-user \
+        --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve \
         --default-time-zone=SYSTEM --skip-log-bin --expire-logs-days=0 \
         --loose-innodb_buffer_pool_load_at_startup=0 --loose-innodb_buffer_pool_dump_at_shutdown=0 \
         >"$install_log" 2>&1 || { cat "$install_log" >&2; die "mariadb-install-db failed"; }
@@ -104,18 +106,24 @@ if [ ! -d "$datadir/mysql" ]; then
     pid=$!
     client=(mariadb --protocol=socket --socket="$socket" --user=root --batch --skip-column-names)
     for _ in $(seq 60); do
-        if MYSQL_PWD= "${client[@]}" -e 'SELECT 1' >/dev/null 2>&1; then break; fi
+        if MYSQL_PWD='' "${client[@]}" -e 'SELECT 1' >/dev/null 2>&1; then break; fi
         kill -0 "$pid" 2>/dev/null || die "the temporary server exited during initialization"
         sleep 1
     done
-    MYSQL_PWD= "${client[@]}" -e 'SELECT 1' >/dev/null || die "the temporary server did not start in 60 s"
+    MYSQL_PWD='' "${client[@]}" -e 'SELECT 1' >/dev/null || die "the temporary server did not start in 60 s"
+
+    health_password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    (umask 077 && printf '[client]\nuser=healthcheck\npassword=%s\nprotocol=socket\nsocket=/run/mysqld/mysqld.sock\n' \
+        "$health_password" >"$datadir/.healthcheck.cnf")
 
     # Users and databases, as the official images create them. SQL goes through stdin.
     {
         echo "SET @@SESSION.SQL_LOG_BIN=0;"
         echo "SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');"
-        echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
-        echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
+        # Only root@localhost and root@ROOT_HOST remain; no anonymous users.
+        echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1', ''@'localhost';"
+        printf "%s\n" "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
+        printf "%s\n" "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS \\'\\'@\\'', @@hostname, '\\'');"
         echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD($(sql_string "$root_password"));"
         if [ "$root_host" != localhost ]; then
             echo "CREATE USER 'root'@$(sql_string "$root_host") IDENTIFIED BY $(sql_string "$root_password");"
@@ -131,8 +139,10 @@ if [ ! -d "$datadir/mysql" ]; then
                 echo "GRANT ALL ON $(sql_name "$database").* TO $(sql_string "$user")@'%';"
             fi
         fi
+        # The health check's account: no privileges, socket only, random password.
+        echo "CREATE USER 'healthcheck'@'localhost' IDENTIFIED BY $(sql_string "$health_password");"
         echo "FLUSH PRIVILEGES;"
-    } | MYSQL_PWD= "${client[@]}" || die "setting up users and databases failed"
+    } | MYSQL_PWD='' "${client[@]}" || die "setting up users and databases failed"
 
     # For the init scripts: `mysql_sql` / `mariadb_sql` run SQL from stdin as root.
     mariadb_sql() { MYSQL_PWD=$root_password "${client[@]}" ${database:+"--database=$database"} "$@"; }
@@ -142,6 +152,7 @@ if [ ! -d "$datadir/mysql" ]; then
         case $f in
         *.sh)
             log "running $f"
+            # shellcheck disable=SC1090 # sourced like the official images do
             if [ -x "$f" ]; then "$f"; else . "$f"; fi
             ;;
         *.sql)
@@ -162,5 +173,5 @@ if [ ! -d "$datadir/mysql" ]; then
 fi
 
 # The server needs none of the passwords in its environment.
-unset MARIADB_ROOT_PASSWORD MYSQL_ROOT_PASSWORD MARIADB_PASSWORD MYSQL_PASSWORD root_password user_password
+unset MARIADB_ROOT_PASSWORD MYSQL_ROOT_PASSWORD MARIADB_PASSWORD MYSQL_PASSWORD root_password user_password health_password
 exec "$@" "${run_as[@]}"
