@@ -23,7 +23,10 @@ def free_port() -> int:
 class MariaDB:
     """Start with ``start()``, stop with ``stop()``; root connects over the socket."""
 
-    def __init__(self) -> None:
+    TEST_ARGS = ("--innodb-buffer-pool-size=64M", "--skip-log-bin")
+
+    def __init__(self, args: tuple[str, ...] = TEST_ARGS) -> None:
+        self.args = args
         # Not under pytest's tmp_path: that is private to root, and the server runs as mysql.
         self.base = Path(tempfile.mkdtemp(prefix="backup-agent-mariadb-"))
         self.datadir = self.base / "data"
@@ -63,8 +66,7 @@ class MariaDB:
                 f"--pid-file={self.base / 'mysqld.pid'}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
-                "--innodb-buffer-pool-size=64M",
-                "--skip-log-bin",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

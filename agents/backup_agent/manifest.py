@@ -9,6 +9,7 @@ limit) are done here; risky but legal choices become warnings.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -195,10 +196,20 @@ def load(path: str | Path) -> Manifest:
     except OSError as exc:
         raise ManifestError(source, [("(file)", exc.strerror or str(exc))]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(expand_env(text))
     except yaml.YAMLError as exc:
         raise ManifestError(source, [("(yaml)", str(exc).replace("\n", " "))]) from exc
     return parse(data, source)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` (as in compose files) before parsing,
+    so one manifest serves several deployments; an unset name without default is empty."""
+    values = os.environ if environ is None else environ
+    return _ENV.sub(lambda m: values.get(m.group(1)) or (m.group(2) or ""), text)
 
 
 def parse(data: Any, source: str = "<manifest>") -> Manifest:

@@ -49,8 +49,8 @@ def plan(
         {"name": "customers present", "sql": f"SELECT COUNT(*) >= 2000 FROM {database}.customer"},
         {
             "name": "newest row within RPO of the snapshot",
-            "sql": f"SELECT TIMESTAMPDIFF(SECOND, MAX(created), {{snapshot_time}}) <= {{rpo_seconds}}"
-            f" FROM {database}.customer",
+            "sql": "SELECT TIMESTAMPDIFF(SECOND, MAX(created), {snapshot_time})"
+            f" <= {{rpo_seconds}} FROM {database}.customer",
         },
     ]
     mariadb.execute(f"UPDATE {database}.customer SET created = UTC_TIMESTAMP() WHERE id = 1")

@@ -723,3 +723,10 @@ def test_leap_day_schedule_is_warned_about_not_crashed_on() -> None:
     data["services"]["db"]["schedule"] = "0 0 29 2 *"
     loaded = manifest.parse(data, "test.yaml")
     assert any(w.startswith("services.db: runs can be") for w in loaded.warnings)
+
+
+def test_environment_variables_are_expanded_with_defaults() -> None:
+    """``${NAME}`` and ``${NAME:-default}`` work as in compose files."""
+    text = "a: ${IMAGE:-mysql:8.4}\nb: ${NET}\nc: ${UNSET:-x}\nd: ${EMPTY}\n"
+    env = {"NET": "backup-net", "IMAGE": "local/mariadb:11.8"}
+    assert manifest.expand_env(text, env) == ("a: local/mariadb:11.8\nb: backup-net\nc: x\nd: \n")
