@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 # Integration tests fail instead of skipping when a tool is missing.
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
-.PHONY: help deps venv test unit integration lint format clean base-images images
+.PHONY: help deps venv test unit integration lint format clean base-images images bench
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
-	@echo "make test        lint, then unit and integration tests (nothing may skip)"
+	@echo "make test        lint, images, then unit, integration and end-to-end tests (nothing may skip)"
+	@echo "make bench       restore speed: drill vs. restic dump | mariadb (bench/results/)"
 	@echo "make unit        unit tests only (no external tools)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
@@ -28,8 +29,9 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-test: lint
-	$(BIN)/pytest tests/unit tests/integration
+# Everything, as CI runs it: the docker drill and the end-to-end test need the images.
+test: lint base-images
+	$(BIN)/pytest tests
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -38,13 +40,17 @@ integration: venv
 	$(BIN)/pytest tests/integration
 
 lint: venv
-	$(BIN)/ruff check agents tests
-	$(BIN)/ruff format --check agents tests
+	$(BIN)/ruff check agents tests bench
+	$(BIN)/ruff format --check agents tests bench
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format agents tests
-	$(BIN)/ruff check --fix agents tests
+	$(BIN)/ruff format agents tests bench
+	$(BIN)/ruff check --fix agents tests bench
+
+# Restore speed of the drill against `restic dump | mariadb` into an untuned server.
+bench: venv
+	$(BIN)/python -m bench.restore_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import yaml
+from tests.mariadb_server import MariaDB
 
 from backup_agent import manifest, restic, verify
 from backup_agent.jobs import mysql
-from tests.mariadb_server import MariaDB
 
 RESULTS = Path(__file__).parent / "results" / "restore.json"
 TUNED = (
@@ -48,7 +48,8 @@ def populate(server: MariaDB, rows: int) -> None:
         " kind VARCHAR(20), body TEXT, KEY (order_id))",
     )
     server.execute(
-        f"INSERT INTO bench.orders SELECT seq, seq % 5000, CONCAT('order ', seq, ' ', REPEAT('x', seq % 120)),"
+        "INSERT INTO bench.orders SELECT seq, seq % 5000,"
+        " CONCAT('order ', seq, ' ', REPEAT('x', seq % 120)),"
         f" seq / 7, NOW() - INTERVAL seq SECOND, UNHEX(SHA2(seq, 256)) FROM seq_1_to_{rows}",
         f"INSERT INTO bench.events (order_id, kind, body) SELECT seq, 'created',"
         f" REPEAT(MD5(seq), 3) FROM seq_1_to_{rows}",

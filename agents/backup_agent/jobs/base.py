@@ -68,13 +68,19 @@ def snapshot_tags(service: Service, kind: str) -> dict[str, str]:
     return {"service": service.name, "kind": kind}
 
 
-def select_snapshot(manifest: Manifest, service: Service, wanted: str) -> restic.Snapshot:
-    """``latest`` or an (abbreviated) id, among this service's data snapshots only."""
-    found = [
-        snap
-        for snap in restic.snapshots(manifest.repository, {"service": service.name})
-        if snap.tag("kind") != META_KIND
-    ]
+def select_snapshot(
+    manifest: Manifest,
+    service: Service,
+    wanted: str,
+    listed: list[restic.Snapshot] | None = None,
+) -> restic.Snapshot:
+    """``latest`` or an (abbreviated) id, among this service's data snapshots only.
+
+    ``listed`` saves a repository round trip when the caller already listed them.
+    """
+    if listed is None:
+        listed = restic.snapshots(manifest.repository, {"service": service.name})
+    found = [snap for snap in listed if snap.tag("kind") != META_KIND]
     if wanted != "latest":
         found = [snap for snap in found if snap.id.startswith(wanted)]
     if len(found) > 1 and wanted != "latest":

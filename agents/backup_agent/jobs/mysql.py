@@ -15,13 +15,14 @@ import configparser
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import pymysql
 
@@ -37,6 +38,7 @@ from backup_agent.jobs.base import (
     select_snapshot,
     snapshot_tags,
 )
+from backup_agent.loader import ParallelLoader
 from backup_agent.manifest import SYSTEM_DATABASES, Manifest, MysqlOptions, Service
 from backup_agent.scratch import scratch_mysql
 
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 TAIL = 512  # bytes kept to find the trailer
+LOAD_WORKERS = max(2, min(4, os.cpu_count() or 2))  # client processes loading tables
 TRAILER = re.compile(rb"-- Dump completed(?: on [^\n]*)?\n?\Z")
 # What the dump of one database needs, granted globally or on the database.
 REQUIRED_PRIVILEGES = ("SELECT", "SHOW VIEW", "TRIGGER", "EVENT")
@@ -287,8 +290,14 @@ def stream_dump(
             dump.stop()
 
 
+class Sink(Protocol):
+    """Where a dump stream goes: a pipe to restic or a client, or the parallel loader."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 def copy_stream(
-    source: IO[bytes], sink: IO[bytes], scanner: DumpScanner | None = None
+    source: IO[bytes], sink: Sink, scanner: DumpScanner | None = None
 ) -> tuple[DumpStats, bytes]:
     """Copy chunk by chunk, hashing (and scanning) on the way; return stats and last bytes."""
     digest = hashlib.sha256()
@@ -304,12 +313,25 @@ def copy_stream(
     return DumpStats(size, digest.hexdigest()), tail
 
 
+def select_dump(
+    manifest: Manifest, service: Service, wanted: str
+) -> tuple[restic.Snapshot, dict[str, Any] | None]:
+    """A dump snapshot and its recorded metadata (None if there is none), listed once."""
+    listed = restic.snapshots(manifest.repository, {"service": service.name})
+    snapshot = select_snapshot(manifest, service, wanted, listed)
+    return snapshot, read_meta(manifest, service, snapshot, listed)
+
+
 def read_meta(
-    manifest: Manifest, service: Service, snapshot: restic.Snapshot
-) -> dict[str, object] | None:
+    manifest: Manifest,
+    service: Service,
+    snapshot: restic.Snapshot,
+    listed: list[restic.Snapshot] | None = None,
+) -> dict[str, Any] | None:
     """The metadata recorded for a dump snapshot, or None when there is none."""
-    tags = {"service": service.name, "kind": META_KIND, "of": snapshot.id}
-    found = restic.snapshots(manifest.repository, tags)
+    if listed is None:
+        listed = restic.snapshots(manifest.repository, {"service": service.name})
+    found = [s for s in listed if s.tag("kind") == META_KIND and s.tag("of") == snapshot.id]
     if not found:
         return None
     data = restic.dump_bytes(manifest.repository, found[-1].id, f"/{service.name}.meta.json")
@@ -325,8 +347,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     """
     options = service.options
     assert isinstance(options, MysqlOptions)
-    snapshot = select_snapshot(manifest, service, request.snapshot)
-    meta = read_meta(manifest, service, snapshot)
+    snapshot, meta = select_dump(manifest, service, request.snapshot)
     if meta is None:
         log.warning(
             "%s: snapshot %s has no metadata; SHA-256 not checked", service.name, snapshot.short_id
@@ -352,8 +373,7 @@ def verify(manifest: Manifest, service: Service) -> RestoreResult:
     options = service.options
     assert isinstance(options, MysqlOptions)
     verification = require_verification(manifest)
-    snapshot = select_snapshot(manifest, service, "latest")
-    meta = read_meta(manifest, service, snapshot)
+    snapshot, meta = select_dump(manifest, service, "latest")
     if meta is None:
         raise BackupError(
             f"snapshot {snapshot.short_id} of {service.name} has no metadata: cannot prove it"
@@ -498,20 +518,15 @@ def non_empty_databases(cur: pymysql.cursors.Cursor, databases: list[str]) -> li
 def load_dump(
     manifest: Manifest, snapshot: restic.Snapshot, path: str, client_argv: list[str]
 ) -> DumpStats:
-    """Pipe ``restic dump`` into the client, hashing the stream on the way."""
-    client = execute.Process(client_argv, stdin=execute.PIPE)
+    """Stream ``restic dump`` into the server, tables in parallel, hashing on the way."""
+    loader = ParallelLoader(client_argv, f"{manifest.work_dir}/restore", LOAD_WORKERS)
     source = restic.dump(manifest.repository, snapshot.id, path, execute.PIPE)
-    assert client.popen.stdin is not None and source.popen.stdout is not None
+    assert source.popen.stdout is not None
     try:
-        try:
-            stats, _ = copy_stream(source.popen.stdout, client.popen.stdin)
-        except BrokenPipeError:
-            client.check("stopped reading the dump")
-            raise
+        stats, _ = copy_stream(source.popen.stdout, loader)
         source.check()
-        client.popen.stdin.close()
-        client.check()
+        loader.finish()
     finally:
         source.stop()
-        client.stop()
+        loader.close()
     return stats

@@ -1,0 +1,85 @@
+"""The MySQL drill with a throwaway server container started through the docker SDK.
+
+Needs a Docker engine and a MySQL-compatible image: DRILL_IMAGE, by default the
+air-gapped MariaDB stand-in that ``make base-images`` builds. In CI both exist, and
+a missing one fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup_agent import verify
+from backup_agent.jobs import mysql
+from backup_agent.scratch import LABEL
+from tests.conftest import REQUIRED, ManifestFactory
+from tests.integration.conftest import mysql_service
+from tests.mariadb_server import MariaDB
+
+pytestmark = pytest.mark.integration
+
+IMAGE = os.environ.get("DRILL_IMAGE", "local/mariadb:11.8")
+
+
+@pytest.fixture
+def docker_client() -> Iterator[Any]:
+    """A docker SDK client with the drill image present; fail in CI, skip elsewhere."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:  # no engine, no socket, or no image
+        message = f"docker drill needs a Docker engine and image {IMAGE} (make base-images): {exc}"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    client.close()
+
+
+def drill_containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": LABEL}))
+
+
+def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
+    docker_client: Any,
+    mariadb: MariaDB,
+    database: str,
+    backup_defaults: str,
+    make_manifest: ManifestFactory,
+    tmp_path: Path,
+) -> None:
+    sanity = [{"name": "customers", "sql": f"SELECT COUNT(*) = 2000 FROM {database}.customer"}]
+    verification = {
+        "schedule": "0 6 * * 1",
+        "scratch_dir": str(tmp_path / "drill"),
+        "mysql": {"image": IMAGE, "server_args": ["--innodb-buffer-pool-size=256M"]},
+    }
+    service = mysql_service(mariadb, backup_defaults, database, sanity_queries=sanity)
+    loaded = make_manifest({"db": service}, verification=verification)
+    mysql.backup(loaded, loaded.service("db"), "full")
+    before = {c.id for c in drill_containers(docker_client)}
+
+    result = verify.drill(loaded, loaded.service("db"))
+
+    assert result.passed, result.error
+    checks = " / ".join(result.checks)
+    assert "SHA-256" in checks and "2 tables present" in checks and "'customers' holds" in checks
+    assert {c.id for c in drill_containers(docker_client)} == before  # torn down
+
+    # A failing proof tears the container down too.
+    broken = {
+        **service,
+        "mysql": {**service["mysql"], "sanity_queries": [{"name": "no", "sql": "SELECT 0"}]},
+    }
+    loaded = make_manifest({"db": broken}, verification=verification)
+    failed = verify.drill(loaded, loaded.service("db"))
+    assert not failed.passed and failed.error == "sanity query 'no' returned 0"
+    assert {c.id for c in drill_containers(docker_client)} == before
