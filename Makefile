@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # Integration tests fail instead of skipping when a tool is missing.
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
-.PHONY: help deps venv test unit integration lint format clean base-images images bench
+.PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench \
+	up down down-volumes ps logs backup-now restore-test snapshots plan e2e
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -17,9 +18,20 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
 	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
+	@echo "make e2e         end-to-end test of the whole compose stack only"
+	@echo "make up          start the compose stack (images, secrets, waits until healthy)"
+	@echo "make down        remove its containers and network; data volumes are kept"
+	@echo "make down-volumes  remove its containers, network and volumes (all data!)"
+	@echo "make ps | logs [SERVICE=x] | plan | snapshots [SERVICE=x]"
+	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
+	@echo "make restore-test  restore drills now, through the verifier"
 
 deps:
 	bash scripts/install-deps.sh
+
+# Installs missing system packages first when run as root (a fresh machine, CI).
+ensure-deps:
+	bash scripts/ensure-deps.sh
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +42,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 # Everything, as CI runs it: the docker drill and the end-to-end test need the images.
-test: lint base-images
+test: ensure-deps lint base-images
 	$(BIN)/pytest tests
 
 unit: venv
@@ -65,3 +77,38 @@ base-images:
 # The project images on the Dockerfiles' default base (pulled from a registry).
 images:
 	bash scripts/build-images.sh
+
+# The compose stack (compose/docker-compose.yml); scripts/compose.sh picks its files.
+COMPOSE := scripts/compose.sh
+
+up:
+	bash scripts/up.sh
+
+down:
+	$(COMPOSE) down --remove-orphans
+
+down-volumes:
+	$(COMPOSE) --profile restore down --volumes --remove-orphans
+
+ps:
+	$(COMPOSE) ps --all
+
+logs:
+	$(COMPOSE) logs --follow --tail=100 $(SERVICE)
+
+backup-now:
+	@test -n "$(SERVICE)" || { echo "usage: make backup-now SERVICE=mysql|grafana|files"; exit 2; }
+	$(COMPOSE) exec $(SERVICE)-agent backup-agent backup $(SERVICE)
+
+restore-test:
+	$(COMPOSE) exec verifier backup-agent verify
+
+snapshots:
+	$(COMPOSE) exec verifier backup-agent snapshots $(SERVICE)
+
+plan:
+	$(COMPOSE) exec verifier backup-agent plan
+
+# The end-to-end test alone (make test runs it too): own project, builds images (cached).
+e2e: venv base-images
+	$(BIN)/pytest tests/e2e
