@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -103,3 +106,14 @@ def require_verification(manifest: Manifest) -> Verification:
     if manifest.verification is None:
         raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
     return manifest.verification
+
+
+@contextmanager
+def scratch_directory(manifest: Manifest, service: Service) -> Iterator[Path]:
+    """An empty drill directory for ``service``, removed afterwards (also on failure)."""
+    path = Path(require_verification(manifest).scratch_dir) / service.name
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

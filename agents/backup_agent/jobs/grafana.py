@@ -25,7 +25,7 @@ from backup_agent.jobs.base import (
     BackupResult,
     RestoreRequest,
     RestoreResult,
-    require_verification,
+    scratch_directory,
     select_snapshot,
     snapshot_tags,
 )
@@ -176,13 +176,8 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
 
 def verify(manifest: Manifest, service: Service) -> RestoreResult:
     """Drill: restore the newest snapshot to a scratch directory and prove grafana.db."""
-    verification = require_verification(manifest)
-    scratch = Path(verification.scratch_dir) / service.name
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
+    with scratch_directory(manifest, service) as scratch:
         return restore(manifest, service, RestoreRequest(target=str(scratch)))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def verify_database(path: Path, meta: dict[str, object]) -> list[str]:
