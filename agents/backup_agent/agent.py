@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from backup_agent import maintenance, restic, runs
 from backup_agent.errors import BackupError
+from backup_agent.jobs.base import META_KIND
 from backup_agent.manifest import Manifest
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
@@ -95,10 +96,13 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
 
 
 def retention(manifest: Manifest, metrics: Metrics) -> None:
+    """Apply retention and prune, then publish snapshot counts and the repository size."""
     plans = maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
+    repo = maintenance.maintenance_repository(manifest)
+    metrics.repository_size.set(restic.stats(repo, mode="raw-data").total_size)
     for plan in plans:
         metrics.snapshots.labels(plan.service).set(
-            len([s for s in plan.keep if s.tag("kind") != "meta"])
+            len([s for s in plan.keep if s.tag("kind") != META_KIND])
         )
 
 

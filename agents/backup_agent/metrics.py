@@ -73,6 +73,11 @@ class Metrics:
             "Seconds due jobs spent waiting for another job.",
             ("service",),
         )
+        self.repository_size = Gauge(
+            f"{PREFIX}_repository_size_bytes",
+            "Stored size of the repository after the last retention run (restic stats raw-data).",
+            registry=registry,
+        )
         self.maintenance_last_success = gauge(
             "maintenance_last_success_timestamp_seconds",
             "End of the last successful maintenance task (forget+prune, check).",

@@ -239,6 +239,11 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
     assert (metric(port, "backup_job_waits_total", service="b") or 0) >= 1
     assert metric(port, "backup_last_run_success", service="b") == 1
     assert count(repository, "a") >= 1 and count(repository, "b") >= 1
+    # promtool finds nothing to complain about in a real scrape.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        scrape = response.read()
+    lint = subprocess.run([need("promtool"), "check", "metrics"], input=scrape, capture_output=True)
+    assert lint.returncode == 0 and lint.stdout + lint.stderr == b"", lint
 
     # 2. Stopped across a slot: one catch-up run per service at start-up.
     code, took = agent.stop()

@@ -173,3 +173,51 @@ def test_wrong_rest_credentials_are_reported(
     with pytest.raises(restic.ResticError, match="401") as caught:
         restic.snapshots(repo)
     assert "not-it" not in str(caught.value)
+
+
+def start_backup_holding_a_lock(repo: restic.Repository) -> subprocess.Popen[bytes]:
+    """A real ``restic backup --stdin`` that has taken its lock and waits for input."""
+    process = subprocess.Popen(
+        ["restic", "backup", "--stdin", "--host", repo.host, "--tag", "service=db,kind=full"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **repo.env()},
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"x" * 1000)
+    process.stdin.flush()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        locks = subprocess.run(
+            ["restic", "list", "locks", "--no-lock"],
+            env={**os.environ, **repo.env()},
+            capture_output=True,
+            check=True,
+        )
+        if locks.stdout.strip():
+            return process
+        time.sleep(0.2)
+    raise AssertionError("restic backup took no lock")
+
+
+def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
+    repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
+) -> None:
+    make_snapshot(repository, "agama", timedelta(days=1), {"service": "db", "kind": "full"})
+    loaded = make_manifest({"db": files_service(str(tmp_path))})
+
+    live = start_backup_holding_a_lock(repository)
+    try:
+        # prune needs an exclusive lock; the running backup's lock is not stale.
+        old = make_snapshot(
+            repository, "agama", timedelta(days=40), {"service": "db", "kind": "full"}
+        )
+        with pytest.raises(restic.RepositoryLocked):
+            maintenance.apply_retention(loaded, NOW, dry_run=False)
+    finally:
+        live.kill()  # SIGKILL: the lock stays behind, and restic can prove it stale
+        live.wait()
+    plans = maintenance.apply_retention(loaded, NOW, dry_run=False)
+    assert [s.id for p in plans for s in p.remove] == [old]
+    assert old not in {s.id for s in restic.all_snapshots(repository)}

@@ -1,0 +1,520 @@
+"""The whole compose stack, for real: images, secrets, scheduled backups into the
+append-only backup server, restore drills, a restore, Prometheus' alerts, teardown.
+
+One scenario, in order, because each step needs the previous one and real minutes:
+1. build the images (or reuse them), create secrets, bring the stack up (its own
+   compose project name, the air-gapped stand-ins, tests/e2e/compose.e2e.yml: backups
+   every minute, RPOs of minutes);
+2. write rows into MySQL (the MariaDB stand-in), dashboards into the Grafana stand-in
+   and files into FILES_PATH; wait for the scheduled backups; find the snapshots on
+   the backup server's disk;
+3. try to delete a snapshot with an agent's credentials: refused, nothing lost;
+4. drop the database; the restore drills pass through the verifier; `backup-agent
+   restore mysql` brings the data back exactly (same checksums, rows, view, routine);
+   the Grafana and files snapshots hold what was written;
+5. the real Prometheus: every target up, freshness and drill metrics present; then
+   with the database stopped BackupStale fires for mysql once its 2-minute RPO has
+   passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
+   nothing, so no freshness alert can fire for it: the rules say so);
+6. the `make down-volumes` equivalent leaves no container, network or volume behind.
+
+Docker is required: without it the test fails when BACKUP_AGENT_REQUIRE_INTEGRATION=1
+(CI, make test), and is skipped otherwise, like the integration tests' tools.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REQUIRED, need
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "scripts" / "compose.sh"
+OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
+IMAGES = (
+    "local/backup-agent:dev",
+    "local/backup-server:dev",
+    "local/mariadb:11.8",
+    "local/prometheus:debian",
+    "local/grafana-standin:dev",
+)
+SERVICES = ("mysql", "grafana", "files")
+# Every scrape target of compose/prometheus/prometheus.yml, as (job, instance).
+TARGETS = {
+    ("backup-agent", "mysql-agent:9464"),
+    ("backup-agent", "grafana-agent:9464"),
+    ("backup-agent", "files-agent:9464"),
+    ("backup-maintenance", "maintenance:9464"),
+    ("backup-verifier", "verifier:9464"),
+    ("rest-server", "backup-server:8000"),
+    ("prometheus", "localhost:9090"),
+}
+ROWS = 3000
+STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    """Progress with the elapsed time (shown with -s, and on failure)."""
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def docker_ids(kind: str, *filters: str) -> set[str]:
+    """Names of docker containers, networks or volumes (optionally filtered)."""
+    argv = ["docker", kind, "ls", "--quiet", *(f"--filter={f}" for f in filters)]
+    if kind == "container":
+        argv.insert(3, "--all")
+    if kind != "volume":
+        argv += ["--no-trunc"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+class Stack:
+    """The compose stack under its own project name, driven through scripts/compose.sh."""
+
+    def __init__(self, base: Path) -> None:
+        self.project = f"agama-e2e-{uuid.uuid4().hex[:8]}"
+        self.secrets = base / "secrets"
+        self.files = base / "files"
+        self.env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.project,
+            "AIRGAP": "1",  # the stand-ins: the test must run without a registry
+            "STACK_FILES": str(OVERRIDE),
+            "SECRETS_DIR": str(self.secrets),
+            "FILES_PATH": str(self.files),
+            "GRAFANA_PORT": "0",  # any free port on 127.0.0.1
+            "PROMETHEUS_PORT": "0",
+        }
+
+    def compose(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(COMPOSE), *args],
+            env=self.env,
+            cwd=ROOT,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
+
+    def exec(self, service: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return self.compose("exec", "-T", service, *argv, **kwargs)
+
+    def agent(self, service: str, *argv: str, **kwargs: Any) -> str:
+        """``backup-agent ARGV`` in a running agent container; its stdout."""
+        return self.exec(service, "backup-agent", *argv, **kwargs).stdout
+
+    def mysql(self, sql: str) -> str:
+        """SQL as MySQL's root, inside the mysql container (password read there)."""
+        script = (
+            'MYSQL_PWD="$(cat /run/secrets/mysql_root_password)" '
+            "exec mysql -uroot --batch --skip-column-names --default-character-set=utf8mb4"
+        )
+        return self.exec("mysql", "sh", "-c", script, stdin=sql).stdout
+
+    def address(self, service: str, port: int) -> str:
+        """HOST:PORT where a service's port is published."""
+        return self.compose("port", service, str(port)).stdout.strip().splitlines()[0]
+
+    def logs(self) -> str:
+        return self.compose("logs", "--no-color", "--timestamps", "--tail=150", check=False).stdout
+
+    def down(self, check: bool = True) -> None:
+        """`make down-volumes`, plus drill containers a failed drill might have left."""
+        network = f"{self.project}_backup-net"
+        drills = docker_ids("container", "label=backup-agent.drill", f"network={network}")
+        if drills:
+            subprocess.run(["docker", "rm", "-f", "-v", *drills], capture_output=True)
+        self.compose(
+            "--profile",
+            "restore",
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout=20",
+            check=check,
+        )
+
+
+class Prometheus:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def get(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"http://{self.address}{path}{query}", timeout=10) as response:
+            return json.load(response)["data"]
+
+    def query(self, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """Instant query: {sorted labels: value}."""
+        return {
+            tuple(sorted(item["metric"].items())): float(item["value"][1])
+            for item in self.get("/api/v1/query", query=expr)["result"]
+        }
+
+    def by(self, expr: str, label: str) -> dict[str, float]:
+        return {dict(labels).get(label, ""): value for labels, value in self.query(expr).items()}
+
+    def firing(self, alert: str, **labels: str) -> bool:
+        return any(
+            a["labels"].get("alertname") == alert
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+            and a["state"] == "firing"
+            for a in self.get("/api/v1/alerts")["alerts"]
+        )
+
+
+def require_docker() -> None:
+    """need("docker") semantics for the engine and compose too: fail in CI, else skip."""
+    need("docker")
+    for argv in (["docker", "info"], ["docker", "compose", "version"]):
+        if subprocess.run(argv, capture_output=True).returncode != 0:
+            message = f"`{' '.join(argv)}` fails: start the engine (scripts/start-dockerd.sh)"
+            if REQUIRED:
+                pytest.fail(message)
+            pytest.skip(message)
+
+
+def ensure_images() -> None:
+    """Reuse the images `make base-images` built; build them when one is missing."""
+    missing = [
+        image
+        for image in IMAGES
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
+    ]
+    if missing:
+        say(f"building images ({', '.join(missing)} missing): make base-images")
+        subprocess.run(["make", "--no-print-directory", "base-images"], cwd=ROOT, check=True)
+    else:
+        say("reusing images (make base-images rebuilds them)")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    require_docker()
+    ensure_images()
+    stack = Stack(tmp_path)
+    stack.files.mkdir()
+    try:
+        yield stack
+    finally:
+        # Safety net after a failure (the test itself tears down and checks); no test
+        # secret stays behind in pytest's kept temporary directories either.
+        stack.down(check=False)
+        shutil.rmtree(stack.secrets, ignore_errors=True)
+
+
+def write_files(directory: Path) -> dict[str, str]:
+    """A small tree readable by the agent (uid 10001); returns {relative path: sha256}."""
+    (directory / "reports" / "2026").mkdir(parents=True, exist_ok=True)
+    for n in range(20):
+        (directory / "reports" / "2026" / f"report-{n:02d}.csv").write_text(
+            "".join(f"{n},{i},Übersicht ✓ {i * n}\n" for i in range(200))
+        )
+    (directory / "photo.bin").write_bytes(os.urandom(256 << 10))
+    for path in (directory, *directory.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return tree_hashes(directory)
+
+
+def tree_hashes(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def orders_sql() -> str:
+    """A table with varied types (unicode, binary, decimals), a view and a procedure."""
+    rows = [
+        f"({i}, 'Kund {i} ✓ Ünïcødé', {i * 7 % 1000}.{i % 100:02d}, REPEAT('x', {i % 300}),"
+        f" UNHEX('{hashlib.sha256(str(i).encode()).hexdigest()}'),"
+        f" '2026-01-01 00:00:00' + INTERVAL {i} MINUTE)"
+        for i in range(1, ROWS + 1)
+    ]
+    inserts = [
+        "INSERT INTO orders (id, customer, amount, note, digest, created) VALUES "
+        + ",\n".join(rows[start : start + 500])
+        + ";"
+        for start in range(0, ROWS, 500)
+    ]
+    return "\n".join(
+        [
+            "USE agama;",
+            "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(100) NOT NULL,"
+            " amount DECIMAL(10,2) NOT NULL, note TEXT, digest VARBINARY(32),"
+            " created DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;",
+            "CREATE VIEW big_orders AS SELECT id, amount FROM orders WHERE amount > 500;",
+            "CREATE PROCEDURE order_count(OUT n INT) SELECT COUNT(*) INTO n FROM orders;",
+            *inserts,
+        ]
+    )
+
+
+FINGERPRINT_SQL = """
+CHECKSUM TABLE agama.orders;
+SELECT COUNT(*), SUM(amount) FROM agama.orders;
+SELECT id, customer, amount, note, HEX(digest), created FROM agama.orders ORDER BY id;
+SELECT COUNT(*) FROM agama.big_orders;
+SELECT ROUTINE_NAME, ROUTINE_DEFINITION FROM information_schema.ROUTINES
+ WHERE ROUTINE_SCHEMA = 'agama';
+SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'agama';
+"""
+
+
+def fingerprint(stack: Stack) -> tuple[str, str]:
+    """(first lines, SHA-256) of the database's content, view and routine."""
+    out = stack.mysql(FINGERPRINT_SQL)
+    return "\n".join(out.splitlines()[:2]), hashlib.sha256(out.encode()).hexdigest()
+
+
+def snapshots(stack: Stack) -> list[dict[str, Any]]:
+    """Every snapshot, through rest-server with the verifier's credentials."""
+    found: list[dict[str, Any]] = json.loads(stack.agent("verifier", "snapshots"))
+    return found
+
+
+def tag(snapshot: dict[str, Any], key: str) -> str | None:
+    return next((t.split("=", 1)[1] for t in snapshot["tags"] if t.startswith(f"{key}=")), None)
+
+
+def on_server(stack: Stack) -> set[str]:
+    """Snapshot ids read directly from the repository directory on the backup server."""
+    out = stack.exec(
+        "maintenance",
+        "sh",
+        "-c",
+        "RESTIC_REPOSITORY=/srv/restic/agama RESTIC_PASSWORD_FILE=/run/secrets/restic_password"
+        " exec restic snapshots --json --no-lock",
+    ).stdout
+    return {s["id"] for s in json.loads(out)}
+
+
+def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | None:
+    """The newest data snapshot of each service started after ``since``, once all exist."""
+    newest: dict[str, dict[str, Any]] = {}
+    for snap in snapshots(stack):
+        started = datetime.fromisoformat(snap["time"]).timestamp()
+        if tag(snap, "kind") != "meta" and started > since:
+            newest[str(tag(snap, "service"))] = snap
+    return newest if set(newest) == set(SERVICES) else None
+
+
+def grafana_request(stack: Stack, method: str, path: str, body: object = None) -> Any:
+    password = (stack.secrets / "grafana_admin_password").read_text().strip()
+    token = base64.b64encode(f"admin:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{stack.address('grafana', 3000)}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http:// above
+        return json.load(response)
+
+
+RESTORED_TITLES = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print("\\n".join(row[0] for row in db.execute("SELECT title FROM dashboard WHERE is_folder = 0")))
+"""
+
+RESTORED_HASHES = """
+import hashlib, json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+print(json.dumps({str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                  for p in sorted(root.rglob("*")) if p.is_file()}))
+"""
+
+
+def test_stack_backs_up_restores_alerts_and_cleans_up(stack: Stack) -> None:
+    before = {kind: docker_ids(kind) for kind in ("container", "network", "volume")}
+    try:
+        scenario(stack)
+    except BaseException:
+        print(f"--- docker compose logs ({stack.project}) ---\n{stack.logs()}")
+        raise
+    # 6. `make down-volumes`: nothing of the test's project is left.
+    stack.down()
+    label = f"label=com.docker.compose.project={stack.project}"
+    for kind in ("container", "network", "volume"):
+        assert docker_ids(kind, label) == set(), f"{kind}s of {stack.project} left behind"
+        assert docker_ids(kind) <= before[kind], f"new {kind}s left behind"
+    say("down: no container, network or volume left")
+
+
+def scenario(stack: Stack) -> None:
+    # 1. Secrets and the stack, as `make up` does after building the images.
+    expected_files = write_files(stack.files)
+    subprocess.run(
+        ["bash", "scripts/secrets.sh"], cwd=ROOT, env=stack.env, check=True, capture_output=True
+    )
+    say(f"starting project {stack.project}")
+    stack.compose("up", "--detach", "--wait", timeout=420)
+    say("stack up and healthy")
+
+    # 2. Data in every source, then the next scheduled backups.
+    stack.mysql(orders_sql())
+    titles = [f"E2E dashboard {n} ✓" for n in range(3)]
+    for title in titles:
+        saved = grafana_request(
+            stack, "POST", "/api/dashboards/db", {"dashboard": {"title": title, "panels": []}}
+        )
+        assert saved["status"] == "success"
+    found = grafana_request(stack, "GET", "/api/search?query=E2E")
+    assert sorted(d["title"] for d in found) == titles
+    (stack.files / "added-later.txt").write_text("written after the first backup\n")
+    (stack.files / "added-later.txt").chmod(0o644)
+    expected_files = tree_hashes(stack.files)
+    written = time.time()
+    say("wrote 3000 rows, 3 dashboards, files; waiting for the scheduled backups")
+    fresh: dict[str, dict[str, Any]] = wait_for(
+        "scheduled backups of every service", lambda: fresh_backups(stack, written), 180
+    )
+    ids = ", ".join(f"{name} {snap['short_id']}" for name, snap in fresh.items())
+    say(f"scheduled backups: {ids}")
+    dump = fresh["mysql"]
+    metas = [s for s in snapshots(stack) if tag(s, "of") == dump["id"]]
+    assert len(metas) == 1, "the dump's metadata snapshot is missing"
+    server_side = on_server(stack)
+    assert {s["id"] for s in fresh.values()} | {metas[0]["id"]} <= server_side
+
+    # 3. An agent cannot delete: rest-server is append-only.
+    attempt = stack.compose(
+        "exec",
+        "-T",
+        "-e",
+        "RESTIC_REPOSITORY=rest:http://backup-server:8000/agama",
+        "-e",
+        "RESTIC_PASSWORD_FILE=/run/secrets/restic_password",
+        "mysql-agent",
+        "sh",
+        "-c",
+        # The agent's own credentials, read inside its container (never in argv).
+        "IFS=: read -r user password </run/secrets/rest_credentials; RESTIC_REST_USERNAME=$user"
+        ' RESTIC_REST_PASSWORD=$password exec restic forget --prune "$1" "$2"',
+        "sh",
+        dump["id"],
+        metas[0]["id"],
+        check=False,
+    )
+    output = attempt.stdout + attempt.stderr
+    assert "403" in output and "unable to remove" in output, output
+    assert on_server(stack) >= server_side, "a snapshot was deleted with an agent's credentials"
+    say("forget with the mysql agent's credentials: refused (403), nothing lost")
+
+    # 4. Lose the database; drills pass; the restore brings it back exactly.
+    original = fingerprint(stack)
+    assert original[0].split("\t")[-1] != "NULL", original
+    stack.mysql("DROP DATABASE agama;")
+    assert "agama" not in stack.mysql("SHOW DATABASES;").split()
+    drill = stack.exec("verifier", "backup-agent", "verify", check=False, timeout=600)
+    say(f"restore drills:\n{drill.stdout}")
+    assert drill.returncode == 0, drill.stdout + drill.stderr[-3000:]
+    for name in (*SERVICES, "repository check"):
+        assert f"PASS {name}" in drill.stdout
+    assert "sanity query 'orders restored' holds" in drill.stdout
+    assert not docker_ids("container", "label=backup-agent.drill"), "drill container left"
+    restored = stack.compose(
+        "run", "--rm", "-T", "mysql-restore", "restore", "mysql", "--snapshot", dump["id"]
+    )
+    assert "matches the backup record" in restored.stdout, restored.stdout
+    assert fingerprint(stack) == original, "restored database differs from the original"
+    say(f"mysql restored exactly: {original[0]!r}")
+
+    # 5a. Prometheus sees every target and the freshness and drill metrics.
+    prometheus = Prometheus(stack.address("prometheus", 9090))
+
+    def all_up() -> bool:
+        up = {(dict(k)["job"], dict(k)["instance"]): v for k, v in prometheus.query("up").items()}
+        return set(up) >= TARGETS and all(up[t] == 1 for t in TARGETS)
+
+    wait_for("every target up", all_up, 60)
+    success = prometheus.by("backup_last_success_timestamp_seconds", "service")
+    assert set(success) == set(SERVICES) and all(v > written for v in success.values()), success
+    assert prometheus.by("backup_rpo_seconds{job='backup-agent'}", "service")["mysql"] == 120
+    wait_for(
+        "drill metrics",
+        lambda: (
+            prometheus.by("backup_restore_test_last_success", "service")
+            == dict.fromkeys(SERVICES, 1.0)
+        ),
+        60,
+    )
+    assert prometheus.by("backup_maintenance_last_success", "task") == {"forget": 1, "check": 1}
+    assert not prometheus.firing("BackupStale")
+    say("prometheus: all targets up, freshness, drill and maintenance metrics present")
+
+    # 5b. Backups stop (database down) and an agent stops; alerts follow.
+    stack.compose("stop", "mysql", "files-agent")
+    stopped = time.monotonic()
+    say("stopped the database and files-agent; checking restores while the RPO passes")
+
+    # 4b. Meanwhile: the Grafana and files snapshots hold what was written.
+    stack.agent("verifier", "restore", "grafana", "--to", "/var/tmp/backup-agent/e2e-grafana")
+    titles_found = stack.exec(
+        "verifier", "python3", "-c", RESTORED_TITLES, "/var/tmp/backup-agent/e2e-grafana/grafana.db"
+    ).stdout.splitlines()
+    assert set(titles) <= set(titles_found), titles_found
+    stack.agent("verifier", "restore", "files", "--to", "/var/tmp/backup-agent/e2e-files")
+    hashes = json.loads(
+        stack.exec(
+            "verifier",
+            "python3",
+            "-c",
+            RESTORED_HASHES,
+            "/var/tmp/backup-agent/e2e-files/home/backup/backup",
+        ).stdout
+    )
+    assert hashes == expected_files
+    say("grafana and files restores hold the dashboards and files written")
+
+    wait_for(
+        "BackupStale for mysql", lambda: prometheus.firing("BackupStale", service="mysql"), 360
+    )
+    say(f"BackupStale fired for mysql {time.monotonic() - stopped:.0f} s after the stop")
+    assert prometheus.firing("BackupLastRunFailed", service="mysql")
+    wait_for(
+        "BackupAgentDown for files-agent",
+        lambda: prometheus.firing("BackupAgentDown", instance="files-agent:9464"),
+        120,
+    )
+    say(f"BackupAgentDown fired for files-agent {time.monotonic() - stopped:.0f} s after the stop")
+    assert not prometheus.firing("BackupStale", service="grafana")

@@ -1,0 +1,46 @@
+"""`backup-agent plan`: upcoming runs, overlaps and simulated restore points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backup_agent import manifest, plan
+
+AGAMA = Path(__file__).resolve().parents[2] / "manifests" / "agama.yaml"
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_the_reference_policy_has_no_overlaps_and_says_grafana_keeps_one_point() -> None:
+    loaded = manifest.load(AGAMA)
+    runs = plan.upcoming_runs(loaded, START, {})
+    assert plan.overlaps(runs) == []
+    kinds = {(r.service, r.kind) for r in runs}
+    assert {("mysql", "full"), ("files", "incremental"), ("files", "full")} <= kinds
+    assert ("grafana", "full") in kinds  # the 28th falls in the two weeks from Nov 26
+    points = {
+        s: plan.simulate_retention(loaded, loaded.services[s], START) for s in loaded.services
+    }
+    assert points["grafana"].fewest == 1  # monthly with keep_within 3w: one restore point
+    assert points["mysql"].fewest >= 21 and points["files"].fewest >= 21
+    assert points["mysql"].oldest_max <= timedelta(days=22)
+    text = plan.render(loaded, START, {})
+    assert "grafana      restore points 1-1" in text and "WARNING" in text
+    assert "Overlaps: none" in text
+
+
+def test_measured_durations_reveal_overlaps(tmp_path: Path) -> None:
+    data: dict[str, Any] = yaml.safe_load(AGAMA.read_text())
+    data["services"]["mysql"]["schedule"] = "30 23 * * *"  # 23:30, half an hour before files
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    loaded = manifest.load(path)
+    assert plan.overlaps(plan.upcoming_runs(loaded, START, {})) == []  # 10 min expected
+    clashes = plan.overlaps(plan.upcoming_runs(loaded, START, {"mysql": timedelta(hours=1)}))
+    assert clashes and all({a.service, b.service} == {"mysql", "files"} for a, b in clashes)
+    assert "files/incremental starts while mysql/full" in plan.render(
+        loaded, START, {"mysql": timedelta(hours=1)}
+    )
