@@ -4,6 +4,8 @@
 # rebuilds it), then builds the stand-ins for images that cannot be pulled:
 #   local/mariadb:11.8       stand-in for mysql:8.4 / mariadb (images/standins/mariadb)
 #   local/prometheus:debian  stand-in for prom/prometheus     (images/standins/prometheus)
+#   local/grafana-standin:dev TEST STAND-IN for grafana/grafana, not Grafana
+#                            (tests/e2e/grafana-standin: Grafana's SQLite layout, 3 API calls)
 # Idempotent; starts nothing (scripts/start-dockerd.sh does). The project images are
 # built by scripts/build-images.sh (make base-images runs both).
 set -euo pipefail
@@ -79,10 +81,10 @@ CFG
     echo "base-images: $BASE_IMAGE created in $((SECONDS - started)) s"
 }
 
-build() { # build TAG DIR: one image from a directory of images/, on the base image
-    local tag=$1 dir=$2 started=$SECONDS
+build() { # build TAG CONTEXT [DOCKERFILE]: one image on the base image
+    local tag=$1 dir=$2 file=${3:-} started=$SECONDS
     echo "base-images: building $tag"
-    docker build --network host --build-arg "BASE=$BASE_IMAGE" -t "$tag" "$dir"
+    docker build --network host --build-arg "BASE=$BASE_IMAGE" ${file:+-f "$file"} -t "$tag" "$dir"
     echo "base-images: $tag built in $((SECONDS - started)) s"
 }
 
@@ -93,3 +95,5 @@ else
 fi
 build local/mariadb:11.8 images/standins/mariadb
 build local/prometheus:debian images/standins/prometheus
+# From the repository root: it copies tests/grafana_db.py.
+build local/grafana-standin:dev . tests/e2e/grafana-standin/Dockerfile

@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackupError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    except OSError as exc:  # disk full, permissions: the operator's to fix, not a bug
+        log.error("%s", exc)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         log.error("interrupted")
         return Interrupted.exit_code

@@ -9,9 +9,11 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 
 # restic >= 0.17 (trixie: 0.18); python3-cronsim and the other libraries are the
-# runtime dependencies of pyproject.toml; tzdata for the manifest's time zone.
+# runtime dependencies of pyproject.toml; tzdata for the manifest's time zone;
+# python3-cryptography lets pymysql do MySQL 8's caching_sha2_password without TLS.
 COMMON="ca-certificates tzdata tini restic python3 python3-yaml python3-pymysql
-python3-prometheus-client python3-docker python3-jsonschema python3-cronsim"
+python3-prometheus-client python3-docker python3-jsonschema python3-cronsim
+python3-cryptography"
 
 case "${1:-}" in
 packages)

@@ -13,6 +13,7 @@ from backup_agent import cli, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs import mysql
 from backup_agent.jobs.base import RestoreRequest
+from backup_agent.manifest import MysqlOptions
 from tests.conftest import ManifestFactory
 from tests.integration.conftest import grant_user, mysql_service
 from tests.mariadb_server import MariaDB
@@ -234,3 +235,11 @@ def test_metadata_is_readable_for_restore(
     assert meta is not None
     assert json.loads(json.dumps(meta))["sha256"] == result.details["sha256"]
     assert meta["databases"] == [database]
+
+
+def test_mysql_family_with_mariadbs_mysqldump_is_a_clear_error() -> None:
+    """Debian's mysqldump is MariaDB's; against MySQL 8 that must be said, not tried."""
+    info = mysql.ServerInfo("8.4.3", "mysql", ("agama",), ())
+    options = MysqlOptions(defaults_file="/run/secrets/x.cnf", client="auto")
+    with pytest.raises(BackupError, match="MariaDB's dump tool: install Oracle's mysqldump"):
+        mysql.dump_command(options, info)

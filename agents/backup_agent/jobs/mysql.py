@@ -235,6 +235,12 @@ def dump_command(options: MysqlOptions, info: ServerInfo) -> list[str]:
     family = info.flavour if options.client == "auto" else options.client
     default_program, family_flags, _ = CLIENTS[family]
     program = _require_program(options.dump_program or default_program, family)
+    if family == "mysql" and "MariaDB" in execute.run([program, "--version"]).stdout.decode():
+        # Debian's mysqldump is MariaDB's: it rejects MySQL 8 flags (--set-gtid-purged).
+        raise BackupError(
+            f"the server is MySQL ({info.version}) but {program} is MariaDB's dump tool: "
+            "install Oracle's mysqldump 8.x (dump_program), or set client: mariadb"
+        )
     argv = [program, *connection_args(options.defaults_file, options)]
     return [*argv, *COMMON_FLAGS, *family_flags, "--databases", *info.databases]
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `docker compose` for the stack, from anywhere, with the same files every time:
+#   compose/docker-compose.yml
+#   + compose/airgap.yml   when `make up` chose the stand-ins (marker compose/.airgap),
+#                          or AIRGAP=1 (AIRGAP=0: never)
+#   + $STACK_FILES         extra override files, colon-separated (the e2e test's)
+# and DOCKER_GID, the group of the Docker socket, which the verifier (the only service
+# with Docker access) is given. Variables from compose/.env apply as usual.
+#   scripts/compose.sh ps | logs | exec verifier backup-agent verify | down ...
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+files=(-f "$root/compose/docker-compose.yml")
+case ${AIRGAP:-} in
+1) files+=(-f "$root/compose/airgap.yml") ;;
+0) ;;
+*) if [ -e "$root/compose/.airgap" ]; then files+=(-f "$root/compose/airgap.yml"); fi ;;
+esac
+if [ -n "${STACK_FILES:-}" ]; then
+    IFS=: read -ra extra <<<"$STACK_FILES"
+    for file in "${extra[@]}"; do files+=(-f "$file"); done
+fi
+
+socket=${DOCKER_SOCKET:-/var/run/docker.sock}
+if [ -z "${DOCKER_GID:-}" ] && [ -S "$socket" ]; then
+    DOCKER_GID=$(stat -c %g "$socket")
+    export DOCKER_GID
+fi
+# compose resolves a relative SECRETS_DIR against compose/; make it the caller's.
+if [ -n "${SECRETS_DIR:-}" ]; then
+    SECRETS_DIR=$(cd "$SECRETS_DIR" && pwd)
+    export SECRETS_DIR
+fi
+
+exec docker compose "${files[@]}" "$@"
