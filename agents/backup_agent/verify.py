@@ -52,7 +52,7 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
         restored = JOBS[service.kind].verify(manifest, service)
     except Interrupted:
         raise
-    except BackupError as exc:
+    except (BackupError, OSError) as exc:  # OSError: a full or unwritable scratch disk
         seconds = time.monotonic() - started
         log.error("drill failed: %s", exc, extra={**fields, "duration_seconds": round(seconds, 3)})
         return DrillResult(service.name, False, seconds, target, limit, time.time(), error=str(exc))
@@ -71,7 +71,7 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
         above = "limit" if seconds > limit else "target"
         result.passed = False
         result.error = (
-            f"restore took {format_duration_s(seconds)}, above the RTO {above} "
+            f"restore took {seconds:.1f}s, above the RTO {above} "
             f"{format_duration(service.rto_limit if above == 'limit' else service.rto_target)}"
         )
         log.error(
@@ -82,10 +82,6 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
     else:
         log.info("drill passed", extra={**fields, "duration_seconds": round(seconds, 3)})
     return result
-
-
-def format_duration_s(seconds: float) -> str:
-    return f"{seconds:.1f}s"
 
 
 def run_drills(
