@@ -30,7 +30,7 @@ from backup_agent import restic
 from tests.conftest import need
 from tests.mariadb_server import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes of real cron slots
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "compose" / "prometheus" / "rules" / "backup-alerts.yml"
