@@ -34,14 +34,14 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRED, need
+from tests.conftest import REQUIRED, need, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -73,16 +73,6 @@ STARTED = time.monotonic()
 def say(message: str) -> None:
     """Progress with the elapsed time (shown with -s, and on failure)."""
     print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def docker_ids(kind: str, *filters: str) -> set[str]:
@@ -406,7 +396,7 @@ def scenario(stack: Stack) -> None:
     written = time.time()
     say("wrote 3000 rows, 3 dashboards, files; waiting for the scheduled backups")
     fresh: dict[str, dict[str, Any]] = wait_for(
-        "scheduled backups of every service", lambda: fresh_backups(stack, written), 180
+        "scheduled backups of every service", lambda: fresh_backups(stack, written), 180, every=5
     )
     ids = ", ".join(f"{name} {snap['short_id']}" for name, snap in fresh.items())
     say(f"scheduled backups: {ids}")
@@ -466,7 +456,7 @@ def scenario(stack: Stack) -> None:
         up = {(dict(k)["job"], dict(k)["instance"]): v for k, v in prometheus.query("up").items()}
         return set(up) >= TARGETS and all(up[t] == 1 for t in TARGETS)
 
-    wait_for("every target up", all_up, 60)
+    wait_for("every target up", all_up, 60, every=5)
     success = prometheus.by("backup_last_success_timestamp_seconds", "service")
     assert set(success) == set(SERVICES) and all(v > written for v in success.values()), success
     assert prometheus.by("backup_rpo_seconds{job='backup-agent'}", "service")["mysql"] == 120
@@ -477,6 +467,7 @@ def scenario(stack: Stack) -> None:
             == dict.fromkeys(SERVICES, 1.0)
         ),
         60,
+        every=5,
     )
     assert prometheus.by("backup_maintenance_last_success", "task") == {"forget": 1, "check": 1}
     assert not prometheus.firing("BackupStale")
@@ -507,7 +498,10 @@ def scenario(stack: Stack) -> None:
     say("grafana and files restores hold the dashboards and files written")
 
     wait_for(
-        "BackupStale for mysql", lambda: prometheus.firing("BackupStale", service="mysql"), 360
+        "BackupStale for mysql",
+        lambda: prometheus.firing("BackupStale", service="mysql"),
+        360,
+        every=5,
     )
     say(f"BackupStale fired for mysql {time.monotonic() - stopped:.0f} s after the stop")
     assert prometheus.firing("BackupLastRunFailed", service="mysql")
@@ -515,6 +509,7 @@ def scenario(stack: Stack) -> None:
         "BackupAgentDown for files-agent",
         lambda: prometheus.firing("BackupAgentDown", instance="files-agent:9464"),
         120,
+        every=5,
     )
     say(f"BackupAgentDown fired for files-agent {time.monotonic() - stopped:.0f} s after the stop")
     assert not prometheus.firing("BackupStale", service="grafana")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.grafana_db import GrafanaDirs
 from tests.mariadb_server import MariaDB
 
 SCHEMA = [
@@ -94,3 +95,18 @@ def backup_defaults(mariadb: MariaDB, tmp_path: Path, database: str) -> str:
 @pytest.fixture
 def root_defaults(mariadb: MariaDB, tmp_path: Path) -> str:
     return mariadb.defaults_file(tmp_path / "root.cnf", "root", "")
+
+
+def grafana_service(dirs: GrafanaDirs, **options: str) -> dict[str, Any]:
+    return {
+        "kind": "grafana",
+        "schedule": "0 2 28 * *",
+        "rpo": "32d",
+        "rto": {"target": "30m", "limit": "2h"},
+        "grafana": {
+            "data_dir": str(dirs.data_dir),
+            "config_file": str(dirs.config_file),
+            "provisioning_dir": str(dirs.provisioning_dir),
+            **options,
+        },
+    }

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +27,13 @@ import pytest
 import yaml
 
 from backup_agent import restic
-from tests.conftest import need
+from tests.conftest import need, wait_for
 from tests.mariadb_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes of real cron slots
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "compose" / "prometheus" / "rules" / "backup-alerts.yml"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Agent:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,26 +21,12 @@ from backup_agent.jobs.base import RestoreRequest
 from tests import grafana_db
 from tests.conftest import ManifestFactory
 from tests.grafana_db import GrafanaDirs
+from tests.integration.conftest import grafana_service
 
 pytestmark = pytest.mark.integration
 
 SERVICE = "grafana"
 OBJECT_TABLES = ("dashboard", "folder", "data_source", "alert_rule")
-
-
-def grafana_service(dirs: GrafanaDirs, **options: str) -> dict[str, Any]:
-    return {
-        "kind": "grafana",
-        "schedule": "0 2 28 * *",
-        "rpo": "32d",
-        "rto": {"target": "30m", "limit": "2h"},
-        "grafana": {
-            "data_dir": str(dirs.data_dir),
-            "config_file": str(dirs.config_file),
-            "provisioning_dir": str(dirs.provisioning_dir),
-            **options,
-        },
-    }
 
 
 def sha256(path: Path) -> str:

@@ -20,7 +20,7 @@ from backup_agent.jobs.base import RestoreRequest
 from backup_agent.metrics import Metrics
 from tests import grafana_db
 from tests.conftest import ManifestFactory
-from tests.integration.conftest import mysql_service
+from tests.integration.conftest import grafana_service, mysql_service
 from tests.mariadb_server import MariaDB
 
 pytestmark = pytest.mark.integration
@@ -57,17 +57,7 @@ def plan(
     return {
         "services": {
             "db": mysql_service(mariadb, backup_defaults, database, sanity_queries=sanity),
-            "grafana": {
-                "kind": "grafana",
-                "schedule": "0 2 28 * *",
-                "rpo": "32d",
-                "rto": {"target": "30m", "limit": "2h"},
-                "grafana": {
-                    "data_dir": str(dirs.data_dir),
-                    "config_file": str(dirs.config_file),
-                    "provisioning_dir": str(dirs.provisioning_dir),
-                },
-            },
+            "grafana": grafana_service(dirs),
             "files": {
                 "kind": "files",
                 "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
