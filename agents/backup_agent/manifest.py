@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from itertools import islice, pairwise
+from itertools import islice, pairwise, takewhile
 from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -66,6 +66,10 @@ class Schedule:
     def fires(self, start: datetime) -> Iterator[datetime]:
         """Run times after ``start``, in the schedule's time zone."""
         return iter(CronSim(self.cron, start.astimezone(self.timezone)))
+
+    def fires_until(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """Run times in (start, end], at most ``limit`` of them (a frequent schedule)."""
+        return list(takewhile(lambda when: when <= end, islice(self.fires(start), limit)))
 
 
 @dataclass(frozen=True)
@@ -466,16 +470,11 @@ def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) 
     end = start + _HORIZON
     runs = []
     for schedule in schedules:
-        times = []
-        for when in islice(schedule.fires(start), _MAX_FIRES):
-            if when > end:
-                break
-            times.append(when.astimezone(UTC))
-        else:
-            if len(times) == _MAX_FIRES:  # frequent: only compare what all schedules covered
-                end = min(end, times[-1])
+        times = schedule.fires_until(start, end, _MAX_FIRES)
+        if len(times) == _MAX_FIRES:  # frequent: only compare what all schedules covered
+            end = min(end, times[-1])
         runs += times
-    times = sorted(t for t in runs if t <= end)
+    times = sorted(t.astimezone(UTC) for t in runs if t <= end)
     gaps = [later - earlier for earlier, later in pairwise(times)]
     return max(gaps, default=_HORIZON)
 

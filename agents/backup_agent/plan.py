@@ -9,10 +9,8 @@ the worst-case number and age of restore points per service.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import islice
 
 from backup_agent import restic
 from backup_agent.maintenance import plan_retention
@@ -21,6 +19,7 @@ from backup_agent.manifest import Manifest, Schedule, Service, format_duration
 WINDOW = timedelta(days=14)
 SIMULATED = timedelta(days=366)
 MAINTENANCE_DURATION = timedelta(minutes=30)
+MAX_RUNS = 100_000  # per schedule: a year of every-5-minute runs
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def upcoming_runs(
     runs = [
         Run(when, name, schedule.kind, duration)
         for name, schedule, duration in jobs
-        for when in _fires_until(schedule, start, start + window)
+        for when in schedule.fires_until(start, start + window, MAX_RUNS)
     ]
     return sorted(runs, key=lambda r: (r.start, r.service))
 
@@ -84,8 +83,8 @@ def simulate_retention(manifest: Manifest, service: Service, start: datetime) ->
     end = start + SIMULATED
     settle = start + manifest.retention.max_age + manifest.retention.keep_within
     events = heapq.merge(
-        *(((t, 1, s.kind) for t in _fires_until(s, start, end)) for s in service.schedules),
-        ((t, 0, "forget") for t in _fires_until(manifest.maintenance.forget, start, end)),
+        *(((t, 1, s.kind) for t in s.fires_until(start, end, MAX_RUNS)) for s in service.schedules),
+        ((t, 0, "forget") for t in manifest.maintenance.forget.fires_until(start, end, MAX_RUNS)),
     )
     kept: list[restic.Snapshot] = []
     counts: list[int] = []
@@ -107,13 +106,6 @@ def simulate_retention(manifest: Manifest, service: Service, start: datetime) ->
 def _fake_snapshot(number: int, when: datetime, service: str, kind: str) -> restic.Snapshot:
     ident = f"{number:08x}"
     return restic.Snapshot(ident, ident, when, "plan", (), (f"service={service}", f"kind={kind}"))
-
-
-def _fires_until(schedule: Schedule, start: datetime, end: datetime) -> Iterator[datetime]:
-    for when in islice(schedule.fires(start), 100_000):
-        if when > end:
-            return
-        yield when
 
 
 def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta]) -> str:

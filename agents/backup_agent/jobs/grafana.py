@@ -101,9 +101,7 @@ def check_integrity(path: Path, source: str = "") -> None:
     try:
         with closing(sqlite3.connect(path)) as db:
             result = [row[0] for row in db.execute("PRAGMA integrity_check")]
-            tables = {
-                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = _table_names(db)
     except sqlite3.Error as exc:
         raise BackupError(f"{name} cannot be checked: {exc}") from exc
     if result != ["ok"]:
@@ -116,7 +114,7 @@ def check_integrity(path: Path, source: str = "") -> None:
 def count_objects(path: Path) -> dict[str, int | None]:
     """Counts of Grafana objects, the figures the restore drill compares."""
     with closing(sqlite3.connect(path)) as db:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = _table_names(db)
         return {
             name: db.execute(query).fetchone()[0] if table in tables else None
             for name, (table, query) in COUNT_QUERIES.items()
@@ -198,3 +196,7 @@ def _replace(source: Path, target: Path) -> None:
     elif target.exists():
         target.unlink()
     source.rename(target)
+
+
+def _table_names(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

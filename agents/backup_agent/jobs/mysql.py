@@ -153,7 +153,7 @@ def connect(
 ) -> Iterator[pymysql.connections.Connection[pymysql.cursors.Cursor]]:
     """A pymysql connection with the defaults file's credentials."""
     user, password = read_defaults_file(options.defaults_file)
-    where = options.socket or f"{options.host}:{options.port}"
+    where = _where(options)
     try:
         conn = pymysql.connect(
             user=user,
