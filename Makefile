@@ -51,10 +51,13 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
+SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh
+
 lint: venv
 	$(BIN)/ruff check agents tests bench
 	$(BIN)/ruff format --check agents tests bench
 	$(BIN)/mypy
+	shellcheck $(SHELL_SCRIPTS)
 
 format: venv
 	$(BIN)/ruff format agents tests bench
@@ -72,11 +75,11 @@ clean:
 base-images:
 	bash scripts/start-dockerd.sh
 	bash scripts/base-images.sh
-	bash scripts/build-images.sh local/debian:trixie
+	AIRGAP=1 bash scripts/build-images.sh local/debian:trixie
 
 # The project images on the Dockerfiles' default base (pulled from a registry).
 images:
-	bash scripts/build-images.sh
+	AIRGAP=0 bash scripts/build-images.sh
 
 # The compose stack (compose/docker-compose.yml); scripts/compose.sh picks its files.
 COMPOSE := scripts/compose.sh

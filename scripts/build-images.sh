@@ -3,7 +3,9 @@
 #   local/backup-agent:dev   images/agent/Dockerfile
 #   local/backup-server:dev  images/backup-server/Dockerfile
 # BASE: the base image (default: the Dockerfiles' debian:trixie-slim, which needs a
-# registry; `make base-images` passes local/debian:trixie). Prints each build's time.
+# registry; `make base-images` passes local/debian:trixie). The agent image also takes
+# the stack's database image, whose clients it copies: the mysql service's image in the
+# compose files (MYSQL_IMAGE, compose/.env; AIRGAP=1: the stand-in). Prints build times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,13 +18,16 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 
-build() { # build TAG DOCKERFILE
+DB_IMAGE=$(scripts/compose.sh config --images mysql)
+
+build() { # build TAG DOCKERFILE [BUILD-ARG...]
     local tag=$1 file=$2 started=$SECONDS
+    shift 2
     echo "build-images: building $tag${BASE:+ on $BASE}"
     # --network host: apt inside the build reaches the mirror the host uses.
-    docker build --network host ${BASE:+--build-arg "BASE=$BASE"} -f "$file" -t "$tag" .
+    docker build --network host ${BASE:+--build-arg "BASE=$BASE"} "$@" -f "$file" -t "$tag" .
     echo "build-images: $tag built in $((SECONDS - started)) s"
 }
 
-build "$AGENT_IMAGE" images/agent/Dockerfile
+build "$AGENT_IMAGE" images/agent/Dockerfile --build-arg "DB_IMAGE=$DB_IMAGE"
 build "$SERVER_IMAGE" images/backup-server/Dockerfile

@@ -13,10 +13,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=/dev/null
 . /etc/os-release
 
 trixie_pkgs=(restic restic-rest-server docker-compose)
-main_pkgs=(python3 python3-venv mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap ca-certificates make)
+main_pkgs=(python3 python3-venv mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap shellcheck ca-certificates make)
 
 if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
     src=/etc/apt/sources.list.d/debian.sources

@@ -33,6 +33,23 @@ def need(tool: str) -> str:
     return path
 
 
+def docker_with(*images: str) -> Any:
+    """A docker SDK client of an engine holding ``images``; skip, or fail in CI, if not."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        for image in images:
+            client.images.get(image)
+    except Exception as exc:  # no engine, no socket, or no image
+        message = f"needs a Docker engine and {', '.join(images)} (make base-images): {exc}"
+        if REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    return client
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import pytest
 from backup_agent import verify
 from backup_agent.jobs import mysql
 from backup_agent.scratch import LABEL
-from tests.conftest import REQUIRED, ManifestFactory
+from tests.conftest import ManifestFactory, docker_with
 from tests.integration.conftest import mysql_service
 from tests.mariadb_server import MariaDB
 
@@ -29,17 +29,7 @@ IMAGE = os.environ.get("DRILL_IMAGE", "local/mariadb:11.8")
 @pytest.fixture
 def docker_client() -> Iterator[Any]:
     """A docker SDK client with the drill image present; fail in CI, skip elsewhere."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(IMAGE)
-    except Exception as exc:  # no engine, no socket, or no image
-        message = f"docker drill needs a Docker engine and image {IMAGE} (make base-images): {exc}"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
+    client = docker_with(IMAGE)
     yield client
     client.close()
 
