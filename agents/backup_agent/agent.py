@@ -96,14 +96,20 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
 
 
 def retention(manifest: Manifest, metrics: Metrics) -> None:
-    """Apply retention and prune, then publish snapshot counts and the repository size."""
-    plans = maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
+    """Apply retention and prune, then publish what the repository holds."""
+    maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
+    publish_repository(manifest, metrics)
+
+
+def publish_repository(manifest: Manifest, metrics: Metrics) -> None:
+    """Snapshots per service (dumps, not their metadata) and the repository's size."""
     repo = maintenance.maintenance_repository(manifest)
-    metrics.repository_size.set(restic.stats(repo, mode="raw-data").total_size)
-    for plan in plans:
-        metrics.snapshots.labels(plan.service).set(
-            len([s for s in plan.keep if s.tag("kind") != META_KIND])
+    snapshots = restic.all_snapshots(repo)
+    for name in manifest.services:
+        metrics.snapshots.labels(name).set(
+            sum(1 for s in snapshots if s.tag("service") == name and s.tag("kind") != META_KIND)
         )
+    metrics.repository_size.set(restic.stats(repo, mode="raw-data").total_size)
 
 
 def run_maintenance(
@@ -152,6 +158,12 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         log.info(
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
+    if role == "maintenance":
+        # Known now, not only after the next retention run (a restart must not blank them).
+        try:
+            publish_repository(manifest, metrics)
+        except BackupError as exc:
+            log.warning("snapshot counts and repository size wait for retention: %s", exc)
 
     def last_run(task: Task) -> float | None:
         known = state.known(task.service, task.kind)

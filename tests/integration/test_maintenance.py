@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -12,10 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from backup_agent import cli, maintenance, restic
+from backup_agent import agent, cli, maintenance, restic
 from backup_agent.errors import BackupError
-from tests.conftest import ManifestFactory, need
+from backup_agent.metrics import Metrics
+from tests.agent_process import Agent, metric
+from tests.conftest import ManifestFactory, need, wait_for
 from tests.mariadb_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -64,10 +68,6 @@ def test_retention_removes_exactly_the_policy_across_host_names(
         snap("files", "agama", 45),  # newest of files
         make_snapshot(repository, "agama", 400 * day, {"unrelated": "yes"}),  # not ours: untouched
     }
-    dump_1d = next(
-        s for s in restic.all_snapshots(repository) if s.id in keep and s.tag("service") == "db"
-    )
-    del dump_1d  # (the ids are what matters below)
     old_dump = snap("db", "agama", 40)
     remove = {
         snap("db", "agama", 25),
@@ -92,6 +92,17 @@ def test_retention_removes_exactly_the_policy_across_host_names(
 
     assert cli.main(["-m", loaded.source, "forget"]) == 0
     assert {s.id for s in restic.all_snapshots(repository)} == keep
+
+    # The maintenance role's run: nothing more to remove; it publishes what is left.
+    registry = CollectorRegistry()
+    agent.retention(loaded, Metrics(registry, "maintenance"))
+    assert {s.id for s in restic.all_snapshots(repository)} == keep
+    counts = {
+        name: registry.get_sample_value("backup_snapshots", {"service": name}) for name in services
+    }
+    assert counts == {"db": 5, "grafana": 1, "files": 1}
+    size = registry.get_sample_value("backup_repository_size_bytes")
+    assert size == restic.stats(repository).total_size and size > 0
 
 
 def test_retention_refuses_a_plan_that_removes_the_newest() -> None:
@@ -221,3 +232,35 @@ def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
     plans = maintenance.apply_retention(loaded, NOW, dry_run=False)
     assert [s.id for p in plans for s in p.remove] == [old]
     assert old not in {s.id for s in restic.all_snapshots(repository)}
+
+
+def test_the_maintenance_role_publishes_the_repository_at_start_up(
+    repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
+) -> None:
+    for days, content in ((1, b"new"), (2, b"old")):
+        make_snapshot(repository, "agama", timedelta(days=days), {"service": "db"}, content)
+    port = free_port()
+    state = tmp_path / "state"
+    # Retention and check ran just now and their next slots are far away: whatever is
+    # published comes from start-up, as after a restart of the maintenance container.
+    state.mkdir()
+    now = time.time()
+    jobs = {
+        key: {"last_run": now, "last_success": now} for key in ("retention/forget", "check/check")
+    }
+    (state / "state.json").write_text(json.dumps({"jobs": jobs}))
+    loaded = make_manifest(
+        {"db": files_service(str(tmp_path))},
+        agent={"state_dir": str(state), "metrics_port": port, "metrics_address": "127.0.0.1"},
+        maintenance={"forget_schedule": "0 0 1 1 *", "check_schedule": "0 0 1 1 *"},
+    )
+    runner = Agent(Path(loaded.source), tmp_path / "agent.log", port, role="maintenance")
+    runner.start()
+    try:
+        size = wait_for("repository size", lambda: metric(port, "backup_repository_size_bytes"), 30)
+        assert size == restic.stats(repository).total_size  # published last
+        assert metric(port, "backup_snapshots", service="db") == 2
+        assert not runner.find("retention applied")  # not from a retention run
+        assert runner.stop()[0] == 0
+    finally:
+        runner.kill()

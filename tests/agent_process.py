@@ -1,0 +1,87 @@
+"""``backup-agent run`` as a child process, and reading its /metrics, for the tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class Agent:
+    """``backup-agent run`` as a child process with JSON logs in a file."""
+
+    def __init__(self, manifest: Path, log: Path, port: int, role: str = "backup") -> None:
+        self.manifest, self.log, self.port, self.role = manifest, log, port, role
+        self.process: subprocess.Popen[bytes] | None = None
+        self.offset = 0
+
+    def start(self) -> None:
+        self.offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "backup_agent",
+                    "-m",
+                    str(self.manifest),
+                    "--log-format",
+                    "json",
+                    "run",
+                    "--role",
+                    self.role,
+                ],
+                stderr=out,
+                stdout=out,
+            )
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Log entries written since the last ``start``."""
+        with self.log.open("rb") as handle:
+            handle.seek(self.offset)
+            lines = handle.read().decode().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def find(self, msg: str, **fields: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.entries()
+            if e["msg"] == msg and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM; return the exit code and how long the agent took to exit."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def metric(port: int, name: str, **labels: str) -> float | None:
+    """A sample's value from the agent's /metrics; None if absent or not served yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except ConnectionRefusedError:
+        return None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
