@@ -27,6 +27,20 @@ class BackupResult:
     bytes_added: int
     details: dict[str, object] = field(default_factory=dict)
 
+    @classmethod
+    def of_summary(
+        cls, service: Service, kind: str, summary: restic.BackupSummary, details: dict[str, object]
+    ) -> BackupResult:
+        """The result of a backup of files, as restic's summary counts it."""
+        return cls(
+            service=service.name,
+            kind=kind,
+            snapshot_id=summary.snapshot_id,
+            bytes_read=summary.total_bytes_processed,
+            bytes_added=summary.data_added,
+            details=details,
+        )
+
 
 @dataclass(frozen=True)
 class RestoreRequest:

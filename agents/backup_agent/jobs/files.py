@@ -55,19 +55,13 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         force=kind == "full",
         excludes=options.exclude,
     )
-    return BackupResult(
-        service=service.name,
-        kind=kind,
-        snapshot_id=summary.snapshot_id,
-        bytes_read=summary.total_bytes_processed,
-        bytes_added=summary.data_added,
-        details={
-            "parent": parent,
-            "files_new": summary.files_new,
-            "files_changed": summary.files_changed,
-            "files_unmodified": summary.files_unmodified,
-        },
-    )
+    details: dict[str, object] = {
+        "parent": parent,
+        "files_new": summary.files_new,
+        "files_changed": summary.files_changed,
+        "files_unmodified": summary.files_unmodified,
+    }
+    return BackupResult.of_summary(service, kind, summary, details)
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:

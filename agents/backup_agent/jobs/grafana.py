@@ -69,14 +69,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         summary = restic.backup(manifest.repository, paths, snapshot_tags(service, kind))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return BackupResult(
-        service=service.name,
-        kind=kind,
-        snapshot_id=summary.snapshot_id,
-        bytes_read=summary.total_bytes_processed,
-        bytes_added=summary.data_added,
-        details={**meta, "paths": paths},
-    )
+    return BackupResult.of_summary(service, kind, summary, {**meta, "paths": paths})
 
 
 def online_copy(source: str, target: Path) -> None:
