@@ -30,23 +30,24 @@ if ! docker compose version >/dev/null 2>&1; then
     exit 1
 fi
 
-# 2. Registry or air gap: images that are neither local nor pullable mean stand-ins.
+# 2. Registry or air gap: the third-party images, the database's first, are pulled
+# unless present; an unreachable registry means stand-ins, any other failure stops.
 airgap=${AIRGAP:-}
 if [ -z "$airgap" ]; then
     airgap=0
-    missing=()
-    # Third-party images, the database's first: `docker pull mysql:8.4` is the probe.
     images=$(AIRGAP=0 scripts/compose.sh config --images | grep -v '^local/' | sort -u)
-    for image in $(grep mysql <<<"$images"; grep -v mysql <<<"$images"); do
-        docker image inspect "$image" >/dev/null 2>&1 || missing+=("$image")
-    done
-    for image in "${missing[@]}"; do # fails fast without a registry
-        if ! timeout 120 docker pull -q "$image" >/dev/null 2>&1; then
-            airgap=1
-            say "no container registry reachable ('docker pull $image' failed)."
-            break
-        fi
-    done
+    say "pulling what is missing of: ${images//$'\n'/ }"
+    # shellcheck disable=SC2046 # one image name per word
+    if reason=$(scripts/registry-probe.sh $(grep mysql <<<"$images"; grep -v mysql <<<"$images") 2>&1); then
+        :
+    elif [ $? -eq 3 ]; then
+        airgap=1
+        say "no container registry reachable ($reason)."
+    else
+        say "$reason" >&2
+        say "fix the image name (compose/.env), or set AIRGAP=1 to use the stand-ins" >&2
+        exit 1
+    fi
 fi
 if [ "$airgap" = 1 ]; then
     say "building the air-gapped images and using the stand-ins of compose/airgap.yml:"

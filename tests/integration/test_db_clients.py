@@ -79,21 +79,25 @@ def test_an_image_without_a_dump_program_fails_the_export(tmp_path: Path) -> Non
 
 def test_clients_of_another_distribution_run_in_the_agent_image(exported: Path) -> None:
     client = docker_with(AGENT_IMAGE)
+    script = (
+        "sh /usr/local/lib/backup-images/db-clients.sh install /mnt/clients /tmp >/dev/null"
+        " && /tmp/mariadb-dump --version && command -v mysqldump"
+    )
+    container = client.containers.run(
+        AGENT_IMAGE,
+        ["-c", script],
+        entrypoint="sh",
+        user="root",
+        volumes={str(exported): {"bind": "/mnt/clients", "mode": "ro"}},
+        detach=True,
+    )
     try:
-        script = (
-            "sh /usr/local/lib/backup-images/db-clients.sh install /mnt/clients /tmp >/dev/null"
-            " && /tmp/mariadb-dump --version && command -v mysqldump"
-        )
-        out = client.containers.run(
-            AGENT_IMAGE,
-            ["-c", script],
-            entrypoint="sh",
-            user="root",
-            volumes={str(exported): {"bind": "/mnt/clients", "mode": "ro"}},
-            remove=True,
-        ).decode()
+        code = container.wait(timeout=60)["StatusCode"]
+        out = container.logs().decode()
     finally:
+        container.remove(force=True, v=True)  # and the image's anonymous state volume
         client.close()
+    assert code == 0, out
     assert host_version("mariadb-dump") in out  # bookworm's client on trixie's glibc
     # The image's own wrappers (from its DB_IMAGE) come before Debian's programs.
     assert out.splitlines()[-1] == "/usr/local/bin/mysqldump"

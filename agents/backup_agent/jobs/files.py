@@ -82,7 +82,10 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
         snapshot_id=snapshot.id,
         target=request.target,
         bytes=summary.total_bytes,
-        verified=[f"restic --verify re-read {summary.total_files} file(s) against the snapshot"],
+        verified=[
+            f"restic --verify re-read {summary.total_bytes} bytes"
+            f" ({summary.total_files} files and folders) against the snapshot"
+        ],
     )
 
 
