@@ -2,9 +2,10 @@
 append-only backup server, restore drills, a restore, Prometheus' alerts, teardown.
 
 One scenario, in order, because each step needs the previous one and real minutes:
-1. build the images (or reuse them), create secrets, bring the stack up (its own
-   compose project name, the air-gapped stand-ins, tests/e2e/compose.e2e.yml: backups
-   every minute, RPOs of minutes);
+1. build the images (or reuse them), then `make up` (scripts/up.sh) creates secrets,
+   brings the stack up and prints where to look (its own compose project name, the
+   air-gapped stand-ins, tests/e2e/compose.e2e.yml: backups every minute, RPOs of
+   minutes);
 2. write rows into MySQL (the MariaDB stand-in), dashboards into the Grafana stand-in
    and files into FILES_PATH; wait for the scheduled backups; find the snapshots on
    the backup server's disk;
@@ -371,13 +372,22 @@ def test_stack_backs_up_restores_alerts_and_cleans_up(stack: Stack) -> None:
 
 
 def scenario(stack: Stack) -> None:
-    # 1. Secrets and the stack, as `make up` does after building the images.
+    # 1. `make up` (scripts/up.sh) on the images built above: engine checks, secrets,
+    # `up --wait` until every service is healthy, then where to look.
     expected_files = write_files(stack.files)
-    subprocess.run(
-        ["bash", "scripts/secrets.sh"], cwd=ROOT, env=stack.env, check=True, capture_output=True
+    say(f"starting project {stack.project}: scripts/up.sh")
+    up = subprocess.run(
+        ["bash", "scripts/up.sh"],
+        cwd=ROOT,
+        env={**stack.env, "SKIP_BUILD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    say(f"starting project {stack.project}")
-    stack.compose("up", "--detach", "--wait", timeout=420)
+    assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    assert "using the stand-ins" in up.stdout
+    assert f"Prometheus: http://{stack.address('prometheus', 9090)}" in up.stdout
+    assert f"Grafana TEST STAND-IN: http://{stack.address('grafana', 3000)}" in up.stdout
     say("stack up and healthy")
 
     # 2. Data in every source, then the next scheduled backups.
