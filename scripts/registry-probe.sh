@@ -4,7 +4,7 @@
 # Exit 0: every image is here now. Exit 3: no registry is reachable (the network
 # failed, not the image); `make up` then uses the air-gapped stand-ins. Exit 1: any
 # other failure, such as an image name the registry does not know, which must stop
-# `make up` rather than quietly start stand-ins. The reason is the last line on stderr.
+# `make up` rather than quietly start stand-ins. The reason is one line on stderr.
 # A pull is never cut short for being slow: a slow registry is still a registry.
 set -euo pipefail
 
@@ -13,17 +13,13 @@ for image in "$@"; do
     if error=$(docker pull -q "$image" 2>&1 >/dev/null); then
         continue
     fi
-    reason="docker pull $image: ${error//$'\n'/ }"
+    echo "docker pull $image: ${error//$'\n'/ }" >&2
     case $error in
     *"no such host"* | *"dial tcp"* | *"i/o timeout"* | *"network is unreachable"* | \
         *"connection refused"* | *"TLS handshake timeout"* | *"Client.Timeout"* | \
         *"server misbehaving"*)
-        echo "$reason" >&2
         exit 3
         ;;
-    *)
-        echo "$reason" >&2
-        exit 1
-        ;;
+    *) exit 1 ;;
     esac
 done

@@ -45,7 +45,8 @@ if [ -z "$airgap" ]; then
         say "no container registry reachable ($reason)."
     else
         say "$reason" >&2
-        say "fix the image name (compose/.env), or set AIRGAP=1 to use the stand-ins" >&2
+        say "a registry answered but the pull failed: fix that (an image name in compose/.env?)," >&2
+        say "or set AIRGAP=1 to use the stand-ins" >&2
         exit 1
     fi
 fi

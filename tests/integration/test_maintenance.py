@@ -260,7 +260,7 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
         size = wait_for("repository size", lambda: metric(port, "backup_repository_size_bytes"), 30)
         assert size == restic.stats(repository).total_size  # published last
         assert metric(port, "backup_snapshots", service="db") == 2
-        assert not runner.find("retention applied")  # not from a retention run
+        assert not runner.find("started", service="retention")  # not from a retention run
         assert runner.stop()[0] == 0
     finally:
         runner.kill()
