@@ -4,6 +4,7 @@
 # rebuilds it), then builds the stand-ins for images that cannot be pulled:
 #   local/mariadb:11.8       stand-in for mysql:8.4 / mariadb (images/standins/mariadb)
 #   local/prometheus:debian  stand-in for prom/prometheus     (images/standins/prometheus)
+#   local/alertmanager:debian stand-in for prom/alertmanager (images/standins/alertmanager)
 #   local/grafana-standin:dev TEST STAND-IN for grafana/grafana, not Grafana
 #                            (tests/e2e/grafana-standin: Grafana's SQLite layout, 3 API calls)
 # Idempotent; starts nothing (scripts/start-dockerd.sh does). The project images are
@@ -95,5 +96,6 @@ else
 fi
 build local/mariadb:11.8 images/standins/mariadb
 build local/prometheus:debian images/standins/prometheus
+build local/alertmanager:debian images/standins/alertmanager
 # From the repository root: it copies tests/grafana_db.py.
 build local/grafana-standin:dev . tests/e2e/grafana-standin/Dockerfile

@@ -52,7 +52,8 @@ if [ -z "$airgap" ]; then
 fi
 if [ "$airgap" = 1 ]; then
     say "building the air-gapped images and using the stand-ins of compose/airgap.yml:"
-    say "  MariaDB 11.8 standing in for mysql:8.4, Debian's Prometheus for prom/prometheus,"
+    say "  MariaDB 11.8 standing in for mysql:8.4, Debian's Prometheus and Alertmanager for"
+    say "  prom/prometheus and prom/alertmanager,"
     say "  and for Grafana a TEST STAND-IN (tests/e2e/grafana-standin): not Grafana, no UI."
     touch compose/.airgap
     [ -n "${SKIP_BUILD:-}" ] || "$make" --no-print-directory base-images
@@ -82,6 +83,7 @@ else
     say "  Grafana:    $(url grafana 3000)  (user admin, password in compose/secrets/grafana_admin_password)"
 fi
 say "  Prometheus: $(url prometheus 9090)"
+say "  Alertmanager: $(url alertmanager 9093)  (add receivers in compose/alertmanager/alertmanager.yml)"
 say "  make plan          next runs and restore points"
 say "  make snapshots     what the repository holds"
 say "  make restore-test  restore drills now (verifier)"

@@ -16,7 +16,8 @@ One scenario, in order, because each step needs the previous one and real minute
 5. the real Prometheus: every target up, freshness and drill metrics present; then
    with the database stopped BackupStale fires for mysql once its 2-minute RPO has
    passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
-   nothing, so no freshness alert can fire for it: the rules say so);
+   nothing, so no freshness alert can fire for it: the rules say so); the real
+   Alertmanager (Debian's) receives the firing alerts;
 6. the `make down-volumes` equivalent leaves no container, network or volume behind.
 
 Docker is required: without it the test fails when BACKUP_AGENT_REQUIRE_INTEGRATION=1
@@ -54,6 +55,7 @@ IMAGES = (
     "local/backup-server:dev",
     "local/mariadb:11.8",
     "local/prometheus:debian",
+    "local/alertmanager:debian",
     "local/grafana-standin:dev",
 )
 SERVICES = ("mysql", "grafana", "files")
@@ -103,6 +105,7 @@ class Stack:
             "FILES_PATH": str(self.files),
             "GRAFANA_PORT": "0",  # any free port on 127.0.0.1
             "PROMETHEUS_PORT": "0",
+            "ALERTMANAGER_PORT": "0",
         }
 
     def compose(
@@ -388,6 +391,7 @@ def scenario(stack: Stack) -> None:
     assert "using the stand-ins" in up.stdout
     assert f"Prometheus: http://{stack.address('prometheus', 9090)}" in up.stdout
     assert f"Grafana TEST STAND-IN: http://{stack.address('grafana', 3000)}" in up.stdout
+    assert f"Alertmanager: http://{stack.address('alertmanager', 9093)}" in up.stdout
     say("stack up and healthy")
 
     # 2. Data in every source, then the next scheduled backups.
@@ -522,4 +526,13 @@ def scenario(stack: Stack) -> None:
         every=5,
     )
     say(f"BackupAgentDown fired for files-agent {time.monotonic() - stopped:.0f} s after the stop")
+    alertmanager = f"http://{stack.address('alertmanager', 9093)}/api/v2/alerts"
+
+    def delivered() -> set[tuple[str, str]]:
+        with urllib.request.urlopen(alertmanager, timeout=10) as response:
+            alerts = json.load(response)
+        return {(a["labels"]["alertname"], a["labels"].get("service", "")) for a in alerts}
+
+    wait_for("BackupStale in Alertmanager", lambda: ("BackupStale", "mysql") in delivered(), 60)
+    say("Alertmanager holds the firing alerts")
     assert not prometheus.firing("BackupStale", service="grafana")
