@@ -74,9 +74,7 @@ def metric(port: int, name: str, **labels: str) -> float | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
-    except ConnectionRefusedError:
-        return None
-    except urllib.error.URLError as exc:
+    except urllib.error.URLError as exc:  # urlopen wraps a refused connection
         if isinstance(exc.reason, ConnectionRefusedError):
             return None
         raise
