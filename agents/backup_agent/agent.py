@@ -1,8 +1,8 @@
-"""``backup-agent run``: wire a role's jobs to the scheduler, the state file and /metrics.
+"""``backup-agent run``: wire a role's tasks to the scheduler, the state file and /metrics.
 
 Roles: ``backup`` (a sidecar: the manifest's services, or the ones named),
 ``maintenance`` (beside the repository: retention then prune, and checks) and
-``verifier`` (restore drills on the verification schedule, on another machine).
+``verifier`` (restore drills on the drill schedule, on another machine).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from functools import partial
 from prometheus_client import CollectorRegistry, start_http_server
 
 from backup_agent import maintenance, restic, runs
+from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
-from backup_agent.jobs.base import META_KIND
+from backup_agent.jobs.base import require_drill
 from backup_agent.manifest import Manifest
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
-from backup_agent.state import State
-from backup_agent.verify import run_drills
+from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task
 
 log = logging.getLogger("backup_agent.agent")
 ROLES = ("backup", "maintenance", "verifier")
@@ -33,103 +33,64 @@ def backup_tasks(
     """One task per schedule of each named service."""
     return [
         Task(
-            name,
+            backup_task(name, kind),
             schedule,
-            partial(runs.run_backup, manifest, service, schedule.kind, state, metrics),
+            partial(runs.run_backup, manifest, service, kind, state, metrics),
         )
         for name in names
         for service in [manifest.service(name)]
-        for schedule in service.schedules
+        for kind, schedule in service.schedules.items()
     ]
 
 
 def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> list[Task]:
-    """Retention (forget then prune) and the rotating check, on their schedules.
+    """Retention (forget then prune) and the rotating check, on their schedules; each
+    publishes the maintenance metrics when it ends, whatever the outcome."""
 
-    Each has its own task name, so that both run when their slots coincide.
-    """
+    def retention() -> None:
+        with runs.recorded(state, RETENTION):
+            maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
+            metrics.publish_repository(*maintenance.repository_contents(manifest))
+
+    def check() -> None:
+        with runs.recorded(state, CHECK) as outcome:
+            maintenance.check_repository(manifest, outcome.before.successes)
+
+    def published(action: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                action()
+            finally:
+                metrics.publish_maintenance(state)
+
+        return run
+
     settings = manifest.maintenance
-
-    def check() -> str:
-        return maintenance.check_repository(manifest, state.job("check", "check").successes)
-
-    def forget() -> None:
-        retention(manifest, metrics)
-
     return [
-        Task(
-            "retention",
-            settings.forget,
-            partial(run_maintenance, "retention", "forget", state, metrics, forget),
-        ),
-        Task(
-            "check",
-            settings.check,
-            partial(run_maintenance, "check", "check", state, metrics, check),
-        ),
+        Task(RETENTION, settings.retention, published(retention)),
+        Task(CHECK, settings.check, published(check)),
     ]
 
 
-def publish_maintenance(metrics: Metrics, state: State) -> None:
-    """Maintenance metrics from the state file (at start-up and on every tick)."""
-    for name, task in (("retention", "forget"), ("check", "check")):
-        if state.known(name, task):
-            job = state.job(name, task)
-            metrics.maintenance_last_result.labels(task).set(
-                1 if job.last_success >= job.last_run else 0
-            )
-            metrics.maintenance_last_success.labels(task).set(job.last_success)
-
-
 def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
-    """The restore drills of every service, on the verification schedule."""
-    verification = manifest.verification
-    if verification is None:
-        raise BackupError(f"{manifest.source}: the verifier role needs a verification section")
+    """The restore drills of every service, on the drill schedule."""
+    settings = require_drill(manifest)
 
     def drills() -> None:
-        with runs.recorded(state, "verifier", "drill") as job:
-            run_drills(manifest, list(manifest.services), verification.report_file, job.successes)
+        with runs.recorded(state, DRILL) as outcome:
+            run_drills(
+                manifest, list(manifest.services), settings.report_file, outcome.before.successes
+            )
 
     # No drill at first start: there may be no backup yet to restore.
-    return [Task("verifier", verification.schedule, drills, first_run=False)]
-
-
-def retention(manifest: Manifest, metrics: Metrics) -> None:
-    """Apply retention and prune, then publish what the repository holds."""
-    maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
-    publish_repository(manifest, metrics)
-
-
-def publish_repository(manifest: Manifest, metrics: Metrics) -> None:
-    """Snapshots per service (dumps, not their metadata) and the repository's size."""
-    repo = maintenance.maintenance_repository(manifest)
-    snapshots = restic.all_snapshots(repo)
-    for name in manifest.services:
-        metrics.snapshots.labels(name).set(
-            sum(1 for s in snapshots if s.tag("service") == name and s.tag("kind") != META_KIND)
-        )
-    metrics.repository_size.set(restic.stats(repo, mode="raw-data").total_size)
-
-
-def run_maintenance(
-    name: str, task: str, state: State, metrics: Metrics, action: Callable[[], object]
-) -> object:
-    """Run a maintenance action with bookkeeping, then publish its metrics."""
-    try:
-        with runs.recorded(state, name, task):
-            return action()
-    finally:
-        publish_maintenance(metrics, state)
+    return [Task(DRILL, settings.schedule, drills, first_run=False)]
 
 
 def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
-    """Run the role's jobs on schedule until SIGTERM."""
+    """Run the role's tasks on schedule until SIGTERM."""
     restic.require_version()
     registry = CollectorRegistry()
-    report = (
-        manifest.verification.report_file if manifest.verification and role == "verifier" else None
-    )
+    report = manifest.drill.report_file if manifest.drill and role == "verifier" else None
     metrics = Metrics(registry, role, report)
     state = State(manifest.agent.state_dir)
     selected = list(names) or list(manifest.services)
@@ -138,9 +99,9 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         state.reload()
         if role == "backup":
             for name in selected:
-                runs.publish(metrics, state, manifest.service(name))
+                metrics.publish_backups(manifest.service(name), state)
         elif role == "maintenance":
-            publish_maintenance(metrics, state)
+            metrics.publish_maintenance(state)
 
     if role == "backup":
         metrics.declare(manifest, selected)
@@ -161,20 +122,16 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:
-            publish_repository(manifest, metrics)
+            metrics.publish_repository(*maintenance.repository_contents(manifest))
         except BackupError as exc:
             log.warning("snapshot counts and repository size wait for retention: %s", exc)
 
     def last_run(task: Task) -> float | None:
-        known = state.known(task.service, task.kind)
-        return state.job(task.service, task.kind).last_run if known else None
+        return state.run(task.id).last_run if state.known(task.id) else None
 
     def on_wait(task: Task, seconds: float) -> None:
-        if role == "backup":
-            metrics.waits.labels(task.service).inc()
-            metrics.wait_seconds.labels(task.service).inc(seconds)
+        if task.id.role == "backup":
+            metrics.waited(task.id.name, seconds)
 
-    log.info(
-        "agent started: role %s, jobs %s", role, ", ".join(f"{t.service}/{t.kind}" for t in tasks)
-    )
+    log.info("agent started: role %s, tasks %s", role, ", ".join(str(t.id) for t in tasks))
     Scheduler(tasks, last_run, on_wait, on_tick=publish).run_forever()

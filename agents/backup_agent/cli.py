@@ -16,12 +16,12 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from backup_agent import __version__, agent, logs, maintenance, manifest, plan, restic, runs, verify
+from backup_agent import __version__, agent, drill, logs, maintenance, manifest, plan, restic, runs
 from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, ManifestError
 from backup_agent.jobs import JOBS
-from backup_agent.jobs.base import RestoreRequest, require_verification
+from backup_agent.jobs.base import RestoreRequest, require_drill
 from backup_agent.metrics import Metrics
-from backup_agent.state import State
+from backup_agent.state import DRILL, State
 
 log = logging.getLogger("backup_agent")
 
@@ -46,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return Interrupted.exit_code
+
+
+def _deprecated(args: argparse.Namespace, old: str, new: str) -> None:
+    if args.verb == old:
+        log.warning("'backup-agent %s' is deprecated: use 'backup-agent %s'", old, new)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -78,7 +83,11 @@ def parser() -> argparse.ArgumentParser:
 
     backup = verbs.add_parser("backup", help="back up one service now")
     backup.add_argument("service")
-    backup.add_argument("--kind", help="snapshot kind (files: incremental or full)")
+    backup.add_argument(
+        "--kind",
+        choices=manifest.BACKUP_KINDS,
+        help="snapshot kind (files: incremental or full); default: the kind scheduled today",
+    )
     backup.set_defaults(handler=cmd_backup)
 
     run = verbs.add_parser(
@@ -90,9 +99,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    forget = verbs.add_parser("forget", help="apply retention on the repository, then prune")
-    forget.add_argument("--dry-run", action="store_true", help="show the plan, remove nothing")
-    forget.set_defaults(handler=cmd_forget)
+    retention = verbs.add_parser(
+        "retention",
+        aliases=["forget"],
+        help="apply retention on the repository, then prune ('forget' is its old name)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="show the plan, remove nothing")
+    retention.set_defaults(handler=cmd_retention)
 
     check = verbs.add_parser("check", help="restic check, reading a rotating subset of the data")
     check.add_argument(
@@ -100,13 +113,15 @@ def parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_check)
 
-    verify_ = verbs.add_parser(
-        "verify",
-        help="restore drills: restore the newest snapshots into disposable targets and prove them",
+    drill_ = verbs.add_parser(
+        "drill",
+        aliases=["verify"],
+        help="restore drills: restore the newest snapshots into disposable targets and prove "
+        "them ('verify' is its old name)",
     )
-    verify_.add_argument("services", nargs="*", help="services to drill (default: all)")
-    verify_.add_argument("--report", help="JSON report file (default: verification.report_file)")
-    verify_.set_defaults(handler=cmd_verify)
+    drill_.add_argument("services", nargs="*", help="services to drill (default: all)")
+    drill_.add_argument("--report", help="JSON report file (default: drill.report_file)")
+    drill_.set_defaults(handler=cmd_drill)
 
     plan_ = verbs.add_parser("plan", help="next runs, overlaps and simulated restore points")
     plan_.add_argument("file", nargs="?", help="manifest (default: --manifest)")
@@ -137,7 +152,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     loaded = manifest.load(args.file or args.manifest)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    services = ", ".join(f"{s.name} ({s.kind})" for s in loaded.services.values())
+    services = ", ".join(f"{s.name} ({s.type})" for s in loaded.services.values())
     print(f"{loaded.source}: ok: {services}")
     return EXIT_OK
 
@@ -160,7 +175,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     loaded = _load(args)
     service = loaded.service(args.service)
-    kind = args.kind or service.schedules[-1].kind
+    kind = args.kind or service.kind_for(datetime.now(UTC))
     state = State(loaded.agent.state_dir)
     result = runs.run_backup(loaded, service, kind, state, Metrics(CollectorRegistry()))
     print(json.dumps(asdict(result), default=str))
@@ -176,7 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_forget(args: argparse.Namespace) -> int:
+def cmd_retention(args: argparse.Namespace) -> int:
+    _deprecated(args, "forget", "retention")
     loaded = _load(args)
     plans = maintenance.apply_retention(loaded, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -192,15 +208,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_drill(args: argparse.Namespace) -> int:
     """Run the drills now; exit 1 when any drill or the repository check failed."""
+    _deprecated(args, "verify", "drill")
     loaded = _load(args)
-    verification = require_verification(loaded)
+    settings = require_drill(loaded)
     names = [loaded.service(name).name for name in args.services] or list(loaded.services)
-    report_file = args.report or verification.report_file
+    report_file = args.report or settings.report_file
     state = State(loaded.agent.state_dir)
-    with runs.recorded(state, "verifier", "drill") as job:
-        report = verify.run_drills(loaded, names, report_file, job.successes)
+    with runs.recorded(state, DRILL) as outcome:
+        report = drill.run_drills(loaded, names, report_file, outcome.before.successes)
     failed = 0
     for name in names:
         entry = report["services"][name]
@@ -225,11 +242,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = manifest.load(args.file or args.manifest)
     state = State(loaded.agent.state_dir)
-    measured = {
-        name: timedelta(seconds=max(j.last_duration for j in jobs))
-        for name in loaded.services
-        if (jobs := [j for key, j in state.jobs.items() if key.startswith(f"{name}/")])
-    }
+    measured: dict[str, timedelta] = {}
+    for task, run in state.runs.items():
+        if task.role == "backup":
+            took = timedelta(seconds=run.last_duration)
+            measured[task.name] = max(measured.get(task.name, took), took)
     print(plan.render(loaded, datetime.now(UTC), measured))
     return EXIT_OK
 
@@ -253,7 +270,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     started = time.monotonic()
-    result = JOBS[service.kind].restore(loaded, service, request)
+    result = JOBS[service.type].restore(loaded, service, request)
     log.info(
         "restore finished",
         extra={

@@ -24,6 +24,9 @@ from backup_agent.errors import CommandError
 
 log = logging.getLogger(__name__)
 
+# Builds the exception for a failed command: (command, exit code, stderr tail, what).
+ErrorFactory = Callable[[str, int, str, str], CommandError]
+
 STDERR_TAIL_LINES = 20
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
 _secrets: set[str] = set()
@@ -63,8 +66,10 @@ def run(
     input_data: bytes | None = None,
     cwd: str | None = None,
     ok_codes: frozenset[int] = frozenset({0}),
+    error: ErrorFactory = CommandError,
 ) -> Result:
-    """Run a command to completion, capturing its output."""
+    """Run a command to completion, capturing its output; a failure raises what
+    ``error`` builds (a program's own error types, such as restic's)."""
     log.debug("running %s", display(argv))
     proc = subprocess.Popen(
         list(argv),
@@ -82,7 +87,7 @@ def run(
         raise
     stderr = err.decode(errors="replace")
     if proc.returncode not in ok_codes:
-        raise error_for(argv, proc.returncode, _tail(stderr.splitlines()))
+        raise error_for(argv, proc.returncode, _tail(stderr.splitlines()), error=error)
     return Result(out, stderr)
 
 
@@ -114,8 +119,10 @@ class Process:
         stdout: int | IO[bytes] | None = None,
         on_stdout_line: Callable[[bytes], None] | None = None,
         cwd: str | None = None,
+        error: ErrorFactory = CommandError,
     ) -> None:
         self.argv = list(argv)
+        self.error = error
         log.debug("starting %s", display(argv))
         if on_stdout_line is not None:
             stdout = subprocess.PIPE
@@ -166,28 +173,18 @@ class Process:
         """Wait, and raise ``CommandError`` unless the process exited 0."""
         code = self.wait()
         if code != 0:
-            raise error_for(self.argv, code, self.stderr_tail(), what)
-
-
-# Builds the exception for a failed command; restic.py swaps in its own mapping.
-ErrorFactory = Callable[[str, int, str, str], CommandError]
+            raise error_for(self.argv, code, self.stderr_tail(), what, self.error)
 
 
 def error_for(
-    argv: Sequence[str], returncode: int, stderr_tail: str, what: str = ""
+    argv: Sequence[str],
+    returncode: int,
+    stderr_tail: str,
+    what: str = "",
+    error: ErrorFactory = CommandError,
 ) -> CommandError:
-    """The exception for a failed command, specialised by ``register_errors`` per program."""
-    program = os.path.basename(argv[0]) if argv else ""
-    factory = _factories.get(program, CommandError)
-    return factory(display(argv), returncode, mask(stderr_tail), what)
-
-
-_factories: dict[str, ErrorFactory] = {}
-
-
-def register_errors(program: str, factory: ErrorFactory) -> None:
-    """Make failures of ``program`` raise the exceptions ``factory`` builds."""
-    _factories[program] = factory
+    """The exception for a failed command, with the command and its stderr masked."""
+    return error(display(argv), returncode, mask(stderr_tail), what)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

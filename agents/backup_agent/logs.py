@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from backup_agent.execute import mask
 
-FIELDS = ("service", "job", "snapshot", "bytes", "bytes_added", "duration_seconds", "kind")
+FIELDS = ("service", "task", "kind", "snapshot", "bytes", "bytes_added", "duration_seconds")
 
 
 class _Formatter(logging.Formatter):

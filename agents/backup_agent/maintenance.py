@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from backup_agent import restic
+from backup_agent import restic, snapshots
 from backup_agent.errors import BackupError
-from backup_agent.jobs.base import META_KIND
 from backup_agent.manifest import Manifest, Retention
 
 log = logging.getLogger("backup_agent.maintenance")
@@ -51,7 +50,7 @@ def maintenance_repository(manifest: Manifest) -> restic.Repository:
 
 
 def plan_retention(
-    snapshots: Sequence[restic.Snapshot],
+    listed: Sequence[restic.Snapshot],
     services: Sequence[str],
     retention: Retention,
     now: datetime,
@@ -59,8 +58,8 @@ def plan_retention(
     """Decide, per service, which snapshots to keep and which to remove."""
     plans = []
     for service in services:
-        mine = [s for s in snapshots if s.tag("service") == service]
-        data = [s for s in mine if s.tag("kind") != META_KIND]
+        mine = [s for s in listed if s.tag("service") == service]
+        data = snapshots.data(mine)
         trusted = [s for s in data if s.time <= now + FUTURE_TOLERANCE]
         suspicious = tuple(s for s in data if s not in trusted)
         if not trusted:
@@ -75,7 +74,8 @@ def plan_retention(
         remove_ids |= {
             m.id
             for m in mine
-            if m.tag("kind") == META_KIND and (m.tag("of") in remove_ids or not _has_dump(m, data))
+            if m.tag("kind") == snapshots.META_KIND
+            and (m.tag("of") in remove_ids or not _has_dump(m, data))
         }
         plans.append(
             ServicePlan(
@@ -95,7 +95,7 @@ def _has_dump(meta: restic.Snapshot, data: Sequence[restic.Snapshot]) -> bool:
 def check_plan(plans: Sequence[ServicePlan]) -> None:
     """Refuse a plan that would remove a service's newest snapshot or every snapshot."""
     for plan in plans:
-        data = [s for s in (*plan.keep, *plan.remove) if s.tag("kind") != META_KIND]
+        data = snapshots.data((*plan.keep, *plan.remove))
         if not data:
             continue
         newest = max(
@@ -105,7 +105,7 @@ def check_plan(plans: Sequence[ServicePlan]) -> None:
             raise BackupError(
                 f"refusing retention: it would remove the newest snapshot of {plan.service}"
             )
-        if not [s for s in plan.keep if s.tag("kind") != META_KIND]:
+        if not snapshots.data(plan.keep):
             raise BackupError(
                 f"refusing retention: it would remove every snapshot of {plan.service}"
             )
@@ -144,6 +144,14 @@ def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list
         with_unlock(repo, lambda: restic.forget(repo, doomed))
         with_unlock(repo, lambda: restic.prune(repo))
     return plans
+
+
+def repository_contents(manifest: Manifest) -> tuple[dict[str, int], int]:
+    """Data snapshots per service of the manifest, and the repository's stored size."""
+    repo = maintenance_repository(manifest)
+    found = snapshots.data(restic.all_snapshots(repo))
+    counts = {name: sum(1 for s in found if s.tag("service") == name) for name in manifest.services}
+    return counts, restic.stats(repo, mode="raw-data").total_size
 
 
 def check_repository(

@@ -1,33 +1,42 @@
-"""Prometheus metrics, defined on a registry passed in (never the global one).
+"""Prometheus metrics: defined on a registry passed in (never the global one), and
+published from here only. The other modules report what happened (a run recorded in
+the state file, a repository's contents, a drill report) and this module turns it
+into series.
 
-Labels are low-cardinality: ``service`` (and ``kind``/``result`` on counters), never
-snapshot ids. A service that never succeeded has ``backup_last_success_timestamp_seconds``
-of 0, so its age is "since 1970" and the freshness alert fires, while
-``backup_runs_total`` stays at zero: a job that never ran looks different from one
-that succeeded. Restore-drill metrics (``backup_restore_*``) are read from the drill
-report at scrape time (``verify.DrillReportCollector``).
+Labels are low-cardinality: ``service`` (and ``kind``/``result`` on counters, ``task``
+on maintenance), never snapshot ids. A service that never succeeded has
+``backup_last_success_timestamp_seconds`` of 0, so its age is "since 1970" and the
+freshness alert fires, while ``backup_runs_total`` stays at zero: a job that never
+ran looks different from one that succeeded. Drill metrics (``backup_drill_*``) are
+read from the drill report at scrape time, so drills started by an operator show too.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from backup_agent import __version__
-from backup_agent.manifest import Manifest
-from backup_agent.verify import DrillReportCollector
+from backup_agent.drill import read_report
+from backup_agent.manifest import Manifest, Service
+from backup_agent.state import CHECK, RETENTION, State, backup_task
 
 PREFIX = "backup"
+MAINTENANCE_TASKS = (RETENTION, CHECK)
 
 
 class Metrics:
-    """Every metric the agents export, and helpers that set them consistently."""
+    """Every metric the agents export, and the functions that set them."""
 
     def __init__(
         self, registry: CollectorRegistry, role: str = "backup", report_file: str | None = None
     ) -> None:
         self.registry = registry
         if report_file:
-            # Restore-drill metrics come from the drill report, read at scrape time.
             registry.register(DrillReportCollector(report_file))
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> Gauge:
@@ -80,7 +89,7 @@ class Metrics:
         )
         self.maintenance_last_success = gauge(
             "maintenance_last_success_timestamp_seconds",
-            "End of the last successful maintenance task (forget+prune, check).",
+            "End of the last successful maintenance task (retention, check).",
             ("task",),
         )
         self.maintenance_last_result = gauge(
@@ -89,7 +98,7 @@ class Metrics:
             ("task",),
         )
 
-    def declare(self, manifest: Manifest, services: list[str], backups: bool = True) -> None:
+    def declare(self, manifest: Manifest, services: Sequence[str], backups: bool = True) -> None:
         """Publish the manifest's targets for ``services``; with ``backups``, also their
         backup series (a zero last-success time until a backup succeeds)."""
         for name in services:
@@ -103,6 +112,88 @@ class Metrics:
             self.last_attempt.labels(name)
             self.waits.labels(name)
             self.wait_seconds.labels(name)
-            for schedule in service.schedules:
+            for kind in service.schedules:
                 for result in ("success", "failure"):
-                    self.runs.labels(name, schedule.kind, result)
+                    self.runs.labels(name, kind, result)
+
+    def backup_started(self, service: Service) -> None:
+        self.last_attempt.labels(service.name).set(time.time())
+
+    def backup_ended(
+        self, service: Service, kind: str, state: State, added_bytes: int | None
+    ) -> None:
+        """Count a finished backup (``added_bytes`` None: it failed) and republish."""
+        result = "failure" if added_bytes is None else "success"
+        self.runs.labels(service.name, kind, result).inc()
+        if added_bytes is not None:
+            self.added_bytes.labels(service.name).set(added_bytes)
+        self.publish_backups(service, state)
+
+    def publish_backups(self, service: Service, state: State) -> None:
+        """A service's backup series from its recorded runs (after a run, at start-up)."""
+        tasks = [backup_task(service.name, kind) for kind in service.schedules]
+        runs = [state.run(task) for task in tasks if state.known(task)]
+        if not runs:
+            return
+        latest_run = max(runs, key=lambda r: r.last_run)
+        latest_success = max(runs, key=lambda r: r.last_success)
+        name = service.name
+        self.last_success.labels(name).set(latest_success.last_success)
+        self.last_attempt.labels(name).set(latest_run.last_run)
+        self.last_result.labels(name).set(
+            1 if latest_run.last_success >= latest_run.last_run else 0
+        )
+        self.duration.labels(name).set(latest_run.last_duration)
+        if latest_success.last_success:
+            self.read_bytes.labels(name).set(latest_success.last_bytes)
+            self.previous_read_bytes.labels(name).set(latest_success.previous_bytes)
+
+    def waited(self, service: str, seconds: float) -> None:
+        self.waits.labels(service).inc()
+        self.wait_seconds.labels(service).inc(seconds)
+
+    def publish_maintenance(self, state: State) -> None:
+        """Maintenance series from the state file (at start-up and on every tick)."""
+        for task in MAINTENANCE_TASKS:
+            if state.known(task):
+                run = state.run(task)
+                self.maintenance_last_result.labels(task.name).set(
+                    1 if run.last_success >= run.last_run else 0
+                )
+                self.maintenance_last_success.labels(task.name).set(run.last_success)
+
+    def publish_repository(self, snapshots: Mapping[str, int], size: int) -> None:
+        """Snapshots per service (data, not records) and the repository's stored size."""
+        for name, count in snapshots.items():
+            self.snapshots.labels(name).set(count)
+        self.repository_size.set(size)
+
+
+class DrillReportCollector(Collector):
+    """Drill metrics, read from the drill report file at every scrape."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        services = read_report(self.path).get("services", {})
+        success_time = GaugeMetricFamily(
+            f"{PREFIX}_drill_last_success_timestamp_seconds",
+            "End of the last passing restore drill; 0 if none passed.",
+            labels=["service"],
+        )
+        result = GaugeMetricFamily(
+            f"{PREFIX}_drill_last_success",
+            "1 if the last restore drill passed, 0 if it failed.",
+            labels=["service"],
+        )
+        duration = GaugeMetricFamily(
+            f"{PREFIX}_drill_duration_seconds",
+            "Measured restore time of the last drill, from start of restore to verified.",
+            labels=["service"],
+        )
+        for name, entry in sorted(services.items()):
+            success_time.add_metric([name], float(entry.get("last_success", 0.0)))
+            result.add_metric([name], 1.0 if entry.get("passed") else 0.0)
+            duration.add_metric([name], float(entry.get("seconds", 0.0)))
+        yield from (success_time, result, duration)

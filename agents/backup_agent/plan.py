@@ -1,9 +1,10 @@
 """``backup-agent plan``: the schedule and retention policy as a person needs to see them.
 
-Shows the next two weeks of runs, flags runs of different services that overlap
-(by expected or measured duration), and simulates the retention policy against each
-schedule with the same code that applies it (``maintenance.plan_retention``) to give
-the worst-case number and age of restore points per service.
+Shows the next two weeks of runs (backups, maintenance and the drills), flags runs
+of different owners that overlap (by expected or measured duration), and simulates
+the retention policy against each schedule with the same code that applies it
+(``maintenance.plan_retention``) to give the worst-case number and age of restore
+points per service.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from backup_agent import restic
 from backup_agent.maintenance import plan_retention
 from backup_agent.manifest import Manifest, Schedule, Service, format_duration
+from backup_agent.state import CHECK, DRILL, RETENTION, TaskId, backup_task
 
 WINDOW = timedelta(days=14)
 SIMULATED = timedelta(days=366)
@@ -25,13 +27,22 @@ MAX_RUNS = 100_000  # per schedule: a year of every-5-minute runs
 @dataclass(frozen=True)
 class Run:
     start: datetime
-    service: str
-    kind: str
+    task: TaskId
     duration: timedelta
 
     @property
     def end(self) -> datetime:
         return self.start + self.duration
+
+    @property
+    def owner(self) -> str:
+        """Who runs it: the service for backups, else the role (maintenance, verifier)."""
+        return self.task.name if self.task.role == "backup" else self.task.role
+
+    @property
+    def what(self) -> str:
+        """The snapshot kind for backups, else the task (retention, check, drill)."""
+        return self.task.kind or self.task.name
 
 
 @dataclass(frozen=True)
@@ -49,42 +60,53 @@ def upcoming_runs(
     manifest: Manifest, start: datetime, durations: dict[str, timedelta], window: timedelta = WINDOW
 ) -> list[Run]:
     """Every run in ``window`` from ``start``, in time order."""
-    jobs: list[tuple[str, Schedule, timedelta]] = []
+    tasks: list[tuple[TaskId, Schedule, timedelta]] = []
     for service in manifest.services.values():
         duration = max(service.expected_duration, durations.get(service.name, timedelta()))
-        jobs += [(service.name, schedule, duration) for schedule in service.schedules]
+        tasks += [
+            (backup_task(service.name, kind), schedule, duration)
+            for kind, schedule in service.schedules.items()
+        ]
     # Maintenance holds repository locks (prune: exclusive), so it counts for overlaps.
     maintenance = manifest.maintenance
-    jobs += [
-        ("maintenance", s, MAINTENANCE_DURATION) for s in (maintenance.forget, maintenance.check)
+    tasks += [
+        (RETENTION, maintenance.retention, MAINTENANCE_DURATION),
+        (CHECK, maintenance.check, MAINTENANCE_DURATION),
     ]
+    if manifest.drill is not None:
+        # The drills restore every service, one after another; reading takes locks too.
+        drilling = sum((s.expected_duration for s in manifest.services.values()), timedelta())
+        tasks.append((DRILL, manifest.drill.schedule, drilling))
     runs = [
-        Run(when, name, schedule.kind, duration)
-        for name, schedule, duration in jobs
+        Run(when, task, duration)
+        for task, schedule, duration in tasks
         for when in schedule.fires_until(start, start + window, MAX_RUNS)
     ]
-    return sorted(runs, key=lambda r: (r.start, r.service))
+    return sorted(runs, key=lambda r: (r.start, r.owner))
 
 
 def overlaps(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """Pairs of runs of different services whose time spans intersect."""
+    """Pairs of runs of different owners whose time spans intersect."""
     found = []
     for i, first in enumerate(runs):
         for second in runs[i + 1 :]:
             if second.start >= first.end:
                 break
-            if second.service != first.service:
+            if second.owner != first.owner:
                 found.append((first, second))
     return found
 
 
 def simulate_retention(manifest: Manifest, service: Service, start: datetime) -> RestorePoints:
-    """Create snapshots on the service's schedule and apply retention on the forget schedule."""
+    """Create snapshots on the service's schedules and apply retention on its schedule."""
     end = start + SIMULATED
     settle = start + manifest.retention.max_age + manifest.retention.keep_within
     events = heapq.merge(
-        *(((t, 1, s.kind) for t in s.fires_until(start, end, MAX_RUNS)) for s in service.schedules),
-        ((t, 0, "forget") for t in manifest.maintenance.forget.fires_until(start, end, MAX_RUNS)),
+        *(
+            ((t, 1, kind) for t in schedule.fires_until(start, end, MAX_RUNS))
+            for kind, schedule in service.schedules.items()
+        ),
+        ((t, 0, "") for t in manifest.maintenance.retention.fires_until(start, end, MAX_RUNS)),
     )
     kept: list[restic.Snapshot] = []
     counts: list[int] = []
@@ -110,13 +132,13 @@ def _fake_snapshot(number: int, when: datetime, service: str, kind: str) -> rest
 
 def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta]) -> str:
     """The plan as text."""
-    tz = next(iter(manifest.services.values())).schedules[0].timezone
+    tz = next(iter(next(iter(manifest.services.values())).schedules.values())).timezone
     runs = upcoming_runs(manifest, start, durations)
     lines = [f"Runs in the next {WINDOW.days} days ({tz.key}):"]
     for run in runs:
         local = run.start.astimezone(tz)
         took = format_duration(run.duration)
-        lines.append(f"  {local:%a %Y-%m-%d %H:%M}  {run.service:<12} {run.kind:<12} ~{took}")
+        lines.append(f"  {local:%a %Y-%m-%d %H:%M}  {run.owner:<12} {run.what:<12} ~{took}")
     clashes = overlaps(runs)
     lines.append("")
     if clashes:
@@ -124,8 +146,8 @@ def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta])
         for first, second in clashes:
             when = second.start.astimezone(tz)
             lines.append(
-                f"  {when:%Y-%m-%d %H:%M} {second.service}/{second.kind} starts while "
-                f"{first.service}/{first.kind} (from {first.start.astimezone(tz):%H:%M}, "
+                f"  {when:%Y-%m-%d %H:%M} {second.owner}/{second.what} starts while "
+                f"{first.owner}/{first.what} (from {first.start.astimezone(tz):%H:%M}, "
                 f"~{format_duration(first.duration)}) may still run"
             )
     else:

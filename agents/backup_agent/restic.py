@@ -65,7 +65,8 @@ EXIT_CODES: dict[int, type[ResticError]] = {
 }
 
 
-def _error(command: str, returncode: int, stderr_tail: str, what: str) -> CommandError:
+def error(command: str, returncode: int, stderr_tail: str, what: str) -> CommandError:
+    """The named exception for a failed restic command (an ``execute.ErrorFactory``)."""
     return EXIT_CODES.get(returncode, ResticError)(
         command, returncode, _readable(stderr_tail), what
     )
@@ -80,9 +81,6 @@ def _readable(stderr_tail: str) -> str:
                 part = str(json.loads(part).get("message", part))
         parts.append(part)
     return " | ".join(parts)
-
-
-execute.register_errors(RESTIC, _error)
 
 
 # --- repository and results -------------------------------------------------------------
@@ -228,13 +226,13 @@ def command(verb: str, *args: str) -> list[str]:
     return [RESTIC, "--json", verb, *args]
 
 
-def _run(repo: Repository, argv: list[str], **kwargs: Any) -> execute.Result:
-    return execute.run(argv, env=repo.env(), **kwargs)
+def _run(repo: Repository, argv: list[str]) -> execute.Result:
+    return execute.run(argv, env=repo.env(), error=error)
 
 
 def version() -> tuple[int, int, int]:
     """The installed restic version."""
-    out = execute.run(command("version")).stdout
+    out = execute.run(command("version"), error=error).stdout
     text = json.loads(out)["version"] if out.lstrip().startswith(b"{") else out.decode()
     match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
     if not match:
@@ -335,7 +333,11 @@ class StdinBackup:
         )
         self._stdout: list[bytes] = []
         self.process = execute.Process(
-            argv, env=repo.env(), stdin=execute.PIPE, on_stdout_line=self._stdout.append
+            argv,
+            env=repo.env(),
+            stdin=execute.PIPE,
+            on_stdout_line=self._stdout.append,
+            error=error,
         )
         assert self.process.popen.stdin is not None
         self.stdin: IO[bytes] = self.process.popen.stdin
@@ -414,7 +416,9 @@ def check(repo: Repository, read_data_subset: str | None = None) -> None:
 
 def dump(repo: Repository, snapshot_id: str, path: str, stdout: int | IO[bytes]) -> execute.Process:
     """Start streaming one file of a snapshot to ``stdout``; the caller waits on it."""
-    return execute.Process(command("dump", snapshot_id, path), env=repo.env(), stdout=stdout)
+    return execute.Process(
+        command("dump", snapshot_id, path), env=repo.env(), stdout=stdout, error=error
+    )
 
 
 def dump_bytes(repo: Repository, snapshot_id: str, path: str) -> bytes:

@@ -1,8 +1,9 @@
-"""What every data-source job shares: its Protocol, results, tags and snapshot choice."""
+"""What every data-source job shares: its Protocol, results and scratch space."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,9 +12,7 @@ from typing import Protocol
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
-from backup_agent.manifest import Manifest, Service, Verification
-
-META_KIND = "meta"
+from backup_agent.manifest import Drill, Manifest, Service
 
 
 @dataclass(frozen=True)
@@ -75,37 +74,9 @@ class Job(Protocol):
         """Restore one snapshot of ``service`` and prove it matches what was recorded."""
         ...
 
-    def verify(self, manifest: Manifest, service: Service) -> RestoreResult:
-        """Drill: restore the newest snapshot into a disposable target, prove it, clean up."""
+    def drill(self, manifest: Manifest, service: Service) -> RestoreResult:
+        """Restore the newest snapshot into a disposable target, prove it, clean up."""
         ...
-
-
-def snapshot_tags(service: Service, kind: str) -> dict[str, str]:
-    """Tags every snapshot of ``service`` carries; selection and retention rely on them."""
-    return {"service": service.name, "kind": kind}
-
-
-def select_snapshot(
-    manifest: Manifest,
-    service: Service,
-    wanted: str,
-    listed: list[restic.Snapshot] | None = None,
-) -> restic.Snapshot:
-    """``latest`` or an (abbreviated) id, among this service's data snapshots only.
-
-    ``listed`` saves a repository round trip when the caller already listed them.
-    """
-    if listed is None:
-        listed = restic.snapshots(manifest.repository, {"service": service.name})
-    found = [snap for snap in listed if snap.tag("kind") != META_KIND]
-    if wanted != "latest":
-        found = [snap for snap in found if snap.id.startswith(wanted)]
-    if len(found) > 1 and wanted != "latest":
-        raise BackupError(f"snapshot id {wanted!r} is ambiguous for service {service.name}")
-    if not found:
-        what = "no snapshot" if wanted == "latest" else f"no snapshot {wanted!r}"
-        raise BackupError(f"{what} of service {service.name} on host {manifest.repository.host}")
-    return found[-1]
 
 
 def require_empty_dir(target: str, force: bool) -> None:
@@ -115,18 +86,20 @@ def require_empty_dir(target: str, force: bool) -> None:
         raise BackupError(f"restore target {target} is not empty (use --force to write into it)")
 
 
-def require_verification(manifest: Manifest) -> Verification:
-    """The manifest's verification section; drills cannot run without one."""
-    if manifest.verification is None:
-        raise BackupError(f"{manifest.source}: no verification section: nothing says how to drill")
-    return manifest.verification
+def require_drill(manifest: Manifest) -> Drill:
+    """The manifest's drill section; drills cannot run without one."""
+    if manifest.drill is None:
+        raise BackupError(f"{manifest.source}: no drill section: nothing says how to drill")
+    return manifest.drill
 
 
 @contextmanager
 def scratch_directory(manifest: Manifest, service: Service) -> Iterator[Path]:
-    """An empty drill directory for ``service``, removed afterwards (also on failure)."""
-    path = Path(require_verification(manifest).scratch_dir) / service.name
-    shutil.rmtree(path, ignore_errors=True)
+    """A new, empty drill directory for ``service`` below ``drill.scratch_dir``, removed
+    afterwards (also on failure). Only what this call created is ever removed."""
+    parent = Path(require_drill(manifest).scratch_dir)
+    parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{service.name}-", dir=parent))
     try:
         yield path
     finally:

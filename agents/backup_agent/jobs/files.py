@@ -15,17 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from backup_agent import restic
+from backup_agent import restic, snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import (
     BackupResult,
     RestoreRequest,
     RestoreResult,
+    require_drill,
     require_empty_dir,
-    require_verification,
     scratch_directory,
-    select_snapshot,
-    snapshot_tags,
 )
 from backup_agent.manifest import FilesOptions, Manifest, Service
 
@@ -45,12 +43,12 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     repo = manifest.repository
     parent = None
     if kind == "incremental":
-        previous = restic.snapshots(repo, {"service": service.name})
-        parent = previous[-1].id if previous else None
+        previous = snapshots.latest(snapshots.of_service(manifest, service))
+        parent = previous.id if previous else None
     summary = restic.backup(
         repo,
         options.paths,
-        snapshot_tags(service, kind),
+        snapshots.tags(service, kind),
         parent=parent,
         force=kind == "full",
         excludes=options.exclude,
@@ -68,7 +66,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     """Restore a snapshot below ``request.target``; restic verifies what it wrote."""
     if not request.target:
         raise BackupError(f"{service.name}: restoring files needs --target DIR")
-    snapshot = select_snapshot(manifest, service, request.snapshot)
+    snapshot = snapshots.select(manifest, service, request.snapshot)
     require_empty_dir(request.target, request.force)
     if request.dry_run:
         return RestoreResult(
@@ -89,13 +87,13 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     )
 
 
-def verify(manifest: Manifest, service: Service) -> RestoreResult:
+def drill(manifest: Manifest, service: Service) -> RestoreResult:
     """Drill: restore the newest snapshot (restic --verify), then compare a sample of
     restored files with ``restic dump`` of the same files, an independent read path."""
     with scratch_directory(manifest, service) as scratch:
         result = restore(manifest, service, RestoreRequest(target=str(scratch)))
         files = sorted(p for p in scratch.rglob("*") if p.is_file() and not p.is_symlink())
-        sample = random.sample(files, min(require_verification(manifest).file_sample, len(files)))
+        sample = random.sample(files, min(require_drill(manifest).file_sample, len(files)))
 
         def same(path: Path) -> bool:
             original = "/" + str(path.relative_to(scratch))

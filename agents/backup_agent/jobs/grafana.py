@@ -19,15 +19,13 @@ from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
-from backup_agent import restic
+from backup_agent import restic, snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import (
     BackupResult,
     RestoreRequest,
     RestoreResult,
     scratch_directory,
-    select_snapshot,
-    snapshot_tags,
 )
 from backup_agent.manifest import GrafanaOptions, Manifest, Service
 
@@ -49,9 +47,9 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     assert isinstance(options, GrafanaOptions)
     if kind != "full":
         raise BackupError(f"{service.name}: a Grafana backup is always full, not {kind!r}")
-    staging = Path(manifest.work_dir) / service.name
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, mode=0o700)
+    Path(manifest.work_dir).mkdir(parents=True, mode=0o700, exist_ok=True)
+    # A directory of this run's own: only what the agent created is ever removed.
+    staging = Path(tempfile.mkdtemp(prefix=f"{service.name}-", dir=manifest.work_dir))
     try:
         copy = staging / DATABASE_NAME
         online_copy(options.database, copy)
@@ -66,7 +64,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         (staging / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         extras = [options.config_file, options.provisioning_dir, options.plugins_dir]
         paths = [str(staging), *(p for p in extras if p and Path(p).exists())]
-        summary = restic.backup(manifest.repository, paths, snapshot_tags(service, kind))
+        summary = restic.backup(manifest.repository, paths, snapshots.tags(service, kind))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return BackupResult.of_summary(service, kind, summary, {**meta, "paths": paths})
@@ -132,7 +130,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     options = service.options
     assert isinstance(options, GrafanaOptions)
     target = Path(request.target or options.data_dir)
-    snapshot = select_snapshot(manifest, service, request.snapshot)
+    snapshot = snapshots.select(manifest, service, request.snapshot)
     if (target / DATABASE_NAME).exists() and not request.force:
         raise BackupError(
             f"{target / DATABASE_NAME} exists: stop Grafana first and use --force to replace it"
@@ -165,7 +163,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     return RestoreResult(service.name, snapshot.id, str(target), int(meta["bytes"]), verified)
 
 
-def verify(manifest: Manifest, service: Service) -> RestoreResult:
+def drill(manifest: Manifest, service: Service) -> RestoreResult:
     """Drill: restore the newest snapshot to a scratch directory and prove grafana.db."""
     with scratch_directory(manifest, service) as scratch:
         return restore(manifest, service, RestoreRequest(target=str(scratch)))

@@ -1,6 +1,6 @@
 """Disposable MySQL servers for restore drills.
 
-With an image in the manifest, each drill starts a container of the same flavour and
+With an image in the manifest, each drill starts a container of the same family and
 version as production through the docker SDK, tuned for a fast bulk load (it is
 thrown away), and removes it afterwards, also on failure. Without one, a scratch
 server given by host/port or socket is used; the drill then drops what it created.
@@ -19,7 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from backup_agent.errors import BackupError
-from backup_agent.manifest import MysqlOptions, ScratchMysql
+from backup_agent.jobs.mysql.client import connect
+from backup_agent.manifest import DrillServer, MysqlOptions
 
 log = logging.getLogger("backup_agent.scratch")
 
@@ -29,7 +30,7 @@ READY_TIMEOUT = 180.0
 
 @contextmanager
 def scratch_mysql(
-    config: ScratchMysql, template: MysqlOptions, work_dir: str
+    config: DrillServer, template: MysqlOptions, work_dir: str
 ) -> Iterator[MysqlOptions]:
     """Connection options of a disposable server; the container (if any) is removed after."""
     if config.image:
@@ -38,7 +39,7 @@ def scratch_mysql(
         return
     if not config.defaults_file:
         raise BackupError(
-            "verification.mysql needs an image (Docker) or a scratch server with defaults_file"
+            "drill.mysql needs an image (Docker) or a scratch server with defaults_file"
         )
     yield replace(
         template,
@@ -52,11 +53,9 @@ def scratch_mysql(
 
 @contextmanager
 def _container(
-    config: ScratchMysql, template: MysqlOptions, work_dir: str
+    config: DrillServer, template: MysqlOptions, work_dir: str
 ) -> Iterator[MysqlOptions]:
     import docker  # imported here: only drills need Docker
-
-    from backup_agent.jobs.mysql import connect
 
     try:
         client = docker.from_env()
@@ -96,7 +95,7 @@ def _container(
             defaults_file=defaults,
             restore_defaults_file=None,
         )
-        _wait_ready(options, container, connect)
+        _wait_ready(options, container)
         yield options
     finally:
         if container is not None:
@@ -105,7 +104,7 @@ def _container(
         os.unlink(defaults)
 
 
-def _wait_ready(options: MysqlOptions, container: Any, connect: Any) -> None:
+def _wait_ready(options: MysqlOptions, container: Any) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     last = ""
     while time.monotonic() < deadline:

@@ -3,8 +3,9 @@ prove it, and measure the time from "start restore" to "verified" against the RT
 
 A drill slower than the service's RTO target fails like any other proof. Results are
 merged into a JSON report (per service: last run, last success, measured time,
-checks, error) from which the verifier's /metrics are read at scrape time, so a drill
-started by an operator (``make restore-test``) shows up in Prometheus too.
+checks, error) from which the verifier's /metrics are read at scrape time
+(``metrics.DrillReportCollector``), so a drill started by an operator (``make drill``)
+shows up in Prometheus too.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from backup_agent import maintenance
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.manifest import Manifest, Service, format_duration
 
-log = logging.getLogger("backup_agent.verify")
+log = logging.getLogger("backup_agent.drill")
+# The report's name before drills had one name everywhere; read when the new one is absent.
+LEGACY_REPORT = "restore-report.json"
 
 
 @dataclass
@@ -44,12 +44,12 @@ class DrillResult:
 
 def drill(manifest: Manifest, service: Service) -> DrillResult:
     """One drill; a failure is a result, not an exception (except an interrupt)."""
-    fields = {"service": service.name, "job": "drill"}
+    fields = {"service": service.name, "task": "drill"}
     log.info("drill started", extra=fields)
     started = time.monotonic()
     target, limit = service.rto_target.total_seconds(), service.rto_limit.total_seconds()
     try:
-        restored = JOBS[service.kind].verify(manifest, service)
+        restored = JOBS[service.type].drill(manifest, service)
     except Interrupted:
         raise
     except (BackupError, OSError) as exc:  # OSError: a full or unwritable scratch disk
@@ -123,38 +123,12 @@ def update_report(
 
 
 def read_report(path: str) -> dict[str, Any]:
+    """The drill report, or an empty one when it does not exist or cannot be read."""
+    report = Path(path)
+    if not report.exists() and (report.parent / LEGACY_REPORT).exists():
+        report = report.parent / LEGACY_REPORT
     try:
-        data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
-        return data
+        data = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-class DrillReportCollector(Collector):
-    """Restore-drill metrics, read from the report file at every scrape."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        services = read_report(self.path).get("services", {})
-        success_time = GaugeMetricFamily(
-            "backup_restore_test_last_success_timestamp_seconds",
-            "End of the last passing restore drill; 0 if none passed.",
-            labels=["service"],
-        )
-        result = GaugeMetricFamily(
-            "backup_restore_test_last_success",
-            "1 if the last restore drill passed, 0 if it failed.",
-            labels=["service"],
-        )
-        duration = GaugeMetricFamily(
-            "backup_restore_duration_seconds",
-            "Measured restore time of the last drill, from start of restore to verified.",
-            labels=["service"],
-        )
-        for name, entry in sorted(services.items()):
-            success_time.add_metric([name], float(entry.get("last_success", 0.0)))
-            result.add_metric([name], 1.0 if entry.get("passed") else 0.0)
-            duration.add_metric([name], float(entry.get("seconds", 0.0)))
-        yield from (success_time, result, duration)
+    return data if isinstance(data, dict) else {}

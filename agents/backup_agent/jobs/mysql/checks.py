@@ -1,0 +1,66 @@
+"""What a drill proves on the restored server: every table of the dump with its
+recorded row count, and the manifest's sanity queries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
+import pymysql
+
+from backup_agent import restic
+from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.client import connect, quote
+from backup_agent.manifest import MysqlOptions, Service
+
+
+def check_tables(cur: pymysql.cursors.Cursor, meta: Mapping[str, Any]) -> list[str]:
+    """Every table of the dump exists and holds the rows counted in the dump."""
+    tables: dict[str, dict[str, int]] = meta.get("tables") or {}
+    wrong = []
+    total = 0
+    for database, counts in tables.items():
+        for table, expected in counts.items():
+            try:
+                cur.execute(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}")  # noqa: S608
+            except pymysql.err.MySQLError as exc:
+                wrong.append(f"{database}.{table}: {exc.args[-1]}")
+                continue
+            found = int((cur.fetchone() or (0,))[0])
+            total += 1
+            if found != expected:
+                wrong.append(f"{database}.{table}: {found} rows, dump had {expected}")
+    if wrong:
+        raise BackupError(f"restored tables differ from the dump: {'; '.join(wrong[:10])}")
+    return [f"{total} tables present with the row counts of the dump"]
+
+
+def check_sanity(
+    cur: pymysql.cursors.Cursor,
+    queries: tuple[tuple[str, str], ...],
+    snapshot: restic.Snapshot,
+    service: Service,
+) -> list[str]:
+    """Run the manifest's sanity queries; each must return one truthy value."""
+    when = snapshot.time.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S'")
+    passed = []
+    for name, sql in queries:
+        statement = sql.replace("{snapshot_time}", when)
+        statement = statement.replace("{rpo_seconds}", str(int(service.rpo.total_seconds())))
+        try:
+            cur.execute(statement)
+            row = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            raise BackupError(f"sanity query {name!r} failed: {exc.args[-1]}") from exc
+        if not row or not row[0]:
+            raise BackupError(f"sanity query {name!r} returned {row[0] if row else 'no row'!r}")
+        passed.append(f"sanity query {name!r} holds")
+    return passed
+
+
+def drop_databases(target: MysqlOptions, databases: list[str]) -> None:
+    """Remove what a drill loaded into a shared scratch server."""
+    with connect(target) as conn, conn.cursor() as cur:
+        for database in databases:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(database)}")

@@ -1,0 +1,109 @@
+"""Talking to a MySQL-family server: option files, connections and client programs.
+
+Credentials are read from MySQL option files (``[client]`` user and password) and
+reach the client tools only as ``--defaults-file``, never on a command line.
+"""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+
+import pymysql
+
+from backup_agent import execute
+from backup_agent.errors import BackupError
+from backup_agent.manifest import MysqlOptions
+
+
+@dataclass(frozen=True)
+class Family:
+    """The client tools of one server family."""
+
+    dump: str  # the logical dump program
+    dump_flags: tuple[str, ...]  # flags only this family's dump program takes
+    load: str  # the client that loads a dump
+
+
+FAMILIES = {
+    "mariadb": Family("mariadb-dump", (), "mariadb"),
+    # Oracle mysqldump 8.x: GTID statements would make the dump unrestorable elsewhere.
+    "mysql": Family("mysqldump", ("--set-gtid-purged=OFF",), "mysql"),
+}
+
+
+def family_of(version: str) -> str:
+    """``mariadb`` or ``mysql``, from the server's version string."""
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+def read_defaults_file(path: str) -> tuple[str, str]:
+    """User and password from the ``[client]`` section of a MySQL option file."""
+    parser = configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise BackupError(f"cannot read MySQL defaults file {path}: {exc.strerror}") from exc
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise BackupError(f"{path}: not a MySQL option file ({exc.__class__.__name__})") from exc
+    section = parser["client"] if parser.has_section("client") else {}
+    user = (section.get("user") or "").strip("'\"")
+    password = (section.get("password") or "").strip("'\"")
+    if not user:
+        raise BackupError(f"{path}: no user in its [client] section")
+    execute.register_secret(password)
+    return user, password
+
+
+@contextmanager
+def connect(
+    options: MysqlOptions,
+) -> Iterator[pymysql.connections.Connection[pymysql.cursors.Cursor]]:
+    """A pymysql connection with the defaults file's credentials."""
+    user, password = read_defaults_file(options.defaults_file)
+    try:
+        conn = pymysql.connect(
+            user=user,
+            password=password,
+            host=options.host,
+            port=options.port,
+            unix_socket=options.socket,
+            connect_timeout=10,
+            charset="utf8mb4",
+        )
+    except pymysql.err.MySQLError as exc:
+        reason = exc.args[1] if len(exc.args) > 1 else str(exc)
+        raise BackupError(
+            f"cannot connect to MySQL at {where(options)} as {user!r}: {reason}"
+        ) from exc
+    with closing(conn):
+        yield conn
+
+
+def connection_args(options: MysqlOptions) -> list[str]:
+    """Client options: credentials from the option file (first, as the tools require)."""
+    args = [f"--defaults-file={options.defaults_file}"]
+    if options.socket:
+        return [*args, f"--socket={options.socket}"]
+    return [*args, f"--host={options.host}", f"--port={options.port}", "--protocol=TCP"]
+
+
+def require_program(program: str, family: str) -> str:
+    """``program`` if it is on PATH; a clear error naming the family otherwise."""
+    if shutil.which(program) is None:
+        raise BackupError(f"program {program!r} not found (install the {family} client tools)")
+    return program
+
+
+def where(options: MysqlOptions) -> str:
+    """The server's address, for messages."""
+    return options.socket or f"{options.host}:{options.port}"
+
+
+def quote(name: str) -> str:
+    """A schema or table name as a quoted identifier."""
+    return "`" + name.replace("`", "``") + "`"

@@ -1,0 +1,82 @@
+"""The logical dump: its command line, and streaming it into restic safely.
+
+The dump tool's stdout is pumped through this process into ``restic backup
+--stdin``. restic only saves a snapshot when its stdin reaches end-of-file, and the
+pump only lets that happen after the dump tool exited 0, wrote something, and ended
+with its ``-- Dump completed`` trailer; otherwise restic is stopped first and no
+snapshot exists.
+"""
+
+from __future__ import annotations
+
+import re
+
+from backup_agent import execute, restic
+from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.client import FAMILIES, connection_args, require_program
+from backup_agent.jobs.mysql.preflight import ServerInfo
+from backup_agent.jobs.mysql.scan import DumpScanner
+from backup_agent.jobs.mysql.stream import StreamStats, copy_stream
+from backup_agent.manifest import MysqlOptions
+
+TRAILER = re.compile(rb"-- Dump completed(?: on [^\n]*)?\n?\Z")
+COMMON_FLAGS = (
+    "--single-transaction",
+    "--quick",
+    "--routines",
+    "--events",
+    "--triggers",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--no-tablespaces",
+)
+
+
+def dump_command(options: MysqlOptions, info: ServerInfo) -> list[str]:
+    """argv of the dump tool; credentials come only from ``--defaults-file``."""
+    family = info.family if options.client == "auto" else options.client
+    tools = FAMILIES[family]
+    program = require_program(options.dump_program or tools.dump, family)
+    if family == "mysql" and "MariaDB" in execute.run([program, "--version"]).stdout.decode():
+        # Debian's mysqldump is MariaDB's: it rejects MySQL 8 flags (--set-gtid-purged).
+        raise BackupError(
+            f"the server is MySQL ({info.version}) but {program} is MariaDB's dump tool: "
+            "install Oracle's mysqldump 8.x (dump_program), or set client: mariadb"
+        )
+    argv = [program, *connection_args(options)]
+    return [*argv, *COMMON_FLAGS, *tools.dump_flags, "--databases", *info.databases]
+
+
+def stream_dump(
+    argv: list[str],
+    repo: restic.Repository,
+    filename: str,
+    tags: dict[str, str],
+    scanner: DumpScanner,
+) -> tuple[restic.BackupSummary, StreamStats]:
+    """Pump the dump into restic; only a complete dump is allowed to become a snapshot."""
+    upload = restic.StdinBackup(repo, filename, tags)
+    dump = execute.Process(argv, stdout=execute.PIPE)
+    finished = False
+    try:
+        assert dump.popen.stdout is not None
+        try:
+            stats, tail = copy_stream(dump.popen.stdout, upload.stdin, scanner)
+        except BrokenPipeError:
+            upload.process.check("stopped reading the dump")
+            raise
+        dump.check()
+        if stats.bytes == 0:
+            raise BackupError(f"{execute.display(argv)} exited 0 but wrote nothing")
+        if not TRAILER.search(tail):
+            raise BackupError(
+                f"{execute.display(argv)} output ends without '-- Dump completed':"
+                " the dump is truncated"
+            )
+        summary = upload.finish()
+        finished = True
+        return summary, stats
+    finally:
+        if not finished:
+            upload.abort()
+            dump.stop()

@@ -1,0 +1,89 @@
+"""Before a dump: can we connect, which databases, and does the user hold what the
+dump needs? Missing privileges are named, because some omissions are silent:
+without ``SELECT ON mysql.proc`` (MariaDB) or ``SHOW_ROUTINE`` (MySQL 8),
+routines simply vanish from the dump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pymysql
+
+from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.client import connect, family_of
+from backup_agent.manifest import SYSTEM_DATABASES, MysqlOptions
+
+# What the dump of one database needs, granted globally or on the database.
+REQUIRED_PRIVILEGES = ("SELECT", "SHOW VIEW", "TRIGGER", "EVENT")
+# Reading routine definitions needs more than database-level grants.
+ROUTINE_PRIVILEGE = {"mariadb": "SELECT ON mysql.proc", "mysql": "SHOW_ROUTINE"}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the pre-flight check learned about the server."""
+
+    version: str
+    family: str  # "mariadb" or "mysql"
+    databases: tuple[str, ...]
+    non_innodb: tuple[str, ...]  # "db.table (ENGINE)"
+
+
+def preflight(options: MysqlOptions) -> ServerInfo:
+    """Check connectivity, the databases and the privileges a dump needs, before dumping."""
+    with connect(options) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION(), CURRENT_USER()")
+        version, current_user = cur.fetchone() or ("", "")
+        cur.execute("SHOW DATABASES")
+        present = [row[0] for row in cur.fetchall()]
+        databases = list(options.databases) or [d for d in present if d not in SYSTEM_DATABASES]
+        missing_dbs = [d for d in databases if d not in present]
+        if missing_dbs:
+            raise BackupError(f"database(s) not found or not visible: {', '.join(missing_dbs)}")
+        if not databases:
+            raise BackupError("no user databases to dump")
+        user, _, host = str(current_user).rpartition("@")
+        grantee = f"'{user}'@'{host}'"
+        family = family_of(str(version))
+        missing = {db: missing_privileges(cur, grantee, db) for db in databases}
+        missing = {db: privs for db, privs in missing.items() if privs}
+        if not can_read_routines(cur, grantee):
+            missing["routines"] = [ROUTINE_PRIVILEGE[family]]
+        if missing:
+            detail = "; ".join(f"{db}: {', '.join(privs)}" for db, privs in missing.items())
+            raise BackupError(f"MySQL user {grantee} lacks privileges for the dump ({detail})")
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE FROM information_schema.TABLES"
+            " WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE <> 'InnoDB'"
+            " AND TABLE_SCHEMA IN %s ORDER BY 1, 2",
+            (databases,),
+        )
+        non_innodb = tuple(f"{db}.{table} ({engine})" for db, table, engine in cur.fetchall())
+    return ServerInfo(str(version), family, tuple(databases), non_innodb)
+
+
+def missing_privileges(cur: pymysql.cursors.Cursor, grantee: str, database: str) -> list[str]:
+    """Privileges from ``REQUIRED_PRIVILEGES`` held neither globally nor on ``database``."""
+    cur.execute(
+        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s"
+        " UNION SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES"
+        " WHERE GRANTEE = %s AND %s LIKE TABLE_SCHEMA",
+        (grantee, grantee, database),
+    )
+    held = {row[0] for row in cur.fetchall()}
+    return [p for p in REQUIRED_PRIVILEGES if p not in held]
+
+
+def can_read_routines(cur: pymysql.cursors.Cursor, grantee: str) -> bool:
+    """Whether the dump will see routine bodies; without it routines vanish silently."""
+    cur.execute(
+        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s"
+        " UNION SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES"
+        " WHERE GRANTEE = %s AND TABLE_SCHEMA = 'mysql'"
+        " UNION SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES"
+        " WHERE GRANTEE = %s AND TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'proc'",
+        (grantee, grantee, grantee),
+    )
+    held = {row[0] for row in cur.fetchall()}
+    return bool(held & {"SELECT", "SHOW_ROUTINE", "SHOW CREATE ROUTINE"})

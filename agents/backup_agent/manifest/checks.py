@@ -1,0 +1,332 @@
+"""Cross-field checks the JSON Schema cannot express, and building the dataclasses.
+
+Cron expressions that never fire, unknown time zones, retention that contradicts
+itself, an RTO target above its limit, directories the agent deletes in that are not
+safe to delete in: each becomes a problem with its path. Risky but legal choices
+(runs further apart than the RPO or the retention window) become warnings.
+Values the schema left out take the dataclasses' defaults (``manifest.model``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSimError
+
+from backup_agent.manifest.model import (
+    DEFAULT_CHECK_SCHEDULE,
+    DEFAULT_RETENTION_SCHEDULE,
+    DEFAULT_TIMEZONE,
+    DEFAULT_WORK_DIR,
+    TYPES,
+    Agent,
+    Drill,
+    DrillServer,
+    FilesOptions,
+    GrafanaOptions,
+    Maintenance,
+    Manifest,
+    MysqlOptions,
+    Options,
+    Retention,
+    Schedule,
+    Service,
+    format_duration,
+    parse_duration,
+)
+from backup_agent.restic import Repository
+
+Problems = list[tuple[str, str]]
+# How far ahead schedules are simulated for the gap warnings (a year covers every month).
+_HORIZON = timedelta(days=366)
+_MAX_FIRES = 3000
+# Directories the agent must never be told to delete in: it removes what it creates
+# below work_dir and drill.scratch_dir, so these must be its own.
+SYSTEM_DIRECTORIES = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",  # noqa: S108 - listed to be refused
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/tmp",  # noqa: S108 - listed to be refused
+        "/var/log",
+        "/var/cache",
+    }
+)
+
+
+def build(
+    data: Mapping[str, Any], source: str, skip: set[str]
+) -> tuple[Manifest | None, Problems, list[str]]:
+    """Check everything that passed the schema (``skip`` holds paths that did not);
+    the Manifest when all is well, the problems and the warnings."""
+    checker = _Checker(skip)
+    manifest = checker.manifest(data, source)
+    return manifest, checker.problems, checker.warnings
+
+
+class _Checker:
+    """Collects problems and warnings instead of stopping at the first."""
+
+    def __init__(self, skip: set[str]) -> None:
+        self.skip = skip
+        self.problems: Problems = []
+        self.warnings: list[str] = []
+
+    def valid(self, data: Mapping[str, Any], key: str, path: str) -> bool:
+        """True when ``key`` is present and nothing at or below ``path`` broke the schema."""
+        return key in data and not any(p == path or p.startswith(f"{path}.") for p in self.skip)
+
+    def section(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        """A top-level mapping that passed the schema, or an empty one."""
+        value = data.get(key)
+        return value if self.valid(data, key, key) and isinstance(value, dict) else {}
+
+    def manifest(self, data: Mapping[str, Any], source: str) -> Manifest | None:
+        tz = self.zone(data.get("timezone", DEFAULT_TIMEZONE), "timezone")
+        retention = (
+            self.retention(data["retention"])
+            if self.valid(data, "retention", "retention")
+            else None
+        )
+        services = data.get("services")
+        checked = {
+            name: self.service(name, spec, tz, retention)
+            for name, spec in (services.items() if isinstance(services, dict) else ())
+            if isinstance(spec, dict)
+        }
+        work_dir = self.directory(data, "work_dir", DEFAULT_WORK_DIR)
+        agent = Agent(**self.section(data, "agent"))
+        drill = (
+            self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
+        )
+        maintenance = self.maintenance(self.section(data, "maintenance"), tz)
+        if self.skip or self.problems or retention is None:
+            return None
+        repo = data["repository"]
+        return Manifest(
+            source=source,
+            repository=Repository(
+                url=repo["url"],
+                password_file=repo["password_file"],
+                host=repo["host"],
+                credentials_file=repo.get("credentials_file"),
+                cache_dir=repo.get("cache_dir"),
+            ),
+            services={name: service for name, service in checked.items() if service},
+            retention=retention,
+            drill=drill,
+            work_dir=work_dir,
+            agent=agent,
+            maintenance=maintenance,
+        )
+
+    def drill(self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: Agent) -> Drill:
+        server = dict(spec.get("mysql", {}))
+        if "server_args" in server:
+            server["server_args"] = tuple(server["server_args"])
+        scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
+        optional = {key: spec[key] for key in ("file_sample",) if key in spec}
+        return Drill(
+            schedule=self.schedule(
+                spec["schedule"],
+                self.zone(spec.get("timezone"), "drill.timezone", tz),
+                "drill.schedule",
+            ),
+            report_file=spec.get("report_file", f"{agent.state_dir}/drill-report.json"),
+            scratch_dir=scratch_dir,
+            mysql=DrillServer(**server),
+            **optional,
+        )
+
+    def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> Maintenance:
+        optional = {k: spec[k] for k in ("read_data_subsets", "repository_url") if k in spec}
+        return Maintenance(
+            retention=self.schedule(
+                spec.get("retention_schedule", DEFAULT_RETENTION_SCHEDULE),
+                tz,
+                "maintenance.retention_schedule",
+            ),
+            check=self.schedule(
+                spec.get("check_schedule", DEFAULT_CHECK_SCHEDULE),
+                tz,
+                "maintenance.check_schedule",
+            ),
+            **optional,
+        )
+
+    def directory(self, spec: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
+        """A directory the agent creates and removes things in: absolute, and not a
+        system directory (``scratch_dir: /`` must never make a drill remove ``/home``)."""
+        path = str(spec.get(key, default))
+        normal = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+        if not path.startswith("/") or ".." in path.split("/"):
+            self.problems.append((f"{prefix}{key}", "must be an absolute path without '..'"))
+        elif normal in SYSTEM_DIRECTORIES:
+            self.problems.append(
+                (f"{prefix}{key}", f"{path} is a system directory; use a directory of its own")
+            )
+        return path
+
+    def retention(self, spec: Mapping[str, Any]) -> Retention:
+        retention = Retention(
+            keep_within=parse_duration(spec["keep_within"]),
+            max_age=parse_duration(spec["max_age"]),
+        )
+        if retention.max_age < retention.keep_within:
+            self.problems.append(
+                (
+                    "retention.max_age",
+                    f"{format_duration(retention.max_age)} is shorter than keep_within "
+                    f"{format_duration(retention.keep_within)}: the policy contradicts itself",
+                )
+            )
+        return retention
+
+    def zone(self, name: Any, path: str, default: ZoneInfo | None = None) -> ZoneInfo:
+        if name is None:
+            return default or ZoneInfo(DEFAULT_TIMEZONE)
+        try:
+            return ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            if not any(p == path for p in self.skip):
+                self.problems.append((path, f"unknown time zone {str(name)[:60]!r}"))
+            return ZoneInfo(DEFAULT_TIMEZONE)
+
+    def schedule(self, cron: str, tz: ZoneInfo, path: str) -> Schedule:
+        schedule = Schedule(cron, tz)
+        try:
+            next(schedule.fires(datetime.now(tz)))
+        except (CronSimError, StopIteration) as exc:
+            self.problems.append(
+                (path, f"{cron[:60]!r} is not a cron expression that ever fires ({exc})")
+            )
+        return schedule
+
+    def service(
+        self, name: str, spec: Mapping[str, Any], default_tz: ZoneInfo, retention: Retention | None
+    ) -> Service | None:
+        """Check one service field by field; the Service when it is entirely valid."""
+        where = f"services.{name}"
+
+        def ok(key: str) -> bool:
+            return self.valid(spec, key, f"{where}.{key}")
+
+        type_ = spec["type"] if ok("type") else None
+        for other in TYPES:
+            if type_ and other != type_ and other in spec:
+                self.problems.append((f"{where}.{other}", f"only allowed for type {other}"))
+        tz = self.zone(spec.get("timezone"), f"{where}.timezone", default_tz)
+        schedules: dict[str, Schedule] = {}
+        if ok("schedule"):
+            raw = spec["schedule"]
+            crons = raw if isinstance(raw, dict) else {"full": raw}
+            schedules = {
+                kind: self.schedule(
+                    cron,
+                    tz,
+                    f"{where}.schedule.{kind}" if isinstance(raw, dict) else f"{where}.schedule",
+                )
+                for kind, cron in crons.items()
+            }
+        if ok("rto") and parse_duration(spec["rto"]["target"]) > parse_duration(
+            spec["rto"]["limit"]
+        ):
+            self.problems.append((f"{where}.rto.target", "is above rto.limit"))
+        if self.problems or not self.valid(spec, "type", where) or type_ is None:
+            return None
+        optional = {}
+        if "expected_duration" in spec:
+            optional["expected_duration"] = parse_duration(spec["expected_duration"])
+        service = Service(
+            name=name,
+            type=type_,
+            schedules=schedules,
+            rpo=parse_duration(spec["rpo"]),
+            rto_target=parse_duration(spec["rto"]["target"]),
+            rto_limit=parse_duration(spec["rto"]["limit"]),
+            options=options(type_, spec[type_]),
+            **optional,
+        )
+        if retention is not None:
+            self.gap_warnings(service, retention)
+        return service
+
+    def gap_warnings(self, service: Service, retention: Retention) -> None:
+        gap = longest_gap(tuple(service.schedules.values()))
+        where = f"services.{service.name}"
+        if gap > service.rpo:
+            self.warnings.append(
+                f"{where}: runs can be {format_duration(gap)} apart, longer than rpo "
+                f"{format_duration(service.rpo)}; the freshness alert will fire between runs"
+            )
+        if gap >= retention.keep_within:
+            self.warnings.append(
+                f"{where}: runs can be {format_duration(gap)} apart, not less than retention "
+                f"keep_within {format_duration(retention.keep_within)}; at times only the newest "
+                "snapshot will be left as a restore point"
+            )
+
+
+def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) -> timedelta:
+    """Longest elapsed time between two consecutive runs of any of ``schedules``.
+
+    Runs are simulated for a year, or up to ``_MAX_FIRES`` runs of a frequent schedule;
+    the year is then shortened to what every schedule covered. Times are compared in
+    UTC, so a daylight-saving change counts as the hour it really is.
+    """
+    start = start or datetime.now(schedules[0].timezone)
+    end = start + _HORIZON
+    runs = []
+    for schedule in schedules:
+        times = schedule.fires_until(start, end, _MAX_FIRES)
+        if len(times) == _MAX_FIRES:  # frequent: only compare what all schedules covered
+            end = min(end, times[-1])
+        runs += times
+    times = sorted(t.astimezone(UTC) for t in runs if t <= end)
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    return max(gaps, default=_HORIZON)
+
+
+def options(type_: str, spec: Mapping[str, Any]) -> Options:
+    """The options block of a service type; absent keys take the dataclass defaults."""
+    if type_ == "mysql":
+        values = dict(spec)
+        for key in ("databases",):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "sanity_queries" in values:
+            values["sanity_queries"] = tuple((q["name"], q["sql"]) for q in spec["sanity_queries"])
+        return MysqlOptions(**values)
+    if type_ == "grafana":
+        data_dir = spec.get("data_dir", GrafanaOptions.data_dir)
+        return GrafanaOptions(
+            **{
+                "database": f"{data_dir}/grafana.db",
+                "plugins_dir": f"{data_dir}/plugins",
+                **spec,
+            }
+        )
+    return FilesOptions(paths=tuple(spec["paths"]), exclude=tuple(spec.get("exclude", ())))

@@ -1,0 +1,213 @@
+"""The manifest as frozen dataclasses: what the rest of the agent reads.
+
+Defaults live here and only here; the JSON Schema repeats them as documentation
+(``default``), and ``tests/unit/test_schema.py`` fails when the two disagree.
+Defaults that depend on another value (``grafana.database`` below ``data_dir``) are
+filled in by the loader and documented in the schema's descriptions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice, takewhile
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
+
+from backup_agent.errors import ManifestError
+from backup_agent.restic import Repository
+
+DEFAULT_PATH = "/etc/backup-agent/manifest.yaml"
+TYPES = ("mysql", "grafana", "files")
+# Snapshot kinds a schedule can make, most thorough first (the scheduler prefers it
+# when several kinds of one service are due together).
+BACKUP_KINDS = ("full", "incremental")
+SYSTEM_DATABASES = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m``, ``2h``, ``1d``, ``3w`` -> timedelta (the schema guarantees the shape)."""
+    match = re.fullmatch(r"([1-9][0-9]*)([smhdw])", text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    """Shortest exact form, for messages: 86400 s -> ``1d``."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron expression in a time zone."""
+
+    cron: str
+    timezone: ZoneInfo
+
+    def fires(self, start: datetime) -> Iterator[datetime]:
+        """Run times after ``start``, in the schedule's time zone."""
+        return iter(CronSim(self.cron, start.astimezone(self.timezone)))
+
+    def fires_until(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """Run times in (start, end], at most ``limit`` of them (a frequent schedule)."""
+        return list(takewhile(lambda when: when <= end, islice(self.fires(start), limit)))
+
+    def last_before(self, moment: datetime) -> datetime:
+        """The latest run time at or before ``moment``."""
+        local = moment.astimezone(self.timezone)
+        return next(iter(CronSim(self.cron, local, reverse=True)))
+
+    def fires_on_day_of(self, moment: datetime) -> bool:
+        """Whether the schedule has a run on ``moment``'s calendar day (its time zone)."""
+        local = moment.astimezone(self.timezone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        first = next(self.fires(midnight - timedelta(microseconds=1)), None)
+        return first is not None and first.date() == local.date()
+
+
+@dataclass(frozen=True)
+class MysqlOptions:
+    defaults_file: str
+    host: str = "localhost"
+    port: int = 3306
+    socket: str | None = None
+    databases: tuple[str, ...] = ()
+    client: str = "auto"
+    dump_program: str | None = None
+    restore_defaults_file: str | None = None
+    sanity_queries: tuple[tuple[str, str], ...] = ()  # (name, sql)
+
+
+@dataclass(frozen=True)
+class GrafanaOptions:
+    data_dir: str = "/var/lib/grafana"
+    database: str = ""  # the loader fills in DATA_DIR/grafana.db
+    config_file: str = "/etc/grafana/grafana.ini"
+    provisioning_dir: str = "/etc/grafana/provisioning"
+    plugins_dir: str = ""  # the loader fills in DATA_DIR/plugins
+
+
+@dataclass(frozen=True)
+class FilesOptions:
+    paths: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+Options = MysqlOptions | GrafanaOptions | FilesOptions
+
+
+@dataclass(frozen=True)
+class Service:
+    """One thing to back up. ``type`` selects the job; ``schedules`` maps each snapshot
+    kind the service makes (``full``, ``incremental``) to its schedule."""
+
+    name: str
+    type: str
+    schedules: Mapping[str, Schedule]
+    rpo: timedelta
+    rto_target: timedelta
+    rto_limit: timedelta
+    options: Options
+    expected_duration: timedelta = timedelta(minutes=10)
+
+    def kind_for(self, moment: datetime) -> str:
+        """The snapshot kind an unscheduled backup at ``moment`` should make: the kind
+        scheduled on that day (the most thorough if several), else the kind of the
+        latest past run (a monthly job's kind on the days between)."""
+        today = [kind for kind in BACKUP_KINDS if self._fires_on_day(kind, moment)]
+        if today:
+            return today[0]
+        return max(self.schedules, key=lambda kind: self.schedules[kind].last_before(moment))
+
+    def _fires_on_day(self, kind: str, moment: datetime) -> bool:
+        return kind in self.schedules and self.schedules[kind].fires_on_day_of(moment)
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_within: timedelta
+    max_age: timedelta
+
+
+@dataclass(frozen=True)
+class DrillServer:
+    """Where MySQL drills restore: a throwaway container (image) or a scratch server."""
+
+    image: str | None = None
+    network: str | None = None
+    server_args: tuple[str, ...] = (
+        "--innodb-buffer-pool-size=1G",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--innodb-doublewrite=0",
+        "--skip-log-bin",
+    )
+    host: str = "127.0.0.1"
+    port: int = 3306
+    socket: str | None = None
+    defaults_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Drill:
+    """Restore drills: when they run, where they restore and where results go.
+    ``report_file`` and ``scratch_dir`` default below the state and work directories."""
+
+    schedule: Schedule
+    report_file: str
+    scratch_dir: str
+    file_sample: int = 20
+    mysql: DrillServer = DrillServer()
+
+
+@dataclass(frozen=True)
+class Agent:
+    state_dir: str = "/var/lib/backup-agent"
+    metrics_port: int = 9464
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - a sidecar's metrics are scraped from outside
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """The maintenance role's tasks: retention (forget, then prune) and the check."""
+
+    retention: Schedule
+    check: Schedule
+    read_data_subsets: int = 4
+    repository_url: str | None = None
+
+
+# Defaults of values the dataclasses cannot hold (schedules, directories).
+DEFAULT_WORK_DIR = "/var/tmp/backup-agent"  # noqa: S108 - a private subdirectory, mode 0700
+DEFAULT_RETENTION_SCHEDULE = "0 4 * * *"
+DEFAULT_CHECK_SCHEDULE = "0 5 * * 0"
+DEFAULT_TIMEZONE = "UTC"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str
+    repository: Repository
+    services: Mapping[str, Service]
+    retention: Retention
+    drill: Drill | None
+    work_dir: str
+    agent: Agent
+    maintenance: Maintenance
+    warnings: tuple[str, ...] = field(default=())
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services))
+            problem = (f"services.{name}", f"not defined (have: {known})")
+            raise ManifestError(self.source, [problem]) from None
