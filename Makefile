@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
 .PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench \
-	up down down-volumes ps logs backup-now restore-test snapshots plan e2e
+	up down down-volumes ps logs backup-now drill restore-test snapshots plan e2e
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
 	@echo "make test        lint, images, then unit, integration and end-to-end tests (nothing may skip)"
 	@echo "make bench       restore speed: drill vs. restic dump | mariadb (bench/results/)"
-	@echo "make unit        unit tests only (no external tools)"
+	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
@@ -24,7 +24,7 @@ help:
 	@echo "make down-volumes  remove its containers, network and volumes (all data!)"
 	@echo "make ps | logs [SERVICE=x] | plan | snapshots [SERVICE=x]"
 	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
-	@echo "make restore-test  restore drills now, through the verifier"
+	@echo "make drill       restore drills now, through the verifier (old name: restore-test)"
 
 deps:
 	bash scripts/install-deps.sh
@@ -103,8 +103,11 @@ backup-now:
 	@test -n "$(SERVICE)" || { echo "usage: make backup-now SERVICE=mysql|grafana|files"; exit 2; }
 	$(COMPOSE) exec $(SERVICE)-agent backup-agent backup $(SERVICE)
 
-restore-test:
-	$(COMPOSE) exec verifier backup-agent verify
+drill:
+	$(COMPOSE) exec verifier backup-agent drill
+
+# The old name of `make drill`.
+restore-test: drill
 
 snapshots:
 	$(COMPOSE) exec verifier backup-agent snapshots $(SERVICE)

@@ -1,7 +1,7 @@
 """Restore speed: the drill's restore against the raw baseline, side by side in one run.
 
 Baseline: ``restic dump SNAPSHOT /db.sql | mariadb`` into an untuned server (the
-packaged defaults). Drill: ``verify.drill`` (restore into a disposable server tuned
+packaged defaults). Drill: ``drill.drill`` (restore into a disposable server tuned
 for a bulk load, then the proofs: SHA-256, every table's row count, sanity queries)
 into a second server started from the same binary. Both load the same snapshot of
 the same generated database; the runs alternate and the medians are compared.
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from tests.mariadb_server import MariaDB
 
-from backup_agent import manifest, restic, verify
+from backup_agent import drill, manifest, restic
 from backup_agent.jobs import mysql
 
 RESULTS = Path(__file__).parent / "results" / "restore.json"
@@ -89,7 +89,7 @@ def main() -> None:
             },
             "services": {
                 "db": {
-                    "kind": "mysql",
+                    "type": "mysql",
                     "schedule": "0 22 * * *",
                     "rpo": "1d",
                     "rto": {"target": "30m", "limit": "2h"},
@@ -101,7 +101,7 @@ def main() -> None:
                 }
             },
             "retention": {"keep_within": "3w", "max_age": "31d"},
-            "verification": {
+            "drill": {
                 "schedule": "0 6 * * 1",
                 "scratch_dir": str(work / "drill"),
                 "mysql": {
@@ -129,7 +129,7 @@ def main() -> None:
             return time.monotonic() - started
 
         def run_drill() -> float:
-            outcome = verify.drill(loaded, loaded.service("db"))
+            outcome = drill.drill(loaded, loaded.service("db"))
             assert outcome.passed, outcome.error
             return outcome.seconds
 

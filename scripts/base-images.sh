@@ -82,11 +82,12 @@ CFG
     echo "base-images: $BASE_IMAGE created in $((SECONDS - started)) s"
 }
 
+# shellcheck source=scripts/lib-build.sh
+. scripts/lib-build.sh
+
 build() { # build TAG CONTEXT [DOCKERFILE]: one image on the base image
-    local tag=$1 dir=$2 file=${3:-} started=$SECONDS
-    echo "base-images: building $tag"
-    docker build --network host --build-arg "BASE=$BASE_IMAGE" ${file:+-f "$file"} -t "$tag" "$dir"
-    echo "base-images: $tag built in $((SECONDS - started)) s"
+    local tag=$1 dir=$2 file=${3:-}
+    quiet_build "$tag" "$dir" --network host --build-arg "BASE=$BASE_IMAGE" ${file:+-f "$file"}
 }
 
 if [ -n "${FORCE_BASE:-}" ] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then

@@ -5,7 +5,8 @@
 # BASE: the base image (default: the Dockerfiles' debian:trixie-slim, which needs a
 # registry; `make base-images` passes local/debian:trixie). The agent image also takes
 # the stack's database image, whose clients it copies: the mysql service's image in the
-# compose files (MYSQL_IMAGE, compose/.env; AIRGAP=1: the stand-in). Prints build times.
+# compose files (MYSQL_IMAGE, compose/.env; AIRGAP=1: the stand-in). Prints one line per
+# image (VERBOSE=1: the whole build output; a failure prints its last lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,14 +21,16 @@ fi
 
 DB_IMAGE=$(scripts/compose.sh config --images mysql)
 
+# shellcheck source=scripts/lib-build.sh
+. scripts/lib-build.sh
+
 build() { # build TAG DOCKERFILE [BUILD-ARG...]
-    local tag=$1 file=$2 started=$SECONDS
+    local tag=$1 file=$2
     shift 2
-    echo "build-images: building $tag${BASE:+ on $BASE}"
     # --network host: apt inside the build reaches the mirror the host uses.
-    docker build --network host ${BASE:+--build-arg "BASE=$BASE"} "$@" -f "$file" -t "$tag" .
-    echo "build-images: $tag built in $((SECONDS - started)) s"
+    quiet_build "$tag" . --network host ${BASE:+--build-arg "BASE=$BASE"} "$@" -f "$file"
 }
 
 build "$AGENT_IMAGE" images/agent/Dockerfile --build-arg "DB_IMAGE=$DB_IMAGE"
 build "$SERVER_IMAGE" images/backup-server/Dockerfile
+remove_stage_images

@@ -55,6 +55,20 @@ class Agent:
             if e["msg"] == msg and all(e.get(k) == v for k, v in fields.items())
         ]
 
+    def running(self, program: str) -> bool:
+        """Whether a child process of the agent runs ``program`` (read from /proc)."""
+        assert self.process is not None
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            parent = int(text[text.rindex(")") + 2 :].split()[1])
+            if name == program and parent == self.process.pid:
+                return True
+        return False
+
     def stop(self) -> tuple[int, float]:
         """SIGTERM; return the exit code and how long the agent took to exit."""
         assert self.process is not None

@@ -1,7 +1,9 @@
 """Shared fixtures. Integration tests need real tools; in CI a missing one is a failure.
 
-Set ``BACKUP_AGENT_REQUIRE_INTEGRATION=1`` (``.ci/run`` and ``make test`` do) to turn
-"tool not installed" into a failing test instead of a skip.
+With ``BACKUP_AGENT_REQUIRE_INTEGRATION=1`` (``.ci/run`` and ``make test`` set it) a
+missing tool fails its test instead of skipping it, and the hooks below turn ANY skip
+or xfail into a failure, whatever caused it (a future ``@skipif``, an ``importorskip``,
+an ``xfail`` marker): in CI, nothing may pass by not running.
 """
 
 from __future__ import annotations
@@ -20,6 +22,29 @@ from backup_agent import manifest, restic
 from tests.mariadb_server import MariaDB
 
 REQUIRED = os.environ.get("BACKUP_AGENT_REQUIRE_INTEGRATION") == "1"
+
+
+def _refuse_skips(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Turn a skipped or xfailed (or xpassed) report into a failure when REQUIRED."""
+    if not REQUIRED:
+        return
+    if report.skipped or hasattr(report, "wasxfail"):
+        what = "an xfail" if hasattr(report, "wasxfail") else "a skip"
+        reason = getattr(report, "wasxfail", "") or str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{what} is a failure with BACKUP_AGENT_REQUIRE_INTEGRATION=1: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _refuse_skips(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _refuse_skips(outcome.get_result())  # type: ignore[attr-defined]
 
 
 def need(tool: str) -> str:
@@ -59,6 +84,34 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
             return result
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def service_spec(
+    type_: str,
+    options: dict[str, Any],
+    schedule: str | dict[str, str] = "0 22 * * *",
+    rpo: str = "1d",
+    rto: tuple[str, str] = ("30m", "2h"),
+) -> dict[str, Any]:
+    """A service block of a manifest, as the tests write them."""
+    return {
+        "type": type_,
+        "schedule": schedule,
+        "rpo": rpo,
+        "rto": {"target": rto[0], "limit": rto[1]},
+        type_: options,
+    }
+
+
+def files_spec(
+    paths: list[str],
+    schedule: dict[str, str] | None = None,
+    rpo: str = "1d",
+    rto: tuple[str, str] = ("30m", "2h"),
+) -> dict[str, Any]:
+    """A files service block (incremental Mon-Sat, full Sunday unless told otherwise)."""
+    weekly = {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"}
+    return service_spec("files", {"paths": paths}, schedule or weekly, rpo, rto)
 
 
 @pytest.fixture

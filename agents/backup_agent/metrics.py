@@ -6,7 +6,7 @@ into series.
 Labels are low-cardinality: ``service`` (and ``kind``/``result`` on counters, ``task``
 on maintenance), never snapshot ids. A service that never succeeded has
 ``backup_last_success_timestamp_seconds`` of 0, so its age is "since 1970" and the
-freshness alert fires, while ``backup_runs_total`` stays at zero: a job that never
+freshness alert fires, while ``backup_runs_total`` stays at zero: a service that never
 ran looks different from one that succeeded. Drill metrics (``backup_drill_*``) are
 read from the drill report at scrape time, so drills started by an operator show too.
 """
@@ -29,6 +29,29 @@ PREFIX = "backup"
 MAINTENANCE_TASKS = (RETENTION, CHECK)
 
 
+# Per-service gauges, by name (without the ``backup_`` prefix) with their help text.
+SERVICE_GAUGES = {
+    "rpo_seconds": "RPO target from the manifest.",
+    "rto_target_seconds": "RTO target from the manifest.",
+    "rto_limit_seconds": "RTO hard limit from the manifest.",
+    "last_success_timestamp_seconds": "End of the last successful backup; 0 if none.",
+    "last_attempt_timestamp_seconds": "Start of the last backup attempt.",
+    "last_run_success": "1 if the last backup succeeded, 0 if it failed; absent if none ran.",
+    "last_duration_seconds": "Wall time of the last backup attempt.",
+    "last_read_bytes": "Bytes read by the last successful backup.",
+    "previous_read_bytes": "Bytes read by the successful backup before the last one.",
+    "last_added_bytes": "Bytes added to the repository by the last backup.",
+    "snapshots": "Snapshots of the service in the repository.",
+}
+# Per-maintenance-task gauges (label ``task``: retention, check).
+TASK_GAUGES = {
+    "maintenance_last_success_timestamp_seconds": (
+        "End of the last successful maintenance task (retention, check)."
+    ),
+    "maintenance_last_success": "1 if the last run of the task succeeded, 0 if not.",
+}
+
+
 class Metrics:
     """Every metric the agents export, and the functions that set them."""
 
@@ -38,78 +61,57 @@ class Metrics:
         self.registry = registry
         if report_file:
             registry.register(DrillReportCollector(report_file))
-
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> Gauge:
-            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
-
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
-
-        self.build_info = Info(
-            f"{PREFIX}_agent_build", "Agent version and role.", registry=registry
+        self.gauges = {
+            name: Gauge(f"{PREFIX}_{name}", doc, ("service",), registry=registry)
+            for name, doc in SERVICE_GAUGES.items()
+        }
+        self.task_gauges = {
+            name: Gauge(f"{PREFIX}_{name}", doc, ("task",), registry=registry)
+            for name, doc in TASK_GAUGES.items()
+        }
+        self.runs = Counter(
+            f"{PREFIX}_runs_total",
+            "Backup runs by kind and result.",
+            ("service", "kind", "result"),
+            registry=registry,
         )
-        self.build_info.info({"version": __version__, "role": role})
-        self.rpo = gauge("rpo_seconds", "RPO target from the manifest.")
-        self.rto_target = gauge("rto_target_seconds", "RTO target from the manifest.")
-        self.rto_limit = gauge("rto_limit_seconds", "RTO hard limit from the manifest.")
-        self.last_success = gauge(
-            "last_success_timestamp_seconds", "End of the last successful backup; 0 if none."
-        )
-        self.last_attempt = gauge(
-            "last_attempt_timestamp_seconds", "Start of the last backup attempt."
-        )
-        self.last_result = gauge(
-            "last_run_success",
-            "1 if the last backup succeeded, 0 if it failed; absent if none ran.",
-        )
-        self.duration = gauge("last_duration_seconds", "Wall time of the last backup attempt.")
-        self.read_bytes = gauge("last_read_bytes", "Bytes read by the last successful backup.")
-        self.previous_read_bytes = gauge(
-            "previous_read_bytes", "Bytes read by the successful backup before the last one."
-        )
-        self.added_bytes = gauge(
-            "last_added_bytes", "Bytes added to the repository by the last backup."
-        )
-        self.snapshots = gauge("snapshots", "Snapshots of the service in the repository.")
-        self.runs = counter(
-            "runs_total", "Backup runs by kind and result.", ("service", "kind", "result")
-        )
-        self.waits = counter(
-            "job_waits_total", "Times a due job waited for another job of the agent.", ("service",)
-        )
-        self.wait_seconds = counter(
-            "job_wait_seconds_total",
-            "Seconds due jobs spent waiting for another job.",
+        self.waits = Counter(
+            f"{PREFIX}_task_waits_total",
+            "Times a due backup waited for another task of the agent.",
             ("service",),
+            registry=registry,
+        )
+        self.wait_seconds = Counter(
+            f"{PREFIX}_task_wait_seconds_total",
+            "Seconds due backups spent waiting for another task of the agent.",
+            ("service",),
+            registry=registry,
         )
         self.repository_size = Gauge(
             f"{PREFIX}_repository_size_bytes",
             "Stored size of the repository after the last retention run (restic stats raw-data).",
             registry=registry,
         )
-        self.maintenance_last_success = gauge(
-            "maintenance_last_success_timestamp_seconds",
-            "End of the last successful maintenance task (retention, check).",
-            ("task",),
+        Info(f"{PREFIX}_agent_build", "Agent version and role.", registry=registry).info(
+            {"version": __version__, "role": role}
         )
-        self.maintenance_last_result = gauge(
-            "maintenance_last_success",
-            "1 if the last run of the task succeeded, 0 if not.",
-            ("task",),
-        )
+
+    def service(self, name: str, gauge: str) -> Gauge:
+        """The series of ``gauge`` (a key of ``SERVICE_GAUGES``) for one service."""
+        return self.gauges[gauge].labels(name)
 
     def declare(self, manifest: Manifest, services: Sequence[str], backups: bool = True) -> None:
         """Publish the manifest's targets for ``services``; with ``backups``, also their
         backup series (a zero last-success time until a backup succeeds)."""
         for name in services:
             service = manifest.services[name]
-            self.rpo.labels(name).set(service.rpo.total_seconds())
-            self.rto_target.labels(name).set(service.rto_target.total_seconds())
-            self.rto_limit.labels(name).set(service.rto_limit.total_seconds())
+            self.service(name, "rpo_seconds").set(service.rpo.total_seconds())
+            self.service(name, "rto_target_seconds").set(service.rto_target.total_seconds())
+            self.service(name, "rto_limit_seconds").set(service.rto_limit.total_seconds())
             if not backups:
                 continue
-            self.last_success.labels(name)
-            self.last_attempt.labels(name)
+            self.service(name, "last_success_timestamp_seconds")
+            self.service(name, "last_attempt_timestamp_seconds")
             self.waits.labels(name)
             self.wait_seconds.labels(name)
             for kind in service.schedules:
@@ -117,7 +119,7 @@ class Metrics:
                     self.runs.labels(name, kind, result)
 
     def backup_started(self, service: Service) -> None:
-        self.last_attempt.labels(service.name).set(time.time())
+        self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
 
     def backup_ended(
         self, service: Service, kind: str, state: State, added_bytes: int | None
@@ -126,7 +128,7 @@ class Metrics:
         result = "failure" if added_bytes is None else "success"
         self.runs.labels(service.name, kind, result).inc()
         if added_bytes is not None:
-            self.added_bytes.labels(service.name).set(added_bytes)
+            self.service(service.name, "last_added_bytes").set(added_bytes)
         self.publish_backups(service, state)
 
     def publish_backups(self, service: Service, state: State) -> None:
@@ -138,15 +140,14 @@ class Metrics:
         latest_run = max(runs, key=lambda r: r.last_run)
         latest_success = max(runs, key=lambda r: r.last_success)
         name = service.name
-        self.last_success.labels(name).set(latest_success.last_success)
-        self.last_attempt.labels(name).set(latest_run.last_run)
-        self.last_result.labels(name).set(
-            1 if latest_run.last_success >= latest_run.last_run else 0
-        )
-        self.duration.labels(name).set(latest_run.last_duration)
+        self.service(name, "last_success_timestamp_seconds").set(latest_success.last_success)
+        self.service(name, "last_attempt_timestamp_seconds").set(latest_run.last_run)
+        succeeded = latest_run.last_success >= latest_run.last_run
+        self.service(name, "last_run_success").set(1 if succeeded else 0)
+        self.service(name, "last_duration_seconds").set(latest_run.last_duration)
         if latest_success.last_success:
-            self.read_bytes.labels(name).set(latest_success.last_bytes)
-            self.previous_read_bytes.labels(name).set(latest_success.previous_bytes)
+            self.service(name, "last_read_bytes").set(latest_success.last_bytes)
+            self.service(name, "previous_read_bytes").set(latest_success.previous_bytes)
 
     def waited(self, service: str, seconds: float) -> None:
         self.waits.labels(service).inc()
@@ -157,15 +158,18 @@ class Metrics:
         for task in MAINTENANCE_TASKS:
             if state.known(task):
                 run = state.run(task)
-                self.maintenance_last_result.labels(task.name).set(
-                    1 if run.last_success >= run.last_run else 0
+                succeeded = run.last_success >= run.last_run
+                self.task_gauges["maintenance_last_success"].labels(task.name).set(
+                    1 if succeeded else 0
                 )
-                self.maintenance_last_success.labels(task.name).set(run.last_success)
+                self.task_gauges["maintenance_last_success_timestamp_seconds"].labels(
+                    task.name
+                ).set(run.last_success)
 
     def publish_repository(self, snapshots: Mapping[str, int], size: int) -> None:
         """Snapshots per service (data, not records) and the repository's stored size."""
         for name, count in snapshots.items():
-            self.snapshots.labels(name).set(count)
+            self.service(name, "snapshots").set(count)
         self.repository_size.set(size)
 
 

@@ -449,7 +449,7 @@ def scenario(stack: Stack) -> None:
     assert original[0].split("\t")[-1] != "NULL", original
     stack.mysql("DROP DATABASE agama;")
     assert "agama" not in stack.mysql("SHOW DATABASES;").split()
-    drill = stack.exec("verifier", "backup-agent", "verify", check=False, timeout=600)
+    drill = stack.exec("verifier", "backup-agent", "drill", check=False, timeout=600)
     say(f"restore drills:\n{drill.stdout}")
     assert drill.returncode == 0, drill.stdout + drill.stderr[-3000:]
     for name in (*SERVICES, "repository check"):
@@ -477,13 +477,12 @@ def scenario(stack: Stack) -> None:
     wait_for(
         "drill metrics",
         lambda: (
-            prometheus.by("backup_restore_test_last_success", "service")
-            == dict.fromkeys(SERVICES, 1.0)
+            prometheus.by("backup_drill_last_success", "service") == dict.fromkeys(SERVICES, 1.0)
         ),
         60,
         every=5,
     )
-    assert prometheus.by("backup_maintenance_last_success", "task") == {"forget": 1, "check": 1}
+    assert prometheus.by("backup_maintenance_last_success", "task") == {"retention": 1, "check": 1}
     assert not prometheus.firing("BackupStale")
     say("prometheus: all targets up, freshness, drill and maintenance metrics present")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import service_spec
 from tests.grafana_db import GrafanaDirs
 from tests.mariadb_server import MariaDB
 
@@ -73,7 +74,7 @@ def mysql_service(
     mariadb: MariaDB, defaults_file: str, database: str, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "kind": "mysql",
+        "type": "mysql",
         "schedule": "0 22 * * *",
         "rpo": "1d",
         "rto": {"target": "30m", "limit": "2h"},
@@ -98,15 +99,9 @@ def root_defaults(mariadb: MariaDB, tmp_path: Path) -> str:
 
 
 def grafana_service(dirs: GrafanaDirs, **options: str) -> dict[str, Any]:
-    return {
-        "kind": "grafana",
-        "schedule": "0 2 28 * *",
-        "rpo": "32d",
-        "rto": {"target": "30m", "limit": "2h"},
-        "grafana": {
-            "data_dir": str(dirs.data_dir),
-            "config_file": str(dirs.config_file),
-            "provisioning_dir": str(dirs.provisioning_dir),
-            **options,
-        },
+    paths = {
+        "data_dir": str(dirs.data_dir),
+        "config_file": str(dirs.config_file),
+        "provisioning_dir": str(dirs.provisioning_dir),
     }
+    return service_spec("grafana", {**paths, **options}, "0 2 28 * *", "32d")

@@ -26,7 +26,7 @@ import yaml
 
 from backup_agent import restic
 from tests.agent_process import Agent, metric
-from tests.conftest import need, wait_for
+from tests.conftest import files_spec, need, wait_for
 from tests.mariadb_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes of real cron slots
@@ -114,21 +114,13 @@ def agent(
         },
         "services": {
             # a: big and slow (a full re-read every minute), so it can be interrupted.
-            "a": {
-                "kind": "files",
-                "schedule": {"incremental": "0 0 1 1 *", "full": "* * * * *"},
-                "rpo": "10m",
-                "rto": {"target": "1m", "limit": "2m"},
-                "files": {"paths": [str(big)]},
-            },
+            "a": files_spec(
+                [str(big)], {"incremental": "0 0 1 1 *", "full": "* * * * *"}, "10m", ("1m", "2m")
+            ),
             # b: small, with a 90 s RPO for the freshness alert.
-            "b": {
-                "kind": "files",
-                "schedule": {"incremental": "* * * * *", "full": "0 0 1 1 *"},
-                "rpo": "90s",
-                "rto": {"target": "1m", "limit": "2m"},
-                "files": {"paths": [str(small)]},
-            },
+            "b": files_spec(
+                [str(small)], {"incremental": "* * * * *", "full": "0 0 1 1 *"}, "90s", ("1m", "2m")
+            ),
         },
         "retention": {"keep_within": "3w", "max_age": "31d"},
     }
@@ -157,11 +149,14 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
 
     # 1. A new agent backs up both services at start-up, b waiting for a.
     agent.start()
-    wait_for("both first runs", lambda: agent.find("finished", service="b", job="full"), 120)
-    a_done = agent.find("finished", service="a", job="full")[0]["time"]
-    b_start = agent.find("started", service="b", job="full")[0]["time"]
+    wait_for("both first runs", lambda: agent.find("finished", task="b/full"), 120)
+    a_done = agent.find("finished", task="a/full")[0]["time"]
+    b_start = agent.find("started", task="b/full")[0]["time"]
     assert b_start >= a_done, "jobs of one agent overlapped"
-    assert (metric(port, "backup_job_waits_total", service="b") or 0) >= 1
+    # A first start is said to be one, not a catch-up of runs that were never missed.
+    assert agent.find("first start: running now a/full, b/full")
+    assert not [e for e in agent.entries() if e["msg"].startswith("catching up")]
+    assert (metric(port, "backup_task_waits_total", service="b") or 0) >= 1
     assert metric(port, "backup_last_run_success", service="b") == 1
     assert count(repository, "a") >= 1 and count(repository, "b") >= 1
     # promtool finds nothing to complain about in a real scrape.
@@ -173,18 +168,20 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
     # 2. Stopped across a slot: one catch-up run per service at start-up.
     code, took = agent.stop()
     assert code == 0 and took < 30
-    time.sleep(seconds_to_next_minute() + 2)
+    slot_passed = time.time() + seconds_to_next_minute() + 2
+    wait_for("the next cron slot to pass", lambda: time.time() >= slot_passed, 70)
     before = count(repository, "a")
     agent.start()
-    wait_for("catch-up", lambda: agent.find("started", service="a", job="full"), 30, every=0.05)
+    wait_for("catch-up", lambda: agent.find("started", task="a/full"), 30, every=0.05)
     assert agent.find("catching up runs missed while the agent was down: a/full, b/incremental")
 
-    # 3. SIGTERM while a's catch-up backup runs: prompt exit, no lock, no snapshot.
-    time.sleep(0.3)
-    assert not agent.find("finished", service="a", job="full"), "a finished too fast to interrupt"
+    # 3. SIGTERM while a's catch-up backup runs (restic is reading): prompt exit, no lock,
+    # no snapshot.
+    wait_for("restic to run for a", lambda: agent.running("restic"), 30, every=0.05)
+    assert not agent.find("finished", task="a/full"), "a finished too fast to interrupt"
     code, took = agent.stop()
     assert code == 0 and took < 20
-    assert agent.find("interrupted", service="a", job="full")
+    assert agent.find("interrupted", task="a/full")
     locks = subprocess.run(
         ["restic", "list", "locks", "--no-lock"],
         env={**os.environ, **repository.env()},

@@ -68,10 +68,10 @@ def test_an_rto_limit_alert_silences_the_rto_target_alert_of_its_service(
     alertmanager: str,
 ) -> None:
     fired = [
-        ("RestoreTimeAboveRTOLimit", "mysql"),
-        ("RestoreTimeAboveRTO", "mysql"),
-        ("RestoreTestFailing", "mysql"),
-        ("RestoreTimeAboveRTO", "files"),  # another service: not silenced
+        ("DrillSlowerThanRTOLimit", "mysql"),
+        ("DrillSlowerThanRTO", "mysql"),
+        ("DrillFailing", "mysql"),
+        ("DrillSlowerThanRTO", "files"),  # another service: not silenced
     ]
     api(
         alertmanager,
@@ -84,8 +84,8 @@ def test_an_rto_limit_alert_silences_the_rto_target_alert_of_its_service(
         for a in alerts
     }
     assert inhibited == {
-        ("RestoreTimeAboveRTOLimit", "mysql"): False,
-        ("RestoreTimeAboveRTO", "mysql"): True,
-        ("RestoreTestFailing", "mysql"): False,
-        ("RestoreTimeAboveRTO", "files"): False,
+        ("DrillSlowerThanRTOLimit", "mysql"): False,
+        ("DrillSlowerThanRTO", "mysql"): True,
+        ("DrillFailing", "mysql"): False,
+        ("DrillSlowerThanRTO", "files"): False,
     }

@@ -17,7 +17,7 @@ from backup_agent import cli, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs import files
 from backup_agent.jobs.base import BackupResult, RestoreRequest
-from tests.conftest import ManifestFactory
+from tests.conftest import ManifestFactory, files_spec
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +27,9 @@ Entry = tuple[object, ...]
 
 
 def files_service(*paths: Path, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        "kind": "files",
-        "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
-        "rpo": "1d",
-        "rto": {"target": "30m", "limit": "2h"},
-        "files": {"paths": [str(p) for p in paths], "exclude": list(exclude)},
-    }
+    spec = files_spec([str(p) for p in paths])
+    spec["files"]["exclude"] = list(exclude)
+    return spec
 
 
 def tree_state(root: Path) -> dict[str, Entry]:

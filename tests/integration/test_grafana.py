@@ -184,7 +184,7 @@ def test_backup_while_grafana_writes_is_a_consistent_copy(
     assert before["dashboards"] + 20 <= counts["dashboards"] <= live["dashboards"] - 20
     meta = json.loads((staging / grafana.META_NAME).read_text())
     assert meta == {k: v for k, v in result.details.items() if k != "paths"}
-    assert not (Path(loaded.work_dir) / SERVICE).exists(), "staging copy left behind"
+    assert not list(Path(loaded.work_dir).glob(f"{SERVICE}-*")), "staging copy left behind"
 
 
 LAYOUTS = [
@@ -299,7 +299,7 @@ def test_refused_sources_leave_no_snapshot_and_are_not_touched(
 
     # Read-only: the wrong path was not created, nor any journal beside the others.
     assert {path.name: path.read_bytes() for path in sources.iterdir()} == before
-    assert not (Path(loaded.work_dir) / SERVICE).exists(), "staging copy left behind"
+    assert not list(Path(loaded.work_dir).glob(f"{SERVICE}-*")), "staging copy left behind"
     assert restic.snapshots(repository) == []
 
 
@@ -361,5 +361,5 @@ def test_wrong_repository_password_fails_without_a_snapshot(
     assert caught.value.returncode == 12
     assert "wrong password" in str(caught.value)
     assert "not the repository password" not in str(caught.value)
-    assert not (Path(loaded.work_dir) / SERVICE).exists(), "staging copy left behind"
+    assert not list(Path(loaded.work_dir).glob(f"{SERVICE}-*")), "staging copy left behind"
     assert restic.snapshots(repository) == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -18,9 +16,11 @@ from prometheus_client import CollectorRegistry
 from backup_agent import agent, cli, maintenance, restic
 from backup_agent.errors import BackupError
 from backup_agent.metrics import Metrics
+from backup_agent.state import RETENTION, State
 from tests.agent_process import Agent, metric
-from tests.conftest import ManifestFactory, need, wait_for
+from tests.conftest import ManifestFactory, files_spec, wait_for
 from tests.mariadb_server import free_port
+from tests.rest_server import RestServer
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +37,6 @@ def make_snapshot(
     env = {**os.environ, **repo.env(), "TZ": "UTC"}
     out = subprocess.run(args, input=content, env=env, capture_output=True, check=True).stdout
     return str(restic.summary_of(restic.parse_messages(out))["snapshot_id"])
-
-
-def files_service(path: str) -> dict[str, object]:
-    return {
-        "kind": "files",
-        "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
-        "rpo": "1d",
-        "rto": {"target": "30m", "limit": "2h"},
-        "files": {"paths": [path]},
-    }
 
 
 def test_retention_removes_exactly_the_policy_across_host_names(
@@ -78,9 +68,9 @@ def test_retention_removes_exactly_the_policy_across_host_names(
         snap("files", "agama", 70),
     }
     services = {
-        "db": files_service(str(tmp_path)),
-        "grafana": files_service(str(tmp_path)),
-        "files": files_service(str(tmp_path)),
+        "db": files_spec([str(tmp_path)]),
+        "grafana": files_spec([str(tmp_path)]),
+        "files": files_spec([str(tmp_path)]),
     }
     loaded = make_manifest(services)
 
@@ -90,12 +80,13 @@ def test_retention_removes_exactly_the_policy_across_host_names(
         s.id for s in restic.all_snapshots(repository)
     } == keep | remove  # dry run removed nothing
 
-    assert cli.main(["-m", loaded.source, "forget"]) == 0
+    assert cli.main(["-m", loaded.source, "retention"]) == 0
     assert {s.id for s in restic.all_snapshots(repository)} == keep
 
     # The maintenance role's run: nothing more to remove; it publishes what is left.
     registry = CollectorRegistry()
-    agent.retention(loaded, Metrics(registry, "maintenance"))
+    tasks = agent.maintenance_tasks(loaded, State(loaded.agent.state_dir), Metrics(registry))
+    next(task for task in tasks if task.id == RETENTION).run()
     assert {s.id for s in restic.all_snapshots(repository)} == keep
     counts = {
         name: registry.get_sample_value("backup_snapshots", {"service": name}) for name in services
@@ -116,71 +107,53 @@ def test_retention_refuses_a_plan_that_removes_the_newest() -> None:
 
 
 @pytest.fixture
-def rest_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """restic's rest-server in --append-only mode with one user; yields (url, data dir, creds)."""
-    binary = need("restic-rest-server")
-    password = "agent-s3cret"
-    digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()  # noqa: S324
-    (tmp_path / "htpasswd").write_text(f"agent:{{SHA}}{digest}\n")
-    credentials = tmp_path / "rest-credentials"
-    credentials.write_text(f"agent:{password}\n")
-    port = free_port()
-    data = tmp_path / "rest-data"
-    process = subprocess.Popen(
-        [
-            binary,
-            "--path",
-            str(data),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--append-only",
-            "--htpasswd-file",
-            str(tmp_path / "htpasswd"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
+def rest_server(tmp_path: Path) -> Iterator[tuple[RestServer, Path]]:
+    """restic's rest-server in --append-only mode with one user, and a password file."""
+    password_file = tmp_path / "restic-password"
+    password_file.write_text("repo password\n")
+    server = RestServer(tmp_path, {"agent": "agent-s3cret"})
     try:
-        yield f"rest:http://127.0.0.1:{port}/agama", data, credentials
+        yield server, password_file
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
+
+
+def agent_repository(
+    rest_server: tuple[RestServer, Path], tmp_path: Path, credentials: str
+) -> restic.Repository:
+    """The repository ``agama`` through rest-server, as a sidecar with ``credentials``."""
+    server, password_file = rest_server
+    path = tmp_path / f"credentials-{len(list(tmp_path.glob('credentials-*')))}"
+    path.write_text(f"{credentials}\n")
+    return restic.Repository(
+        server.url("agama"), str(password_file), "agama", str(path), str(tmp_path / "cache")
+    )
 
 
 def test_an_agent_can_append_but_not_delete_through_rest_server(
-    rest_server: tuple[str, Path, Path], tmp_path: Path
+    rest_server: tuple[RestServer, Path], tmp_path: Path
 ) -> None:
-    url, data, credentials = rest_server
-    password_file = tmp_path / "restic-password"
-    password_file.write_text("repo password\n")
-    agent = restic.Repository(
-        url, str(password_file), "agama", str(credentials), str(tmp_path / "cache")
-    )
+    agent = agent_repository(rest_server, tmp_path, "agent:agent-s3cret")
     restic.init(agent)
     source = tmp_path / "src"
     source.mkdir()
     (source / "f").write_text("data")
     summary = restic.backup(agent, [str(source)], {"service": "files", "kind": "full"})
 
-    with pytest.raises(restic.ResticError):
+    with pytest.raises(restic.ResticError, match="could not remove snapshots"):
         restic.forget(agent, [summary.snapshot_id])
     assert [s.id for s in restic.snapshots(agent)] == [summary.snapshot_id]
 
     # The maintenance role reaches the same repository directly and may delete.
-    direct = restic.Repository(str(data / "agama"), str(password_file), "agama")
+    server, password_file = rest_server
+    direct = restic.Repository(str(server.data / "agama"), str(password_file), "agama")
     assert [s.id for s in restic.all_snapshots(direct)] == [summary.snapshot_id]
 
 
 def test_wrong_rest_credentials_are_reported(
-    rest_server: tuple[str, Path, Path], tmp_path: Path
+    rest_server: tuple[RestServer, Path], tmp_path: Path
 ) -> None:
-    url, _, _ = rest_server
-    wrong = tmp_path / "wrong-credentials"
-    wrong.write_text("agent:not-it\n")
-    password_file = tmp_path / "restic-password"
-    password_file.write_text("repo password\n")
-    repo = restic.Repository(url, str(password_file), "agama", str(wrong))
+    repo = agent_repository(rest_server, tmp_path, "agent:not-it")
     with pytest.raises(restic.ResticError, match="401") as caught:
         restic.snapshots(repo)
     assert "not-it" not in str(caught.value)
@@ -198,25 +171,25 @@ def start_backup_holding_a_lock(repo: restic.Repository) -> subprocess.Popen[byt
     assert process.stdin is not None
     process.stdin.write(b"x" * 1000)
     process.stdin.flush()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def locked() -> bool:
         locks = subprocess.run(
             ["restic", "list", "locks", "--no-lock"],
             env={**os.environ, **repo.env()},
             capture_output=True,
             check=True,
         )
-        if locks.stdout.strip():
-            return process
-        time.sleep(0.2)
-    raise AssertionError("restic backup took no lock")
+        return bool(locks.stdout.strip())
+
+    wait_for("restic backup to take its lock", locked, 30, every=0.2)
+    return process
 
 
 def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
     repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
 ) -> None:
     make_snapshot(repository, "agama", timedelta(days=1), {"service": "db", "kind": "full"})
-    loaded = make_manifest({"db": files_service(str(tmp_path))})
+    loaded = make_manifest({"db": files_spec([str(tmp_path)])})
 
     live = start_backup_holding_a_lock(repository)
     try:
@@ -224,7 +197,7 @@ def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
         old = make_snapshot(
             repository, "agama", timedelta(days=40), {"service": "db", "kind": "full"}
         )
-        with pytest.raises(restic.RepositoryLocked):
+        with pytest.raises(restic.RepositoryLocked, match="locked"):
             maintenance.apply_retention(loaded, NOW, dry_run=False)
     finally:
         live.kill()  # SIGKILL: the lock stays behind, and restic can prove it stale
@@ -250,9 +223,9 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
     }
     (state / "state.json").write_text(json.dumps({"jobs": jobs}))
     loaded = make_manifest(
-        {"db": files_service(str(tmp_path))},
+        {"db": files_spec([str(tmp_path)])},
         agent={"state_dir": str(state), "metrics_port": port, "metrics_address": "127.0.0.1"},
-        maintenance={"forget_schedule": "0 0 1 1 *", "check_schedule": "0 0 1 1 *"},
+        maintenance={"retention_schedule": "0 0 1 1 *", "check_schedule": "0 0 1 1 *"},
     )
     runner = Agent(Path(loaded.source), tmp_path / "agent.log", port, role="maintenance")
     runner.start()
@@ -260,7 +233,7 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
         size = wait_for("repository size", lambda: metric(port, "backup_repository_size_bytes"), 30)
         assert size == restic.stats(repository).total_size  # published last
         assert metric(port, "backup_snapshots", service="db") == 2
-        assert not runner.find("started", service="retention")  # not from a retention run
+        assert not runner.find("started", task="retention")  # not from a retention run
         assert runner.stop()[0] == 0
     finally:
         runner.kill()

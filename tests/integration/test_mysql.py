@@ -13,12 +13,23 @@ from backup_agent import cli, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs import mysql
 from backup_agent.jobs.base import RestoreRequest
-from backup_agent.manifest import MysqlOptions
+from backup_agent.jobs.mysql import record
+from backup_agent.jobs.mysql.dump import dump_command
+from backup_agent.jobs.mysql.preflight import ServerInfo
+from backup_agent.manifest import Manifest, MysqlOptions
 from tests.conftest import ManifestFactory
 from tests.integration.conftest import grant_user, mysql_service
 from tests.mariadb_server import MariaDB
 
 pytestmark = pytest.mark.integration
+
+
+def refused(loaded: Manifest, repository: restic.Repository, match: str) -> BackupError:
+    """The backup of service ``db`` fails saying ``match`` and leaves no snapshot."""
+    with pytest.raises(BackupError, match=match) as caught:
+        mysql.backup(loaded, loaded.service("db"), "full")
+    assert restic.snapshots(repository) == []
+    return caught.value
 
 
 def table_checksums(mariadb: MariaDB, database: str) -> dict[str, object]:
@@ -174,9 +185,7 @@ def test_a_view_on_a_dropped_table_makes_the_real_dump_fail(
         database=database,
     )
     loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
-    with pytest.raises(BackupError, match="mariadb-dump"):
-        mysql.backup(loaded, loaded.service("db"), "full")
-    assert restic.snapshots(repository) == []
+    refused(loaded, repository, "mariadb-dump")
 
 
 def test_wrong_password_is_reported_before_dumping(
@@ -190,10 +199,8 @@ def test_wrong_password_is_reported_before_dumping(
     user = Path(backup_defaults).read_text().split("user=")[1].split()[0]
     wrong = mariadb.defaults_file(tmp_path / "wrong.cnf", user, "not-the-password")
     loaded = make_manifest({"db": mysql_service(mariadb, wrong, database)})
-    with pytest.raises(BackupError, match="Access denied") as caught:
-        mysql.backup(loaded, loaded.service("db"), "full")
-    assert "not-the-password" not in str(caught.value)
-    assert restic.snapshots(repository) == []
+    error = refused(loaded, repository, "Access denied")
+    assert "not-the-password" not in str(error)
 
 
 def test_missing_privileges_are_named(
@@ -205,10 +212,9 @@ def test_missing_privileges_are_named(
 ) -> None:
     select_only = grant_user(mariadb, tmp_path, "SELECT", database, routines=False)
     loaded = make_manifest({"db": mysql_service(mariadb, select_only, database)})
-    expected = f"{database}: SHOW VIEW, TRIGGER, EVENT; routines: SELECT ON mysql.proc"
-    with pytest.raises(BackupError, match=expected):
-        mysql.backup(loaded, loaded.service("db"), "full")
-    assert restic.snapshots(repository) == []
+    refused(
+        loaded, repository, f"{database}: SHOW VIEW, TRIGGER, EVENT; routines: SELECT ON mysql.proc"
+    )
 
 
 def test_non_innodb_tables_are_warned_about(
@@ -230,8 +236,9 @@ def test_metadata_is_readable_for_restore(
     loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
     service = loaded.service("db")
     result = mysql.backup(loaded, service, "full")
-    snapshot = next(s for s in restic.snapshots(loaded.repository) if s.id == result.snapshot_id)
-    meta = mysql.read_meta(loaded, service, snapshot)
+    listed = restic.snapshots(loaded.repository)
+    snapshot = next(s for s in listed if s.id == result.snapshot_id)
+    meta = record.read(loaded, service, snapshot, listed)
     assert meta is not None
     assert json.loads(json.dumps(meta))["sha256"] == result.details["sha256"]
     assert meta["databases"] == [database]
@@ -239,7 +246,7 @@ def test_metadata_is_readable_for_restore(
 
 def test_mysql_family_with_mariadbs_mysqldump_is_a_clear_error() -> None:
     """Debian's mysqldump is MariaDB's; against MySQL 8 that must be said, not tried."""
-    info = mysql.ServerInfo("8.4.3", "mysql", ("agama",), ())
+    info = ServerInfo("8.4.3", "mysql", ("agama",), ())
     options = MysqlOptions(defaults_file="/run/secrets/x.cnf", client="auto")
     with pytest.raises(BackupError, match="MariaDB's dump tool: install Oracle's mysqldump"):
-        mysql.dump_command(options, info)
+        dump_command(options, info)

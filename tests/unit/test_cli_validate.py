@@ -43,7 +43,7 @@ def weekly_mysql(**changes: object) -> dict[str, object]:
         "repository": {"url": "/srv/repo", "password_file": "/run/secrets/pw", "host": "h1"},
         "services": {
             "db": {
-                "kind": "mysql",
+                "type": "mysql",
                 "schedule": "0 22 * * 1",
                 "rpo": "1d",
                 "rto": {"target": "30m", "limit": "2h"},
@@ -105,14 +105,14 @@ def test_bad_manifest_lists_every_problem(
     ]
     assert "  retention.max_age: is required" in lines
     assert "  timezone: unknown time zone 'Mars/Olympus'" in lines
-    assert "  services.db.grafana: only allowed for kind grafana" in lines
+    assert "  services.db.grafana: only allowed for type grafana" in lines
     assert any(line.startswith("  services.db.rpo: 'soon' is not a duration") for line in lines)
 
 
 def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Unparseable YAML is a usage error too, reported at '(yaml)'."""
     path = tmp_path / "broken.yaml"
-    path.write_text("version: 1\nservices:\n  db: {kind: mysql\n", encoding="utf-8")
+    path.write_text("version: 1\nservices:\n  db: {type: mysql\n", encoding="utf-8")
     assert cli.main(["validate", str(path)]) == EXIT_USAGE
     out, err = capsys.readouterr()
     assert out == ""

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from backup_agent import manifest, verify
+from backup_agent import drill, manifest
 from backup_agent.metrics import Metrics
 from tests.conftest import need
 
@@ -99,8 +99,8 @@ def load_yaml(path: Path) -> Json:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[frozenset[str], frozenset[str]]:
     """Names from a registry with agama.yaml's services declared and a drill report read."""
     report = str(tmp_path_factory.mktemp("drills") / "report.json")
-    result = verify.DrillResult("mysql", True, 12.0, 1800.0, 7200.0, 1.0e9, "abc", ["ok"])
-    verify.update_report(report, [result], {"passed": True})
+    result = drill.DrillResult("mysql", True, 12.0, 1800.0, 7200.0, 1.0e9, "abc", ["ok"])
+    drill.update_report(report, [result], {"passed": True})
     registry = CollectorRegistry()
     metrics = Metrics(registry, role="backup", report_file=report)
     loaded = manifest.load(AGAMA)

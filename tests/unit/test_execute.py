@@ -151,7 +151,7 @@ def test_describe_returncode(code: int, expected: str) -> None:
 
 def test_missing_program_is_file_not_found() -> None:
     """A program that does not exist surfaces as FileNotFoundError (restic relies on it)."""
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="backup-agent-no-such-program-xyz"):
         execute.run(["backup-agent-no-such-program-xyz"])
 
 

@@ -58,7 +58,7 @@ def base() -> Data:
         },
         "services": {
             "db": {
-                "kind": "mysql",
+                "type": "mysql",
                 "schedule": "0 * * * *",
                 "rpo": "1d",
                 "rto": dict(RTO),
@@ -72,7 +72,7 @@ def base() -> Data:
 def files_service(**changes: Any) -> Data:
     """A valid files service spec, with ``changes`` applied on top."""
     spec: Data = {
-        "kind": "files",
+        "type": "files",
         "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
         "rpo": "1d",
         "rto": dict(RTO),
@@ -112,10 +112,10 @@ def test_agama_repository(agama: Manifest) -> None:
     assert agama.work_dir == manifest.DEFAULT_WORK_DIR
 
 
-def test_agama_services_and_kinds(agama: Manifest) -> None:
-    """Services keep their order and kinds."""
+def test_agama_services_and_types(agama: Manifest) -> None:
+    """Services keep their order and types."""
     assert list(agama.services) == ["mysql", "grafana", "files"]
-    assert {name: s.kind for name, s in agama.services.items()} == {
+    assert {name: s.type for name, s in agama.services.items()} == {
         "mysql": "mysql",
         "grafana": "grafana",
         "files": "files",
@@ -125,12 +125,12 @@ def test_agama_services_and_kinds(agama: Manifest) -> None:
 
 def test_agama_schedules(agama: Manifest) -> None:
     """mysql and grafana run one full schedule; files runs incremental and full."""
-    assert agama.service("mysql").schedules == (Schedule("full", "0 22 * * *", UTC_ZONE),)
-    assert agama.service("grafana").schedules == (Schedule("full", "0 2 28 * *", UTC_ZONE),)
-    assert agama.service("files").schedules == (
-        Schedule("incremental", "0 0 * * 1-6", UTC_ZONE),
-        Schedule("full", "0 0 * * 0", UTC_ZONE),
-    )
+    assert agama.service("mysql").schedules == {"full": Schedule("0 22 * * *", UTC_ZONE)}
+    assert agama.service("grafana").schedules == {"full": Schedule("0 2 28 * *", UTC_ZONE)}
+    assert agama.service("files").schedules == {
+        "incremental": Schedule("0 0 * * 1-6", UTC_ZONE),
+        "full": Schedule("0 0 * * 0", UTC_ZONE),
+    }
 
 
 def test_agama_rpo_rto(agama: Manifest) -> None:
@@ -161,20 +161,22 @@ def test_agama_options(agama: Manifest) -> None:
     assert agama.service("files").options == FilesOptions(paths=("/home/backup/backup",))
 
 
-def test_agama_retention_and_verification(agama: Manifest) -> None:
+def test_agama_retention_and_drill(agama: Manifest) -> None:
     """Retention 3w/31d and a Monday 06:00 restore drill."""
     assert agama.retention.keep_within == timedelta(weeks=3)
     assert agama.retention.max_age == timedelta(days=31)
-    assert agama.verification is not None
-    assert agama.verification.schedule.cron == "0 6 * * 1"
-    assert agama.verification.schedule.timezone == UTC_ZONE
+    assert agama.drill is not None
+    assert agama.drill.schedule.cron == "0 6 * * 1"
+    assert agama.drill.schedule.timezone == UTC_ZONE
+    assert agama.drill.report_file == "/var/lib/backup-agent/drill-report.json"
+    assert agama.drill.scratch_dir == f"{manifest.DEFAULT_WORK_DIR}/drill"
 
 
 def test_agama_defaults_for_agent_and_maintenance(agama: Manifest) -> None:
     """Sections the manifest leaves out get their documented defaults."""
     assert agama.agent == Agent("/var/lib/backup-agent", 9464, "0.0.0.0")  # noqa: S104
-    assert agama.maintenance.forget == Schedule("forget", "0 4 * * *", UTC_ZONE)
-    assert agama.maintenance.check == Schedule("check", "0 5 * * 0", UTC_ZONE)
+    assert agama.maintenance.retention == Schedule("0 4 * * *", UTC_ZONE)
+    assert agama.maintenance.check == Schedule("0 5 * * 0", UTC_ZONE)
     assert agama.maintenance.read_data_subsets == 4
     assert agama.maintenance.repository_url is None
     assert all(s.expected_duration == timedelta(minutes=10) for s in agama.services.values())
@@ -198,21 +200,21 @@ def test_unknown_service_lists_known_ones(agama: Manifest) -> None:
 
 
 def test_minimal(minimal: Manifest) -> None:
-    """The minimal manifest: one files service, no verification, no warnings."""
+    """The minimal manifest: one files service, no drill, no warnings."""
     assert minimal.repository.url == "/srv/restic/repo"
     assert minimal.repository.host == "myhost"
     assert minimal.repository.credentials_file is None
     assert list(minimal.services) == ["documents"]
     documents = minimal.service("documents")
-    assert documents.kind == "files"
-    assert documents.schedules == (
-        Schedule("incremental", "30 1 * * 1-6", UTC_ZONE),
-        Schedule("full", "30 1 * * 0", UTC_ZONE),
-    )
+    assert documents.type == "files"
+    assert documents.schedules == {
+        "incremental": Schedule("30 1 * * 1-6", UTC_ZONE),
+        "full": Schedule("30 1 * * 0", UTC_ZONE),
+    }
     assert documents.options == FilesOptions(paths=("/srv/documents",), exclude=("*.tmp",))
     assert minimal.retention.keep_within == timedelta(weeks=3)
     assert minimal.retention.max_age == timedelta(days=31)
-    assert minimal.verification is None
+    assert minimal.drill is None
     assert minimal.warnings == ()
 
 
@@ -224,22 +226,22 @@ def test_base_is_valid() -> None:
 
 
 def test_time_zones_are_inherited_and_overridden() -> None:
-    """Top-level zone applies to services and verification unless they set their own."""
+    """Top-level zone applies to services and drills unless they set their own."""
     data = base()
     data["timezone"] = "Europe/Helsinki"
-    data["verification"] = {"schedule": "0 6 * * 1", "timezone": "UTC"}
+    data["drill"] = {"schedule": "0 6 * * 1", "timezone": "UTC"}
     data["services"]["db"]["timezone"] = "America/New_York"
     data["services"]["db2"] = base()["services"]["db"]
     loaded = manifest.parse(data, "test.yaml")
-    assert loaded.service("db").schedules[0].timezone == ZoneInfo("America/New_York")
-    assert loaded.service("db2").schedules[0].timezone == HELSINKI
-    assert loaded.verification is not None
-    assert loaded.verification.schedule.timezone == UTC_ZONE
+    assert loaded.service("db").schedules["full"].timezone == ZoneInfo("America/New_York")
+    assert loaded.service("db2").schedules["full"].timezone == HELSINKI
+    assert loaded.drill is not None
+    assert loaded.drill.schedule.timezone == UTC_ZONE
 
 
 def test_schedule_fires_in_its_time_zone() -> None:
     """22:00 in Helsinki (UTC+2 in winter) is 20:00 UTC."""
-    first = next(Schedule("full", "0 22 * * *", HELSINKI).fires(datetime(2026, 1, 1, tzinfo=UTC)))
+    first = next(Schedule("0 22 * * *", HELSINKI).fires(datetime(2026, 1, 1, tzinfo=UTC)))
     assert first.astimezone(UTC) == datetime(2026, 1, 1, 20, 0, tzinfo=UTC)
 
 
@@ -250,14 +252,14 @@ def test_agent_maintenance_and_expected_duration_are_read() -> None:
     data["agent"] = {"state_dir": "/state", "metrics_port": 0}
     data["maintenance"] = {
         "repository_url": "/srv/restic/agama",
-        "forget_schedule": "30 3 * * *",
+        "retention_schedule": "30 3 * * *",
         "read_data_subsets": 12,
     }
     data["services"]["db"]["expected_duration"] = "45m"
     loaded = manifest.parse(data)
     assert loaded.agent == Agent(state_dir="/state", metrics_port=0)
-    assert loaded.maintenance.forget == Schedule("forget", "30 3 * * *", HELSINKI)
-    assert loaded.maintenance.check == Schedule("check", "0 5 * * 0", HELSINKI)
+    assert loaded.maintenance.retention == Schedule("30 3 * * *", HELSINKI)
+    assert loaded.maintenance.check == Schedule("0 5 * * 0", HELSINKI)
     assert loaded.maintenance.read_data_subsets == 12
     assert loaded.maintenance.repository_url == "/srv/restic/agama"
     assert loaded.service("db").expected_duration == timedelta(minutes=45)
@@ -349,7 +351,7 @@ ERROR_CASES = [
             "services",
             "dash",
             value={
-                "kind": "grafana",
+                "type": "grafana",
                 "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
                 "rpo": "1d",
                 "rto": dict(RTO),
@@ -412,9 +414,9 @@ ERROR_CASES = [
         id="cron-never-fires",
     ),
     pytest.param(
-        _set("verification", value={"schedule": "0 0 31 4 *"}),
-        [("verification.schedule", "'0 0 31 4 *' is not a cron expression that ever fires")],
-        id="verification-never-fires",
+        _set("drill", value={"schedule": "0 0 31 4 *"}),
+        [("drill.schedule", "'0 0 31 4 *' is not a cron expression that ever fires")],
+        id="drill-never-fires",
     ),
     pytest.param(
         _set("timezone", value="Mars/Olympus"),
@@ -427,9 +429,9 @@ ERROR_CASES = [
         id="zone-service",
     ),
     pytest.param(
-        _set("verification", value={"schedule": "0 6 * * 1", "timezone": "Nowhere"}),
-        [("verification.timezone", "unknown time zone 'Nowhere'")],
-        id="zone-verification",
+        _set("drill", value={"schedule": "0 6 * * 1", "timezone": "Nowhere"}),
+        [("drill.timezone", "unknown time zone 'Nowhere'")],
+        id="zone-drill",
     ),
     pytest.param(
         _set("services", "db", "rto", value={"target": "3h", "limit": "2h"}),
@@ -443,12 +445,12 @@ ERROR_CASES = [
     ),
     pytest.param(
         _set("services", "db", "grafana", value={}),
-        [("services.db.grafana", "only allowed for kind grafana")],
+        [("services.db.grafana", "only allowed for type grafana")],
         id="grafana-block-on-mysql",
     ),
     pytest.param(
         _set("services", "docs", value=files_service(mysql={"defaults_file": "/x.cnf"})),
-        [("services.docs.mysql", "only allowed for kind mysql")],
+        [("services.docs.mysql", "only allowed for type mysql")],
         id="mysql-block-on-files",
     ),
     pytest.param(
@@ -467,13 +469,13 @@ ERROR_CASES = [
         id="host-dash",
     ),
     pytest.param(
-        _set("services", "db", "kind", value="postgres"),
-        [("services.db.kind", "'postgres' is not one of")],
-        id="kind",
+        _set("services", "db", "type", value="postgres"),
+        [("services.db.type", "'postgres' is not one of")],
+        id="type",
     ),
     pytest.param(
-        _set("maintenance", value={"forget_schedule": "0 0 30 2 *"}),
-        [("maintenance.forget_schedule", "'0 0 30 2 *' is not a cron expression")],
+        _set("maintenance", value={"retention_schedule": "0 0 30 2 *"}),
+        [("maintenance.retention_schedule", "'0 0 30 2 *' is not a cron expression")],
         id="maintenance-never-fires",
     ),
     pytest.param(
@@ -540,7 +542,7 @@ def test_every_problem_at_once() -> None:
     data["services"]["docs"] = files_service(
         files={"paths": ["relative"]}, rto={"target": "3h", "limit": "2h"}
     )
-    data["verification"] = {"schedule": "0 6 * * 1", "timezone": "Nowhere"}
+    data["drill"] = {"schedule": "0 6 * * 1", "timezone": "Nowhere"}
     with pytest.raises(ManifestError) as caught:
         manifest.parse(data, "test.yaml")
     error = caught.value
@@ -552,10 +554,10 @@ def test_every_problem_at_once() -> None:
         ("services.docs.files.paths.0", "'relative' does not match"),
         ("timezone", "unknown time zone 'Mars/Olympus'"),
         ("retention.max_age", "1w is shorter than keep_within 3w"),
-        ("services.db.grafana", "only allowed for kind grafana"),
+        ("services.db.grafana", "only allowed for type grafana"),
         ("services.db.schedule", "'0 0 30 2 *' is not a cron expression"),
         ("services.docs.rto.target", "is above rto.limit"),
-        ("verification.timezone", "unknown time zone 'Nowhere'"),
+        ("drill.timezone", "unknown time zone 'Nowhere'"),
     ]
     assert_problems(error.problems, expected)
     assert error.exit_code == EXIT_USAGE == 2
@@ -568,7 +570,7 @@ def test_grafana_mapping_schedule_is_one_clear_problem() -> None:
     """A mapping schedule for grafana is reported only as 'must be a string'."""
     data = base()
     data["services"]["dash"] = {
-        "kind": "grafana",
+        "type": "grafana",
         "schedule": {"full": "0 2 * * *"},
         "rpo": "1d",
         "rto": dict(RTO),
@@ -698,21 +700,21 @@ START = datetime(2026, 1, 2, tzinfo=UTC)
 )
 def test_longest_gap_utc(crons: list[str], expected: timedelta) -> None:
     """Longest time between consecutive runs of all schedules together, in UTC."""
-    schedules = tuple(Schedule("full", cron, UTC_ZONE) for cron in crons)
+    schedules = tuple(Schedule(cron, UTC_ZONE) for cron in crons)
     assert longest_gap(schedules, START) == expected
 
 
 def test_longest_gap_counts_real_time_across_dst() -> None:
     """Daily 02:00 in Helsinki: the night DST ends (2026-10-25) the gap is 25 hours."""
-    schedule = Schedule("full", "0 2 * * *", HELSINKI)
+    schedule = Schedule("0 2 * * *", HELSINKI)
     assert longest_gap((schedule,), datetime(2026, 10, 1, tzinfo=HELSINKI)) == timedelta(hours=25)
 
 
 def test_longest_gap_hourly_incremental_weekly_full() -> None:
     """Hourly Mon-Sat plus Sunday midnight never leaves more than a day between runs."""
     schedules = (
-        Schedule("incremental", "0 * * * 1-6", UTC_ZONE),
-        Schedule("full", "0 0 * * 0", UTC_ZONE),
+        Schedule("0 * * * 1-6", UTC_ZONE),
+        Schedule("0 0 * * 0", UTC_ZONE),
     )
     assert longest_gap(schedules, START) == timedelta(days=1)
 
@@ -726,7 +728,115 @@ def test_leap_day_schedule_is_warned_about_not_crashed_on() -> None:
 
 
 def test_environment_variables_are_expanded_with_defaults() -> None:
-    """``${NAME}`` and ``${NAME:-default}`` work as in compose files."""
-    text = "a: ${IMAGE:-mysql:8.4}\nb: ${NET}\nc: ${UNSET:-x}\nd: ${EMPTY}\n"
-    env = {"NET": "backup-net", "IMAGE": "local/mariadb:11.8"}
-    assert manifest.expand_env(text, env) == ("a: local/mariadb:11.8\nb: backup-net\nc: x\nd: \n")
+    """``${NAME}`` and ``${NAME:-default}`` work as in compose files, in values."""
+    data = {"a": "${IMAGE:-mysql:8.4}", "b": ["${NET}"], "c": "x-${UNSET:-y}", "d": "${EMPTY}"}
+    env = {"NET": "backup-net", "IMAGE": "local/mariadb:11.8", "EMPTY": ""}
+    assert manifest.expand_env(data, env) == (
+        {"a": "local/mariadb:11.8", "b": ["backup-net"], "c": "x-y", "d": ""},
+        [],
+    )
+
+
+def test_an_unset_variable_without_default_is_a_problem_naming_the_key() -> None:
+    data = base()
+    data["services"]["db"]["mysql"]["host"] = "${DB_HOST}"
+    problems = problems_of(data)
+    assert problems == [("services.db.mysql.host", "environment variable DB_HOST is not set")]
+
+
+def test_a_value_cannot_add_structure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable holding YAML (a newline and a key) stays one string value."""
+    monkeypatch.setenv("DB_HOST", "mysql\n  socket: /tmp/evil.sock\nwork_dir: /")
+    data = base()
+    data["services"]["db"]["mysql"]["host"] = "${DB_HOST}"
+    loaded = manifest.parse(data)
+    options = loaded.service("db").options
+    assert isinstance(options, MysqlOptions)
+    assert options.host.startswith("mysql\n")
+    assert options.socket is None
+    assert loaded.work_dir == manifest.DEFAULT_WORK_DIR
+
+
+def test_a_number_from_the_environment_is_a_number() -> None:
+    data = base()
+    data["services"]["db"]["mysql"]["port"] = "${DB_PORT:-3307}"
+    options = manifest.parse(data).service("db").options
+    assert isinstance(options, MysqlOptions)
+    assert options.port == 3307
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("kind", "type", ("services", "db")),
+        ("verification", "drill", ()),
+        ("forget_schedule", "retention_schedule", ("maintenance",)),
+    ],
+)
+def test_old_names_are_read_and_reported_as_deprecated(
+    old: str, new: str, where: tuple[str, ...]
+) -> None:
+    data = base()
+    values = {
+        "kind": "mysql",
+        "verification": {"schedule": "0 6 * * 1"},
+        "forget_schedule": "0 3 * * *",
+    }
+    data.setdefault("maintenance", {})
+    target = data
+    for key in where:
+        target = target[key]
+    target.pop(new, None)
+    target[old] = values[old]
+    loaded = manifest.parse(data, "test.yaml")
+    path = ".".join((*where, old))
+    assert f"{path}: deprecated, write '{new}' instead" in loaded.warnings
+    if old == "verification":
+        assert loaded.drill is not None and loaded.drill.schedule.cron == "0 6 * * 1"
+    if old == "forget_schedule":
+        assert loaded.maintenance.retention.cron == "0 3 * * *"
+
+
+def test_an_old_name_beside_its_new_one_is_a_problem() -> None:
+    data = base()
+    data["services"]["db"]["kind"] = "mysql"
+    assert problems_of(data) == [
+        ("services.db.kind", "deprecated name of type; remove one of the two")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (datetime(2026, 12, 1, 10, 0, tzinfo=UTC), "incremental"),  # a Tuesday
+        (datetime(2026, 12, 6, 10, 0, tzinfo=UTC), "full"),  # a Sunday
+        (datetime(2026, 12, 6, 23, 59, tzinfo=UTC), "full"),  # late on Sunday
+        (datetime(2026, 12, 7, 0, 30, tzinfo=UTC), "incremental"),  # Monday just after
+    ],
+)
+@pytest.mark.parametrize("order", ["incremental first", "full first"])
+def test_an_unscheduled_backup_makes_the_kind_scheduled_that_day(
+    day: datetime, expected: str, order: str
+) -> None:
+    """`backup files` on a Tuesday is incremental, on a Sunday full: whatever the order of
+    the schedule's keys in the YAML."""
+    schedule = {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"}
+    if order == "full first":
+        schedule = dict(reversed(list(schedule.items())))
+    data = base()
+    data["services"]["docs"] = files_service(schedule=schedule)
+    assert manifest.parse(data).service("docs").kind_for(day) == expected
+
+
+def test_a_day_without_a_run_takes_the_kind_of_the_latest_run() -> None:
+    """Full on the 1st, incremental on the 15th: on the 20th the latest run was incremental."""
+    data = base()
+    data["services"]["docs"] = files_service(
+        schedule={"incremental": "0 3 15 * *", "full": "0 3 1 * *"}
+    )
+    docs = manifest.parse(data).service("docs")
+    assert docs.kind_for(datetime(2026, 12, 20, tzinfo=UTC)) == "incremental"
+    assert docs.kind_for(datetime(2026, 12, 10, tzinfo=UTC)) == "full"
+    assert manifest.parse(base()).service("db").kind_for(datetime(2026, 12, 1, tzinfo=UTC)) == (
+        "full"
+    )

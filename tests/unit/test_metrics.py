@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from backup_agent import manifest, runs
+from backup_agent import manifest
 from backup_agent.metrics import Metrics
-from backup_agent.state import State
+from backup_agent.state import Run, State, backup_task
 
 AGAMA = Path(__file__).resolve().parents[2] / "manifests" / "agama.yaml"
 
@@ -47,31 +47,22 @@ def test_never_ran_succeeded_and_failed_look_different(
     assert value(registry, "backup_last_run_success", service="mysql") is None
     assert value(registry, "backup_runs_total", service="mysql", kind="full", result="success") == 0
 
-    job = state.job("mysql", "full")
-    job.last_run, job.last_success, job.last_duration, job.last_bytes = 1000.0, 1060.0, 60.0, 5000
-    runs.publish(metrics, state, loaded.services["mysql"])
+    mysql = loaded.services["mysql"]
+
+    def succeeded(run: Run) -> None:
+        run.last_run, run.last_success, run.last_duration, run.last_bytes = 1000, 1060, 60, 5000
+
+    state.update(backup_task("mysql", "full"), succeeded)
+    metrics.publish_backups(mysql, state)
     assert value(registry, "backup_last_success_timestamp_seconds", service="mysql") == 1060
     assert value(registry, "backup_last_run_success", service="mysql") == 1
     assert value(registry, "backup_last_read_bytes", service="mysql") == 5000
 
-    job.last_run, job.last_duration = 2000.0, 3.0  # a later attempt that failed
-    runs.publish(metrics, state, loaded.services["mysql"])
+    def failed(run: Run) -> None:
+        run.last_run, run.last_duration = 2000.0, 3.0  # a later attempt that failed
+
+    state.update(backup_task("mysql", "full"), failed)
+    metrics.publish_backups(mysql, state)
     assert value(registry, "backup_last_run_success", service="mysql") == 0
     assert value(registry, "backup_last_success_timestamp_seconds", service="mysql") == 1060
     assert value(registry, "backup_last_attempt_timestamp_seconds", service="mysql") == 2000
-
-
-def test_the_state_file_is_shared_between_processes(tmp_path: Path) -> None:
-    """Two State objects on one file (agent and operator) keep each other's records."""
-    agent, operator = State(str(tmp_path)), State(str(tmp_path))
-    agent.job("db", "full").last_success = 1.0
-    agent.save_job("db", "full")
-    operator.job("files", "full").last_success = 2.0
-    operator.save_job("files", "full")
-    agent.job("db", "full").last_success = 3.0
-    agent.save_job("db", "full")
-    again = State(str(tmp_path))
-    assert again.job("db", "full").last_success == 3.0
-    assert again.job("files", "full").last_success == 2.0
-    agent.reload()
-    assert agent.known("files", "full")

@@ -12,7 +12,8 @@ import pytest
 
 from backup_agent import execute
 from backup_agent.errors import BackupError
-from backup_agent.jobs import mysql
+from backup_agent.jobs.mysql import client, dump, load, stream
+from backup_agent.jobs.mysql.preflight import ServerInfo
 from backup_agent.manifest import MysqlOptions
 
 PASSWORD = "Zq9-distinctive-Pw!"
@@ -24,8 +25,8 @@ REQUIRED_FLAGS = [
     "--hex-blob",
     "--default-character-set=utf8mb4",
 ]
-MARIADB = mysql.ServerInfo("11.4.2-MariaDB-log", "mariadb", ("app", "shop"), ())
-MYSQL = mysql.ServerInfo("8.4.0", "mysql", ("app",), ())
+MARIADB = ServerInfo("11.4.2-MariaDB-log", "mariadb", ("app", "shop"), ())
+MYSQL = ServerInfo("8.4.0", "mysql", ("app",), ())
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +70,7 @@ def assert_dump_argv(argv: list[str], defaults: str, databases: tuple[str, ...])
 def test_connection_args_tcp() -> None:
     """Host and port force TCP, so 'localhost' is not silently a socket."""
     options = MysqlOptions(defaults_file="/s/b.cnf", host="mysql", port=3307)
-    assert mysql.connection_args("/s/b.cnf", options) == [
+    assert client.connection_args(options) == [
         "--defaults-file=/s/b.cnf",
         "--host=mysql",
         "--port=3307",
@@ -80,8 +81,8 @@ def test_connection_args_tcp() -> None:
 def test_connection_args_socket() -> None:
     """A socket replaces host and port."""
     options = MysqlOptions(defaults_file="/s/b.cnf", host="mysql", socket="/run/mysqld/m.sock")
-    assert mysql.connection_args("/other.cnf", options) == [
-        "--defaults-file=/other.cnf",
+    assert client.connection_args(options) == [
+        "--defaults-file=/s/b.cnf",
         "--socket=/run/mysqld/m.sock",
     ]
 
@@ -91,13 +92,13 @@ def test_dump_command_mariadb_socket(defaults_file: str) -> None:
     options = MysqlOptions(
         defaults_file=defaults_file, socket="/run/mysqld/m.sock", dump_program="/bin/true"
     )
-    argv = mysql.dump_command(options, MARIADB)
+    argv = dump.dump_command(options, MARIADB)
     assert argv[0] == "/bin/true"
     assert argv[2] == "--socket=/run/mysqld/m.sock"
     assert not any(arg.startswith(("--host", "--port", "--protocol")) for arg in argv)
     assert "--set-gtid-purged=OFF" not in argv
     assert_dump_argv(argv, defaults_file, ("app", "shop"))
-    assert mysql.read_defaults_file(defaults_file)[1] == PASSWORD  # the file really has it
+    assert client.read_defaults_file(defaults_file)[1] == PASSWORD  # the file really has it
 
 
 def test_dump_command_mysql_tcp(defaults_file: str) -> None:
@@ -105,7 +106,7 @@ def test_dump_command_mysql_tcp(defaults_file: str) -> None:
     options = MysqlOptions(
         defaults_file=defaults_file, host="db", port=3306, dump_program="/bin/true"
     )
-    argv = mysql.dump_command(options, MYSQL)
+    argv = dump.dump_command(options, MYSQL)
     assert argv[2:5] == ["--host=db", "--port=3306", "--protocol=TCP"]
     assert "--set-gtid-purged=OFF" in argv
     assert_dump_argv(argv, defaults_file, ("app",))
@@ -125,13 +126,13 @@ def test_dump_program_follows_client_family(
     monkeypatch: pytest.MonkeyPatch,
     defaults_file: str,
     client: str,
-    info: mysql.ServerInfo,
+    info: ServerInfo,
     program: str,
     gtid: bool,
 ) -> None:
     """'auto' follows the server's flavour; an explicit client overrides it."""
     fake_programs(tmp_path, monkeypatch, "mariadb-dump", "mysqldump")
-    argv = mysql.dump_command(MysqlOptions(defaults_file=defaults_file, client=client), info)
+    argv = dump.dump_command(MysqlOptions(defaults_file=defaults_file, client=client), info)
     assert argv[0] == program
     assert ("--set-gtid-purged=OFF" in argv) is gtid
     assert_dump_argv(argv, defaults_file, info.databases)
@@ -143,7 +144,7 @@ def test_dump_program_missing(
     """A dump tool not on PATH is a BackupError saying what to install."""
     fake_programs(tmp_path, monkeypatch, "mariadb-dump")
     with pytest.raises(BackupError) as caught:
-        mysql.dump_command(MysqlOptions(defaults_file=defaults_file), MYSQL)
+        dump.dump_command(MysqlOptions(defaults_file=defaults_file), MYSQL)
     assert str(caught.value) == "program 'mysqldump' not found (install the mysql client tools)"
 
 
@@ -157,7 +158,7 @@ def test_read_defaults_file_quoted_values(tmp_path: Path) -> None:
         "[mysqld]\nuser = mysql\n\n[client]\nuser = 'backup'\n"
         'password = "s3cret with spaces"\nhost = db\nskip-ssl\n'
     )
-    assert mysql.read_defaults_file(str(path)) == ("backup", "s3cret with spaces")
+    assert client.read_defaults_file(str(path)) == ("backup", "s3cret with spaces")
     assert execute.mask("Access denied: s3cret with spaces") == "Access denied: ***"
 
 
@@ -165,7 +166,7 @@ def test_read_defaults_file_without_password(tmp_path: Path) -> None:
     """No password is an empty one (socket authentication), and nothing gets masked."""
     path = tmp_path / "c.cnf"
     path.write_text("[client]\nuser=root\n")
-    assert mysql.read_defaults_file(str(path)) == ("root", "")
+    assert client.read_defaults_file(str(path)) == ("root", "")
     assert execute.mask("root@localhost") == "root@localhost"
 
 
@@ -174,7 +175,7 @@ def test_read_defaults_file_missing_user(tmp_path: Path) -> None:
     path = tmp_path / "c.cnf"
     path.write_text(f"[mysqld]\nuser = mysql\n[client]\npassword = {PASSWORD}\n")
     with pytest.raises(BackupError) as caught:
-        mysql.read_defaults_file(str(path))
+        client.read_defaults_file(str(path))
     assert str(caught.value) == f"{path}: no user in its [client] section"
 
 
@@ -182,7 +183,7 @@ def test_read_defaults_file_missing(tmp_path: Path) -> None:
     """A missing file is a BackupError naming the file."""
     path = tmp_path / "absent.cnf"
     with pytest.raises(BackupError) as caught:
-        mysql.read_defaults_file(str(path))
+        client.read_defaults_file(str(path))
     assert str(caught.value) == (
         f"cannot read MySQL defaults file {path}: No such file or directory"
     )
@@ -193,7 +194,7 @@ def test_read_defaults_file_not_an_option_file(tmp_path: Path) -> None:
     path = tmp_path / "c.cnf"
     path.write_text(f"user = backup\npassword = {PASSWORD}\n")
     with pytest.raises(BackupError) as caught:
-        mysql.read_defaults_file(str(path))
+        client.read_defaults_file(str(path))
     assert "not a MySQL option file" in str(caught.value)
     assert PASSWORD not in str(caught.value)
 
@@ -212,7 +213,7 @@ def test_read_defaults_file_not_an_option_file(tmp_path: Path) -> None:
 )
 def test_trailer_found(tail: bytes) -> None:
     """A dump that ran to the end carries the trailer on its last line."""
-    assert mysql.TRAILER.search(tail)
+    assert dump.TRAILER.search(tail)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,7 @@ def test_trailer_found(tail: bytes) -> None:
 )
 def test_trailer_missing(tail: bytes) -> None:
     """A truncated dump (or one with data after the trailer) is not complete."""
-    assert mysql.TRAILER.search(tail) is None
+    assert dump.TRAILER.search(tail) is None
 
 
 # --- copy_stream ----------------------------------------------------------------------------
@@ -260,13 +261,13 @@ def sample_dump(size: int) -> bytes:
 
 def test_copy_stream_multiple_chunks() -> None:
     """More than one CHUNK: every byte copied, counted and hashed; the tail is the end."""
-    data = sample_dump(2 * mysql.CHUNK + 12345)
+    data = sample_dump(2 * stream.CHUNK + 12345)
     sink = io.BytesIO()
-    stats, tail = mysql.copy_stream(io.BytesIO(data), sink)
+    stats, tail = stream.copy_stream(io.BytesIO(data), sink)
     assert sink.getvalue() == data
-    assert stats == mysql.DumpStats(len(data), hashlib.sha256(data).hexdigest())
-    assert tail == data[-mysql.TAIL :]
-    assert mysql.TRAILER.search(tail)
+    assert stats == stream.StreamStats(len(data), hashlib.sha256(data).hexdigest())
+    assert tail == data[-stream.TAIL :]
+    assert dump.TRAILER.search(tail)
 
 
 def test_copy_stream_small_reads() -> None:
@@ -274,19 +275,19 @@ def test_copy_stream_small_reads() -> None:
     data = sample_dump(5000)
     source = io.BufferedReader(Trickle(data, 7), buffer_size=7)
     sink = io.BytesIO()
-    stats, tail = mysql.copy_stream(source, sink)
+    stats, tail = stream.copy_stream(source, sink)
     assert sink.getvalue() == data
     assert stats.bytes == len(data)
     assert stats.sha256 == hashlib.sha256(data).hexdigest()
-    assert tail == data[-mysql.TAIL :]
+    assert tail == data[-stream.TAIL :]
 
 
 def test_copy_stream_short_and_empty() -> None:
     """Input shorter than TAIL is kept whole; empty input is zero bytes."""
-    stats, tail = mysql.copy_stream(io.BytesIO(b"-- Dump completed\n"), io.BytesIO())
+    stats, tail = stream.copy_stream(io.BytesIO(b"-- Dump completed\n"), io.BytesIO())
     assert (stats.bytes, tail) == (18, b"-- Dump completed\n")
-    stats, tail = mysql.copy_stream(io.BytesIO(b""), io.BytesIO())
-    assert stats == mysql.DumpStats(0, hashlib.sha256(b"").hexdigest())
+    stats, tail = stream.copy_stream(io.BytesIO(b""), io.BytesIO())
+    assert stats == stream.StreamStats(0, hashlib.sha256(b"").hexdigest())
     assert tail == b""
 
 
@@ -302,7 +303,7 @@ OPTIONS = MysqlOptions(
 
 def test_retarget_default_uses_restore_credentials() -> None:
     """No target: the configured server, with the restore option file."""
-    target = mysql.retarget(OPTIONS, None)
+    target = load.retarget(OPTIONS, None)
     assert (target.host, target.port, target.socket) == ("mysql", 3306, None)
     assert target.defaults_file == "/run/secrets/restore.cnf"
 
@@ -310,7 +311,7 @@ def test_retarget_default_uses_restore_credentials() -> None:
 def test_retarget_without_restore_file_keeps_defaults_file() -> None:
     """Without restore_defaults_file the backup option file is used."""
     options = MysqlOptions(defaults_file="/run/secrets/backup.cnf")
-    assert mysql.retarget(options, None).defaults_file == "/run/secrets/backup.cnf"
+    assert load.retarget(options, None).defaults_file == "/run/secrets/backup.cnf"
 
 
 @pytest.mark.parametrize(
@@ -321,10 +322,10 @@ def test_retarget_host_port(where: str, host: str, port: int) -> None:
     options = MysqlOptions(
         defaults_file="/b.cnf", socket="/run/mysqld/m.sock", restore_defaults_file="/r.cnf"
     )
-    target = mysql.retarget(options, where)
+    target = load.retarget(options, where)
     assert (target.host, target.port, target.socket) == (host, port, None)
     assert target.defaults_file == "/r.cnf"
-    assert mysql.connection_args(target.defaults_file, target) == [
+    assert client.connection_args(target) == [
         "--defaults-file=/r.cnf",
         f"--host={host}",
         f"--port={port}",
@@ -334,10 +335,10 @@ def test_retarget_host_port(where: str, host: str, port: int) -> None:
 
 def test_retarget_socket() -> None:
     """A path is a socket."""
-    target = mysql.retarget(OPTIONS, "/tmp/restore/mysqld.sock")
+    target = load.retarget(OPTIONS, "/tmp/restore/mysqld.sock")
     assert target.socket == "/tmp/restore/mysqld.sock"
     assert target.defaults_file == "/run/secrets/restore.cnf"
-    assert mysql.connection_args(target.defaults_file, target) == [
+    assert client.connection_args(target) == [
         "--defaults-file=/run/secrets/restore.cnf",
         "--socket=/tmp/restore/mysqld.sock",
     ]
@@ -345,5 +346,5 @@ def test_retarget_socket() -> None:
 
 def test_retarget_bad_port_is_a_backup_error() -> None:
     """`restore --to db2:abc` is an operator mistake, reported as one clear line."""
-    with pytest.raises(BackupError):
-        mysql.retarget(OPTIONS, "db2:abc")
+    with pytest.raises(BackupError, match="restore target 'db2:abc' is not HOST"):
+        load.retarget(OPTIONS, "db2:abc")

@@ -18,9 +18,10 @@ def test_the_reference_policy_has_no_overlaps_and_says_grafana_keeps_one_point()
     loaded = manifest.load(AGAMA)
     runs = plan.upcoming_runs(loaded, START, {})
     assert plan.overlaps(runs) == []
-    kinds = {(r.service, r.kind) for r in runs}
+    kinds = {(r.owner, r.what) for r in runs}
     assert {("mysql", "full"), ("files", "incremental"), ("files", "full")} <= kinds
     assert ("grafana", "full") in kinds  # the 28th falls in the two weeks from Nov 26
+    assert {("maintenance", "retention"), ("maintenance", "check")} <= kinds
     points = {
         s: plan.simulate_retention(loaded, loaded.services[s], START) for s in loaded.services
     }
@@ -40,7 +41,16 @@ def test_measured_durations_reveal_overlaps(tmp_path: Path) -> None:
     loaded = manifest.load(path)
     assert plan.overlaps(plan.upcoming_runs(loaded, START, {})) == []  # 10 min expected
     clashes = plan.overlaps(plan.upcoming_runs(loaded, START, {"mysql": timedelta(hours=1)}))
-    assert clashes and all({a.service, b.service} == {"mysql", "files"} for a, b in clashes)
+    assert clashes and all({a.owner, b.owner} == {"mysql", "files"} for a, b in clashes)
     assert "files/incremental starts while mysql/full" in plan.render(
         loaded, START, {"mysql": timedelta(hours=1)}
     )
+
+
+def test_the_drill_is_planned_too() -> None:
+    """The verifier's weekly drill is listed (Monday 06:00) with the other runs."""
+    loaded = manifest.load(AGAMA)
+    drills = [r for r in plan.upcoming_runs(loaded, START, {}) if r.what == "drill"]
+    assert [r.start.strftime("%a %H:%M") for r in drills] == ["Mon 06:00", "Mon 06:00"]
+    assert all(r.owner == "verifier" for r in drills)
+    assert "verifier     drill" in plan.render(loaded, START, {})

@@ -1,7 +1,8 @@
-"""Scheduler logic with a controlled clock: catch-up, one run per service, waits."""
+"""Scheduler logic with a controlled clock: catch-up, one run per owner, waits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -10,7 +11,8 @@ import pytest
 
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.manifest import Schedule
-from backup_agent.scheduler import Scheduler, Task, one_per_service
+from backup_agent.scheduler import Scheduler, Task, one_per_owner
+from backup_agent.state import DRILL, TaskId, backup_task
 
 UTC_ZONE = ZoneInfo("UTC")
 T0 = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
@@ -34,7 +36,22 @@ def task(service: str, cron: str, kind: str, log: list[str], clock: Clock, took:
         log.append(f"{service}/{kind}@{datetime.fromtimestamp(clock(), UTC):%H:%M:%S}")
         clock.sleep(took)
 
-    return Task(service, Schedule(kind, cron, UTC_ZONE), run)
+    return Task(backup_task(service, kind), Schedule(cron, UTC_ZONE), run)
+
+
+def scheduler(
+    tasks: list[Task],
+    clock: Clock,
+    last_run: Callable[[Task], float | None] = lambda t: None,
+    on_wait: Callable[[Task, float], None] = lambda t, s: None,
+    on_tick: Callable[[], None] = lambda: None,
+) -> Scheduler:
+    """A scheduler on the test's clock."""
+    return Scheduler(tasks, last_run, on_wait, on_tick, clock=clock, sleep=clock.sleep)
+
+
+def kinds(due: list[tuple[datetime, Task]]) -> list[tuple[str, str]]:
+    return sorted((t.id.name, t.id.kind) for _, t in due)
 
 
 def test_missed_slots_run_once_per_service_and_prefer_full() -> None:
@@ -48,14 +65,11 @@ def test_missed_slots_run_once_per_service_and_prefer_full() -> None:
         "files": (T0 - timedelta(hours=3)).timestamp(),
         "db": (T0 - timedelta(hours=3)).timestamp(),
     }
-    scheduler = Scheduler(
-        tasks, lambda t: last[t.service], lambda t, s: None, clock=clock, sleep=clock.sleep
-    )
-
-    due = scheduler.missed(T0)
+    due, first = scheduler(tasks, clock, lambda t: last[t.id.name]).missed(T0)
 
     # Hours of missed minutely slots still give one run per service; files runs full.
-    assert sorted((t.service, t.kind) for _, t in due) == [("db", "full"), ("files", "full")]
+    assert kinds(due) == [("db", "full"), ("files", "full")]
+    assert first == []  # a catch-up, not a first start
 
 
 def test_a_service_that_never_ran_runs_at_start_up_once_and_full() -> None:
@@ -66,86 +80,63 @@ def test_a_service_that_never_ran_runs_at_start_up_once_and_full() -> None:
         task("db", "0 22 * * *", "full", log, clock),
     ]
     records = {"files": None, "db": (T0 - timedelta(seconds=20)).timestamp()}
-    scheduler = Scheduler(
-        tasks, lambda t: records[t.service], lambda t, s: None, clock=clock, sleep=clock.sleep
-    )
-    assert [(when, t.service, t.kind) for when, t in scheduler.missed(T0)] == [
-        (T0, "files", "full")
-    ]
+    due, first = scheduler(tasks, clock, lambda t: records[t.id.name]).missed(T0)
+    assert [(when, t.id.name, t.id.kind) for when, t in due] == [(T0, "files", "full")]
+    assert [t.id for t in first] == [backup_task("files", "full")]
 
 
 def test_a_task_without_first_run_waits_for_its_slot() -> None:
-    clock = Clock(T0)
-    drill = Task(
-        "verifier", Schedule("drill", "0 6 * * 1", UTC_ZONE), lambda: None, first_run=False
-    )
-    scheduler = Scheduler(
-        [drill], lambda t: None, lambda t, s: None, clock=clock, sleep=clock.sleep
-    )
-    assert scheduler.missed(T0) == []
+    drill = Task(DRILL, Schedule("0 6 * * 1", UTC_ZONE), lambda: None, first_run=False)
+    assert scheduler([drill], Clock(T0)).missed(T0) == ([], [])
 
 
-def test_jobs_due_together_run_one_after_another_and_the_wait_is_reported() -> None:
+def test_tasks_due_together_run_one_after_another_and_the_wait_is_reported() -> None:
     clock, log = Clock(T0), list[str]()
     waits: list[tuple[str, float]] = []
     tasks = [
         task("a", "* * * * *", "full", log, clock, took=20),
         task("b", "* * * * *", "full", log, clock),
     ]
-    scheduler = Scheduler(
-        tasks,
-        lambda t: None,
-        lambda t, s: waits.append((t.service, s)),
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    both = scheduler(tasks, clock, on_wait=lambda t, s: waits.append((t.id.name, s)))
 
-    due = scheduler.due_between(T0, T0 + timedelta(minutes=1))
+    due = both.due_between(T0, T0 + timedelta(minutes=1))
     clock.now = due[0][0].timestamp()
-    scheduler.run_due(due)
+    both.run_due(due)
 
     assert log == ["a/full@12:01:00", "b/full@12:01:20"]
     assert [service for service, _ in waits] == ["b"]
     assert waits[0][1] == pytest.approx(20)
 
 
-def test_a_failing_job_does_not_stop_the_others_but_an_interrupt_does() -> None:
-    clock = Clock(T0)
+def every_minute(name: str, run: Callable[[], None]) -> Task:
+    return Task(backup_task(name, "full"), Schedule("* * * * *", UTC_ZONE), run)
+
+
+def fail() -> None:
+    raise BackupError("broken")
+
+
+def stop() -> None:
+    raise Interrupted("SIGTERM")
+
+
+def test_a_failing_task_does_not_stop_the_others() -> None:
     ran: list[str] = []
-
-    def fail() -> None:
-        raise BackupError("broken")
-
-    def stop() -> None:
-        raise Interrupted("SIGTERM")
-
-    when = T0
-    failing = Scheduler(
-        [
-            Task("a", Schedule("full", "* * * * *", UTC_ZONE), fail),
-            Task("b", Schedule("full", "* * * * *", UTC_ZONE), lambda: ran.append("b")),
-        ],
-        lambda t: None,
-        lambda t, s: None,
-        clock=clock,
-        sleep=clock.sleep,
+    failing = scheduler(
+        [every_minute("a", fail), every_minute("b", lambda: ran.append("b"))], Clock(T0)
     )
-    failing.run_due([(when, t) for t in failing.tasks])
+    failing.run_due([(T0, t) for t in failing.tasks])
     assert ran == ["b"]
 
-    interrupted = Scheduler(
-        [
-            Task("a", Schedule("full", "* * * * *", UTC_ZONE), stop),
-            Task("b", Schedule("full", "* * * * *", UTC_ZONE), lambda: ran.append("b2")),
-        ],
-        lambda t: None,
-        lambda t, s: None,
-        clock=clock,
-        sleep=clock.sleep,
+
+def test_an_interrupt_stops_the_tasks_after_it() -> None:
+    ran: list[str] = []
+    interrupted = scheduler(
+        [every_minute("a", stop), every_minute("b", lambda: ran.append("b"))], Clock(T0)
     )
-    with pytest.raises(Interrupted):
-        interrupted.run_due([(when, t) for t in interrupted.tasks])
-    assert ran == ["b"]
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        interrupted.run_due([(T0, t) for t in interrupted.tasks])
+    assert ran == []
 
 
 def test_run_forever_sleeps_until_each_slot_in_the_schedules_time_zone() -> None:
@@ -159,26 +150,31 @@ def test_run_forever_sleeps_until_each_slot_in_the_schedules_time_zone() -> None
             raise Interrupted("done")
 
     ticks = []
-    scheduler = Scheduler(
-        [Task("db", Schedule("full", "0 22 * * *", helsinki), run)],
+    daily = scheduler(
+        [Task(backup_task("db", "full"), Schedule("0 22 * * *", helsinki), run)],
+        clock,
         lambda t: start.timestamp(),  # ran just now: nothing to catch up
-        lambda t, s: None,
         on_tick=lambda: ticks.append(clock()),
-        clock=clock,
-        sleep=clock.sleep,
     )
-    with pytest.raises(Interrupted):
-        scheduler.run_forever()
+    with pytest.raises(Interrupted, match="done"):
+        daily.run_forever()
     assert log == ["2026-11-27T20:00:00+00:00", "2026-11-28T20:00:00+00:00"]
     # While idle the loop wakes every 30 s (the agent reloads its state file there).
     assert len(ticks) > 2 * 24 * 60 and max(b - a for a, b in pairwise(ticks)) <= 30
 
 
-def test_one_per_service_keeps_the_earliest_time() -> None:
-    a = Task("files", Schedule("incremental", "* * * * *", UTC_ZONE), lambda: None)
-    b = Task("files", Schedule("full", "* * * * *", UTC_ZONE), lambda: None)
+def test_one_per_owner_keeps_the_earliest_time_and_the_most_thorough_kind() -> None:
+    a = Task(backup_task("files", "incremental"), Schedule("* * * * *", UTC_ZONE), lambda: None)
+    b = Task(backup_task("files", "full"), Schedule("* * * * *", UTC_ZONE), lambda: None)
     early, late = T0, T0 + timedelta(minutes=1)
-    assert one_per_service([(late, b), (early, a)]) == [(early, b)]
+    assert one_per_owner([(late, b), (early, a)]) == [(early, b)]
+
+
+def test_maintenance_tasks_of_one_role_are_separate_owners() -> None:
+    """Retention and check due together both run (they are not kinds of one thing)."""
+    retention = Task(TaskId("maintenance", "retention"), Schedule("* * * * *", UTC_ZONE), fail)
+    check = Task(TaskId("maintenance", "check"), Schedule("* * * * *", UTC_ZONE), fail)
+    assert len(one_per_owner([(T0, retention), (T0, check)])) == 2
 
 
 def test_a_run_of_any_kind_counts_for_the_service() -> None:
@@ -189,7 +185,4 @@ def test_a_run_of_any_kind_counts_for_the_service() -> None:
         task("files", "0 0 1 1 *", "full", log, clock),
     ]
     records = {"incremental": None, "full": (T0 - timedelta(seconds=10)).timestamp()}
-    scheduler = Scheduler(
-        tasks, lambda t: records[t.kind], lambda t, s: None, clock=clock, sleep=clock.sleep
-    )
-    assert scheduler.missed(T0) == []
+    assert scheduler(tasks, clock, lambda t: records[t.id.kind]).missed(T0) == ([], [])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import pytest
 import yaml
 
 from backup_agent import manifest
+from backup_agent.manifest import model
+from backup_agent.manifest.model import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "agents" / "backup_agent" / "schema" / "manifest.schema.json"
@@ -116,3 +120,69 @@ def test_shipped_manifests_validate(path: Path) -> None:
 def test_shipped_manifests_exist() -> None:
     """The parametrised test above really has manifests to check."""
     assert {p.name for p in MANIFESTS} >= {"agama.yaml", "minimal.yaml"}
+
+
+def schema_defaults(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``default`` of the schema, by dotted path (``$defs.mysql.port``)."""
+    if not isinstance(node, dict):
+        return
+    if "default" in node:
+        yield path, node["default"]
+    for name, sub in (node.get("properties") or {}).items():
+        yield from schema_defaults(sub, f"{path}.{name}" if path else name)
+    for name, sub in (node.get("$defs") or {}).items():
+        yield from schema_defaults(sub, f"$defs.{name}")
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default a dataclass gives ``name``."""
+    (found,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return found.default
+
+
+# Where each documented default lives in the code (manifest/model.py).
+CODE_DEFAULTS: dict[str, Any] = {
+    "timezone": model.DEFAULT_TIMEZONE,
+    "work_dir": model.DEFAULT_WORK_DIR,
+    "drill.file_sample": field_default(model.Drill, "file_sample"),
+    "drill.mysql.port": field_default(model.DrillServer, "port"),
+    "agent.state_dir": field_default(model.Agent, "state_dir"),
+    "agent.metrics_port": field_default(model.Agent, "metrics_port"),
+    "agent.metrics_address": field_default(model.Agent, "metrics_address"),
+    "maintenance.retention_schedule": model.DEFAULT_RETENTION_SCHEDULE,
+    "maintenance.check_schedule": model.DEFAULT_CHECK_SCHEDULE,
+    "maintenance.read_data_subsets": field_default(model.Maintenance, "read_data_subsets"),
+    "$defs.service.expected_duration": field_default(model.Service, "expected_duration"),
+    "$defs.mysql.host": field_default(model.MysqlOptions, "host"),
+    "$defs.mysql.port": field_default(model.MysqlOptions, "port"),
+    "$defs.mysql.client": field_default(model.MysqlOptions, "client"),
+    "$defs.grafana.data_dir": field_default(model.GrafanaOptions, "data_dir"),
+    "$defs.grafana.config_file": field_default(model.GrafanaOptions, "config_file"),
+    "$defs.grafana.provisioning_dir": field_default(model.GrafanaOptions, "provisioning_dir"),
+}
+
+
+def test_documented_defaults_are_the_code_defaults() -> None:
+    """Defaults live in the dataclasses; the schema documents them. A default added to
+    either side without the other, or changed on one side only, fails here."""
+    documented = dict(schema_defaults(load_schema()))
+    assert documented.keys() == CODE_DEFAULTS.keys()
+    for path, value in documented.items():
+        code = CODE_DEFAULTS[path]
+        if isinstance(code, timedelta):
+            value = parse_duration(value)
+        assert value == code, f"{path}: schema says {value!r}, the code {code!r}"
+
+
+def test_a_manifest_without_optional_keys_gets_the_code_defaults() -> None:
+    """What the loader fills in is what the dataclasses say (no third copy)."""
+    minimal = manifest.load(ROOT / "manifests" / "minimal.yaml")
+    assert minimal.agent == model.Agent()
+    assert minimal.work_dir == model.DEFAULT_WORK_DIR
+    assert minimal.maintenance.retention.cron == model.DEFAULT_RETENTION_SCHEDULE
+    assert minimal.maintenance.check.cron == model.DEFAULT_CHECK_SCHEDULE
+    assert minimal.maintenance.read_data_subsets == field_default(
+        model.Maintenance, "read_data_subsets"
+    )
+    service = next(iter(minimal.services.values()))
+    assert service.expected_duration == field_default(model.Service, "expected_duration")

@@ -28,14 +28,20 @@ class BackupResult:
 
     @classmethod
     def of_summary(
-        cls, service: Service, kind: str, summary: restic.BackupSummary, details: dict[str, object]
+        cls,
+        service: Service,
+        kind: str,
+        summary: restic.BackupSummary,
+        details: dict[str, object],
+        bytes_read: int | None = None,
     ) -> BackupResult:
-        """The result of a backup of files, as restic's summary counts it."""
+        """The result of a backup as restic's summary counts it; ``bytes_read`` when the
+        job counted the bytes itself (a stream)."""
         return cls(
             service=service.name,
             kind=kind,
             snapshot_id=summary.snapshot_id,
-            bytes_read=summary.total_bytes_processed,
+            bytes_read=summary.total_bytes_processed if bytes_read is None else bytes_read,
             bytes_added=summary.data_added,
             details=details,
         )

@@ -17,27 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSimError
 
-from backup_agent.manifest.model import (
-    DEFAULT_CHECK_SCHEDULE,
-    DEFAULT_RETENTION_SCHEDULE,
-    DEFAULT_TIMEZONE,
-    DEFAULT_WORK_DIR,
-    TYPES,
-    Agent,
-    Drill,
-    DrillServer,
-    FilesOptions,
-    GrafanaOptions,
-    Maintenance,
-    Manifest,
-    MysqlOptions,
-    Options,
-    Retention,
-    Schedule,
-    Service,
-    format_duration,
-    parse_duration,
-)
+from backup_agent.manifest import model
+from backup_agent.manifest.model import format_duration, parse_duration
 from backup_agent.restic import Repository
 
 Problems = list[tuple[str, str]]
@@ -79,7 +60,7 @@ SYSTEM_DIRECTORIES = frozenset(
 
 def build(
     data: Mapping[str, Any], source: str, skip: set[str]
-) -> tuple[Manifest | None, Problems, list[str]]:
+) -> tuple[model.Manifest | None, Problems, list[str]]:
     """Check everything that passed the schema (``skip`` holds paths that did not);
     the Manifest when all is well, the problems and the warnings."""
     checker = _Checker(skip)
@@ -104,8 +85,8 @@ class _Checker:
         value = data.get(key)
         return value if self.valid(data, key, key) and isinstance(value, dict) else {}
 
-    def manifest(self, data: Mapping[str, Any], source: str) -> Manifest | None:
-        tz = self.zone(data.get("timezone", DEFAULT_TIMEZONE), "timezone")
+    def manifest(self, data: Mapping[str, Any], source: str) -> model.Manifest | None:
+        tz = self.zone(data.get("timezone", model.DEFAULT_TIMEZONE), "timezone")
         retention = (
             self.retention(data["retention"])
             if self.valid(data, "retention", "retention")
@@ -117,8 +98,8 @@ class _Checker:
             for name, spec in (services.items() if isinstance(services, dict) else ())
             if isinstance(spec, dict)
         }
-        work_dir = self.directory(data, "work_dir", DEFAULT_WORK_DIR)
-        agent = Agent(**self.section(data, "agent"))
+        work_dir = self.directory(data, "work_dir", model.DEFAULT_WORK_DIR)
+        agent = model.Agent(**self.section(data, "agent"))
         drill = (
             self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
         )
@@ -126,7 +107,7 @@ class _Checker:
         if self.skip or self.problems or retention is None:
             return None
         repo = data["repository"]
-        return Manifest(
+        return model.Manifest(
             source=source,
             repository=Repository(
                 url=repo["url"],
@@ -143,13 +124,15 @@ class _Checker:
             maintenance=maintenance,
         )
 
-    def drill(self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: Agent) -> Drill:
+    def drill(
+        self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: model.Agent
+    ) -> model.Drill:
         server = dict(spec.get("mysql", {}))
         if "server_args" in server:
             server["server_args"] = tuple(server["server_args"])
         scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
         optional = {key: spec[key] for key in ("file_sample",) if key in spec}
-        return Drill(
+        return model.Drill(
             schedule=self.schedule(
                 spec["schedule"],
                 self.zone(spec.get("timezone"), "drill.timezone", tz),
@@ -157,20 +140,20 @@ class _Checker:
             ),
             report_file=spec.get("report_file", f"{agent.state_dir}/drill-report.json"),
             scratch_dir=scratch_dir,
-            mysql=DrillServer(**server),
+            mysql=model.DrillServer(**server),
             **optional,
         )
 
-    def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> Maintenance:
+    def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> model.Maintenance:
         optional = {k: spec[k] for k in ("read_data_subsets", "repository_url") if k in spec}
-        return Maintenance(
+        return model.Maintenance(
             retention=self.schedule(
-                spec.get("retention_schedule", DEFAULT_RETENTION_SCHEDULE),
+                spec.get("retention_schedule", model.DEFAULT_RETENTION_SCHEDULE),
                 tz,
                 "maintenance.retention_schedule",
             ),
             check=self.schedule(
-                spec.get("check_schedule", DEFAULT_CHECK_SCHEDULE),
+                spec.get("check_schedule", model.DEFAULT_CHECK_SCHEDULE),
                 tz,
                 "maintenance.check_schedule",
             ),
@@ -190,8 +173,8 @@ class _Checker:
             )
         return path
 
-    def retention(self, spec: Mapping[str, Any]) -> Retention:
-        retention = Retention(
+    def retention(self, spec: Mapping[str, Any]) -> model.Retention:
+        retention = model.Retention(
             keep_within=parse_duration(spec["keep_within"]),
             max_age=parse_duration(spec["max_age"]),
         )
@@ -207,16 +190,16 @@ class _Checker:
 
     def zone(self, name: Any, path: str, default: ZoneInfo | None = None) -> ZoneInfo:
         if name is None:
-            return default or ZoneInfo(DEFAULT_TIMEZONE)
+            return default or ZoneInfo(model.DEFAULT_TIMEZONE)
         try:
             return ZoneInfo(str(name))
         except (ZoneInfoNotFoundError, ValueError):
             if not any(p == path for p in self.skip):
                 self.problems.append((path, f"unknown time zone {str(name)[:60]!r}"))
-            return ZoneInfo(DEFAULT_TIMEZONE)
+            return ZoneInfo(model.DEFAULT_TIMEZONE)
 
-    def schedule(self, cron: str, tz: ZoneInfo, path: str) -> Schedule:
-        schedule = Schedule(cron, tz)
+    def schedule(self, cron: str, tz: ZoneInfo, path: str) -> model.Schedule:
+        schedule = model.Schedule(cron, tz)
         try:
             next(schedule.fires(datetime.now(tz)))
         except (CronSimError, StopIteration) as exc:
@@ -226,8 +209,12 @@ class _Checker:
         return schedule
 
     def service(
-        self, name: str, spec: Mapping[str, Any], default_tz: ZoneInfo, retention: Retention | None
-    ) -> Service | None:
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        default_tz: ZoneInfo,
+        retention: model.Retention | None,
+    ) -> model.Service | None:
         """Check one service field by field; the Service when it is entirely valid."""
         where = f"services.{name}"
 
@@ -235,11 +222,11 @@ class _Checker:
             return self.valid(spec, key, f"{where}.{key}")
 
         type_ = spec["type"] if ok("type") else None
-        for other in TYPES:
+        for other in model.TYPES:
             if type_ and other != type_ and other in spec:
                 self.problems.append((f"{where}.{other}", f"only allowed for type {other}"))
         tz = self.zone(spec.get("timezone"), f"{where}.timezone", default_tz)
-        schedules: dict[str, Schedule] = {}
+        schedules: dict[str, model.Schedule] = {}
         if ok("schedule"):
             raw = spec["schedule"]
             crons = raw if isinstance(raw, dict) else {"full": raw}
@@ -260,7 +247,7 @@ class _Checker:
         optional = {}
         if "expected_duration" in spec:
             optional["expected_duration"] = parse_duration(spec["expected_duration"])
-        service = Service(
+        service = model.Service(
             name=name,
             type=type_,
             schedules=schedules,
@@ -274,7 +261,7 @@ class _Checker:
             self.gap_warnings(service, retention)
         return service
 
-    def gap_warnings(self, service: Service, retention: Retention) -> None:
+    def gap_warnings(self, service: model.Service, retention: model.Retention) -> None:
         gap = longest_gap(tuple(service.schedules.values()))
         where = f"services.{service.name}"
         if gap > service.rpo:
@@ -290,7 +277,7 @@ class _Checker:
             )
 
 
-def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) -> timedelta:
+def longest_gap(schedules: tuple[model.Schedule, ...], start: datetime | None = None) -> timedelta:
     """Longest elapsed time between two consecutive runs of any of ``schedules``.
 
     Runs are simulated for a year, or up to ``_MAX_FIRES`` runs of a frequent schedule;
@@ -310,7 +297,7 @@ def longest_gap(schedules: tuple[Schedule, ...], start: datetime | None = None) 
     return max(gaps, default=_HORIZON)
 
 
-def options(type_: str, spec: Mapping[str, Any]) -> Options:
+def options(type_: str, spec: Mapping[str, Any]) -> model.Options:
     """The options block of a service type; absent keys take the dataclass defaults."""
     if type_ == "mysql":
         values = dict(spec)
@@ -319,14 +306,14 @@ def options(type_: str, spec: Mapping[str, Any]) -> Options:
                 values[key] = tuple(values[key])
         if "sanity_queries" in values:
             values["sanity_queries"] = tuple((q["name"], q["sql"]) for q in spec["sanity_queries"])
-        return MysqlOptions(**values)
+        return model.MysqlOptions(**values)
     if type_ == "grafana":
-        data_dir = spec.get("data_dir", GrafanaOptions.data_dir)
-        return GrafanaOptions(
+        data_dir = spec.get("data_dir", model.GrafanaOptions.data_dir)
+        return model.GrafanaOptions(
             **{
                 "database": f"{data_dir}/grafana.db",
                 "plugins_dir": f"{data_dir}/plugins",
                 **spec,
             }
         )
-    return FilesOptions(paths=tuple(spec["paths"]), exclude=tuple(spec.get("exclude", ())))
+    return model.FilesOptions(paths=tuple(spec["paths"]), exclude=tuple(spec.get("exclude", ())))

@@ -100,8 +100,8 @@ def parse(
     a schema problem is not checked further, so each mistake is reported once.
     """
     if not isinstance(data, dict):
-        found = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-        raise ManifestError(source, [("(top)", f"the manifest is {found}")])
+        found = "empty" if data is None else f"a {type(data).__name__}"
+        raise ManifestError(source, [("(top)", f"must be a mapping, the manifest is {found}")])
     data, warnings, problems = upgrade(data)
     data, unset = expand_env(data, os.environ if environ is None else environ)
     problems += unset
@@ -129,6 +129,7 @@ def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str], Problems]:
             where = f"{path}{old}"
             if new in result:
                 problems.append((where, f"deprecated name of {new}; remove one of the two"))
+                del result[old]
                 continue
             warnings.append(f"{where}: deprecated, write '{new}' instead")
             result[new] = result.pop(old)

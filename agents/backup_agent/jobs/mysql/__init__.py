@@ -59,14 +59,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "tables": scanner.close(),  # rows per db.table, counted in the dump itself
     }
     record.write(manifest, service, summary.snapshot_id, details)
-    return BackupResult(
-        service=service.name,
-        kind=kind,
-        snapshot_id=summary.snapshot_id,
-        bytes_read=stats.bytes,
-        bytes_added=summary.data_added,
-        details=details,
-    )
+    return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.bytes)
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backup_agent.dumpscan import DumpScanner
+from backup_agent.jobs.mysql.scan import DumpScanner
 
 DUMP = (
     b"-- MariaDB dump\n"

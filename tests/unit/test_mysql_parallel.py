@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backup_agent.errors import CommandError
-from backup_agent.loader import ParallelLoader
+from backup_agent.jobs.mysql.parallel import ParallelLoader
 
 DUMP = b"""-- MariaDB dump
 /*!40101 SET NAMES utf8mb4 */;

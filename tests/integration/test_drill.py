@@ -1,25 +1,24 @@
 """Restore drills against real restic, MariaDB, SQLite and files (scratch-server mode).
 
-The docker-based drill is in test_verify_docker.py.
+The docker-based drill is in test_drill_docker.py.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from backup_agent import cli, restic, verify
+from backup_agent import cli, drill, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs import files, grafana, mysql
 from backup_agent.jobs.base import RestoreRequest
 from backup_agent.metrics import Metrics
 from tests import grafana_db
-from tests.conftest import ManifestFactory
+from tests.conftest import ManifestFactory, files_spec
 from tests.integration.conftest import grafana_service, mysql_service
 from tests.mariadb_server import MariaDB
 
@@ -36,7 +35,7 @@ def plan(
     make_manifest: ManifestFactory,
     tmp_path: Path,
 ) -> dict[str, Any]:
-    """Services of every kind plus a verification section using the scratch server."""
+    """Services of every type plus a drill section using the scratch server."""
     dirs = grafana_db.make_grafana_dirs(tmp_path / "grafana", tmp_path / "etc-grafana")
     with grafana_db.connect(dirs.database) as db:
         grafana_db.populate(db, dashboards=8, alert_rules=3)
@@ -58,15 +57,9 @@ def plan(
         "services": {
             "db": mysql_service(mariadb, backup_defaults, database, sanity_queries=sanity),
             "grafana": grafana_service(dirs),
-            "files": {
-                "kind": "files",
-                "schedule": {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"},
-                "rpo": "1d",
-                "rto": {"target": "30m", "limit": "2h"},
-                "files": {"paths": [str(tree)]},
-            },
+            "files": files_spec([str(tree)]),
         },
-        "verification": {
+        "drill": {
             "schedule": "0 6 * * 1",
             "report_file": str(tmp_path / "report.json"),
             "scratch_dir": str(tmp_path / "drill"),
@@ -89,14 +82,14 @@ def test_drills_prove_every_service_and_feed_metrics(
     database: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    loaded = make_manifest(plan["services"], verification=plan["verification"])
+    loaded = make_manifest(plan["services"], verification=plan["drill"])
     back_up_everything(loaded)
 
-    code = cli.main(["-m", loaded.source, "verify"])
+    code = cli.main(["-m", loaded.source, "drill"])
 
     out = capsys.readouterr().out
     assert code == 0, out
-    report = json.loads(Path(plan["verification"]["report_file"]).read_text())
+    report = json.loads(Path(plan["drill"]["report_file"]).read_text())
     for name in ("db", "grafana", "files"):
         entry = report["services"][name]
         assert entry["passed"] and entry["error"] is None, entry
@@ -108,12 +101,12 @@ def test_drills_prove_every_service_and_feed_metrics(
     assert report["repository_check"]["passed"]
     # Nothing is left behind: the scratch server no longer has the database, no scratch files.
     assert scratch_mariadb.execute(f"SHOW DATABASES LIKE '{database}'") == []
-    assert not any(Path(plan["verification"]["scratch_dir"]).glob("*/*"))
+    assert not any(Path(plan["drill"]["scratch_dir"]).glob("*/*"))
     # The verifier's /metrics read the report.
     registry = CollectorRegistry()
-    Metrics(registry, "verifier", plan["verification"]["report_file"])
-    assert registry.get_sample_value("backup_restore_test_last_success", {"service": "db"}) == 1
-    seconds = registry.get_sample_value("backup_restore_duration_seconds", {"service": "db"})
+    Metrics(registry, "verifier", plan["drill"]["report_file"])
+    assert registry.get_sample_value("backup_drill_last_success", {"service": "db"}) == 1
+    seconds = registry.get_sample_value("backup_drill_duration_seconds", {"service": "db"})
     assert seconds == pytest.approx(report["services"]["db"]["seconds"])
     assert "PASS db:" in out and "PASS repository check" in out
 
@@ -124,10 +117,10 @@ def test_a_drill_slower_than_its_rto_target_fails(
     plan["services"]["db"]["rto"] = {"target": "1s", "limit": "2h"}
     slow = "SELECT SLEEP(1.5) = 0"
     plan["services"]["db"]["mysql"]["sanity_queries"] = [{"name": "slow", "sql": slow}]
-    loaded = make_manifest(plan["services"], verification=plan["verification"])
+    loaded = make_manifest(plan["services"], verification=plan["drill"])
     mysql.backup(loaded, loaded.service("db"), "full")
 
-    result = verify.drill(loaded, loaded.service("db"))
+    result = drill.drill(loaded, loaded.service("db"))
 
     assert not result.passed and result.error is not None
     assert "above the RTO target 1s" in result.error
@@ -139,9 +132,9 @@ def test_a_failing_sanity_query_fails_the_drill_and_cleans_up(
     plan["services"]["db"]["mysql"]["sanity_queries"] = [
         {"name": "impossible", "sql": f"SELECT COUNT(*) > 1000000 FROM {database}.customer"}
     ]
-    loaded = make_manifest(plan["services"], verification=plan["verification"])
+    loaded = make_manifest(plan["services"], verification=plan["drill"])
     mysql.backup(loaded, loaded.service("db"), "full")
-    result = verify.drill(loaded, loaded.service("db"))
+    result = drill.drill(loaded, loaded.service("db"))
     assert not result.passed and result.error == "sanity query 'impossible' returned 0"
     assert scratch_mariadb.execute(f"SHOW DATABASES LIKE '{database}'") == []
 
@@ -152,7 +145,7 @@ def test_a_corrupted_pack_fails_with_one_clear_error(
     repository: restic.Repository,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["verification"])
+    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["drill"])
     files.backup(loaded, loaded.service("files"), "full")
     # Flip one byte in every data pack (tree blobs may be served from restic's cache).
     for pack in (p for p in (Path(repository.url) / "data").rglob("*") if p.is_file()):
@@ -167,14 +160,14 @@ def test_a_corrupted_pack_fails_with_one_clear_error(
 
     errors = [line for line in capfd.readouterr().err.splitlines() if " ERROR " in line]
     assert code == 1 and len(errors) == 1, errors
-    result = verify.drill(loaded, loaded.service("files"))
+    result = drill.drill(loaded, loaded.service("files"))
     assert not result.passed and result.error
 
 
 def test_missing_snapshot_and_occupied_target_are_refused(
     plan: dict[str, Any], make_manifest: ManifestFactory, mariadb: MariaDB, database: str
 ) -> None:
-    loaded = make_manifest(plan["services"], verification=plan["verification"])
+    loaded = make_manifest(plan["services"], verification=plan["drill"])
     with pytest.raises(BackupError, match="no snapshot of service db"):
         mysql.restore(loaded, loaded.service("db"), RestoreRequest())
     with pytest.raises(BackupError, match="no snapshot 'deadbeef'"):
@@ -192,9 +185,8 @@ def test_restore_with_a_wrong_password_fails_clearly(
     repository: restic.Repository,
     tmp_path: Path,
 ) -> None:
-    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["verification"])
+    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["drill"])
     files.backup(loaded, loaded.service("files"), "full")
     Path(repository.password_file).write_text("wrong\n")
-    with pytest.raises(restic.WrongPassword):
+    with pytest.raises(restic.WrongPassword, match="wrong password"):
         files.restore(loaded, loaded.service("files"), RestoreRequest(target=str(tmp_path / "o")))
-    subprocess.run(["true"], check=True)

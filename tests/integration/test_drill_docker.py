@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from backup_agent import verify
+from backup_agent import drill
 from backup_agent.jobs import mysql
-from backup_agent.scratch import LABEL
+from backup_agent.jobs.mysql.scratch import LABEL
 from tests.conftest import ManifestFactory, docker_with
 from tests.integration.conftest import mysql_service
 from tests.mariadb_server import MariaDB
@@ -57,7 +57,7 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
     mysql.backup(loaded, loaded.service("db"), "full")
     before = {c.id for c in drill_containers(docker_client)}
 
-    result = verify.drill(loaded, loaded.service("db"))
+    result = drill.drill(loaded, loaded.service("db"))
 
     assert result.passed, result.error
     checks = " / ".join(result.checks)
@@ -70,6 +70,6 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
         "mysql": {**service["mysql"], "sanity_queries": [{"name": "no", "sql": "SELECT 0"}]},
     }
     loaded = make_manifest({"db": broken}, verification=verification)
-    failed = verify.drill(loaded, loaded.service("db"))
+    failed = drill.drill(loaded, loaded.service("db"))
     assert not failed.passed and failed.error == "sanity query 'no' returned 0"
     assert {c.id for c in drill_containers(docker_client)} == before
