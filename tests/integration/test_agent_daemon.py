@@ -196,10 +196,14 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
     try:
         small.rename(small.with_name("src-b-gone"))
         agent.start()
-        wait_for("a's interrupted run caught up", lambda: agent.find("finished", service="a"), 60)
+        wait_for("a's interrupted run caught up", lambda: agent.find("finished", task="a/full"), 60)
         wait_for("BackupStale for b", lambda: prometheus.firing("BackupStale", "b"), 300, every=2)
         assert not prometheus.firing("BackupStale", "a")
-        failures = [e for e in agent.entries() if e["level"] == "error" and e.get("service") == "b"]
+        failures = [
+            e
+            for e in agent.entries()
+            if e["level"] == "error" and e.get("task", "").startswith("b/")
+        ]
         assert failures and "path(s) not found" in failures[0]["msg"]
         small.with_name("src-b-gone").rename(small)
         wait_for(
