@@ -50,7 +50,7 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
     def retention() -> None:
         with runs.recorded(state, RETENTION):
             maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
-            metrics.publish_repository(*maintenance.repository_contents(manifest))
+            metrics.publish_survey(*maintenance.survey_repository(manifest))
 
     def check() -> None:
         with runs.recorded(state, CHECK) as outcome:
@@ -107,6 +107,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         metrics.declare(manifest, selected)
         tasks = backup_tasks(manifest, selected, state, metrics)
     elif role == "maintenance":
+        metrics.declare_limits(manifest)
         tasks = maintenance_tasks(manifest, state, metrics)
     else:
         metrics.declare(manifest, selected, backups=False)
@@ -122,7 +123,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:
-            metrics.publish_repository(*maintenance.repository_contents(manifest))
+            metrics.publish_survey(*maintenance.survey_repository(manifest))
         except BackupError as exc:
             log.warning("snapshot counts and repository size wait for retention: %s", exc)
 

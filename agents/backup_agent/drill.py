@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backup_agent import maintenance
+from backup_agent import maintenance, restic, snapshots
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.manifest import Manifest, Service, format_duration
@@ -57,6 +57,7 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
         log.error("drill failed: %s", exc, extra={**fields, "duration_seconds": round(seconds, 3)})
         return DrillResult(service.name, False, seconds, target, limit, time.time(), error=str(exc))
     seconds = time.monotonic() - started
+    record_proof(manifest, service, restored.snapshot_id, restored.verified)
     result = DrillResult(
         service.name,
         True,
@@ -82,6 +83,29 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
     else:
         log.info("drill passed", extra={**fields, "duration_seconds": round(seconds, 3)})
     return result
+
+
+def record_proof(manifest: Manifest, service: Service, snapshot_id: str, checks: list[str]) -> None:
+    """Write the signed drill record of a snapshot whose content a drill proved, so that
+    retention keeps the newest proven snapshot. Without ``drill.key_file`` (or when the
+    record cannot be written) the drill still counts; retention then cannot tell."""
+    settings = manifest.drill
+    key = snapshots.read_drill_key(settings.key_file) if settings else None
+    if key is None:
+        log.warning("no drill key: the proof of %s is not recorded", snapshot_id[:8])
+        return
+    content = {"service": service.name, "snapshot": snapshot_id, "checks": checks}
+    tags = {
+        **snapshots.tags(service, snapshots.DRILL_KIND),
+        "of": snapshot_id,
+        "mac": snapshots.drill_signature(key, service.name, snapshot_id),
+    }
+    try:
+        restic.backup_bytes(
+            manifest.repository, f"{service.name}.drill.json", json.dumps(content).encode(), tags
+        )
+    except BackupError as exc:
+        log.error("drill record of %s not written: %s", snapshot_id[:8], exc)
 
 
 def run_drills(

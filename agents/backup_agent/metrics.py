@@ -14,7 +14,7 @@ read from the drill report at scrape time, so drills started by an operator show
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +24,7 @@ from backup_agent import __version__
 from backup_agent.drill import read_report
 from backup_agent.manifest import Manifest, Service
 from backup_agent.state import CHECK, RETENTION, State, backup_task
+from backup_agent.survey import Survey
 
 PREFIX = "backup"
 MAINTENANCE_TASKS = (RETENTION, CHECK)
@@ -41,7 +42,22 @@ SERVICE_GAUGES = {
     "last_read_bytes": "Bytes read by the last successful backup.",
     "previous_read_bytes": "Bytes read by the successful backup before the last one.",
     "last_added_bytes": "Bytes added to the repository by the last backup.",
-    "snapshots": "Snapshots of the service in the repository.",
+    "snapshots": "Trusted snapshots of the service in the repository (maintenance role).",
+    "untrusted_snapshots": "Snapshots of the service the trust rule refuses: kept, never used.",
+    "newest_snapshot_timestamp_seconds": "Time of the newest trusted snapshot; 0 if none.",
+    "drilled_snapshot_timestamp_seconds": (
+        "Time of the newest trusted snapshot that passed a drill (signed record); 0 if none."
+    ),
+    "snapshots_last_day": "Trusted snapshots made in the last 24 hours.",
+    "snapshots_expected_last_day": "Runs the service's schedules had in the last 24 hours.",
+    "newest_snapshot_bytes": "Bytes the newest trusted snapshot read (restic's summary).",
+    "typical_snapshot_bytes": "Median bytes read by the snapshots before the newest; 0 if none.",
+    "orphaned_snapshots": "Snapshots tagged with a service the manifest does not name.",
+}
+# Limits from the manifest the maintenance role's alerts compare against.
+LIMIT_GAUGES = {
+    "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
+    "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
 }
 # Per-maintenance-task gauges (label ``task``: retention, check).
 TASK_GAUGES = {
@@ -87,6 +103,10 @@ class Metrics:
             ("service",),
             registry=registry,
         )
+        self.limits = {
+            name: Gauge(f"{PREFIX}_{name}", doc, registry=registry)
+            for name, doc in LIMIT_GAUGES.items()
+        }
         self.repository_size = Gauge(
             f"{PREFIX}_repository_size_bytes",
             "Stored size of the repository after the last retention run (restic stats raw-data).",
@@ -166,11 +186,31 @@ class Metrics:
                     task.name
                 ).set(run.last_success)
 
-    def publish_repository(self, snapshots: Mapping[str, int], size: int) -> None:
-        """Snapshots per service (data, not records) and the repository's stored size."""
-        for name, count in snapshots.items():
-            self.service(name, "snapshots").set(count)
+    def publish_survey(self, found: Survey, size: int) -> None:
+        """What the repository holds per service (maintenance role), and its size."""
+        for name, service in found.services.items():
+            values = {
+                "snapshots": service.snapshots,
+                "untrusted_snapshots": service.untrusted,
+                "newest_snapshot_timestamp_seconds": service.newest,
+                "drilled_snapshot_timestamp_seconds": service.newest_drilled,
+                "snapshots_last_day": service.recent,
+                "snapshots_expected_last_day": service.expected_recent,
+                "newest_snapshot_bytes": service.newest_bytes,
+                "typical_snapshot_bytes": service.typical_bytes,
+            }
+            for gauge, value in values.items():
+                self.service(name, gauge).set(value)
+        self.gauges["orphaned_snapshots"].clear()
+        for name, count in found.orphans.items():
+            self.service(name, "orphaned_snapshots").set(count)
         self.repository_size.set(size)
+
+    def declare_limits(self, manifest: Manifest) -> None:
+        """The manifest's limits the maintenance role's alerts compare against."""
+        self.limits["retention_max_age_seconds"].set(manifest.retention.max_age.total_seconds())
+        if manifest.drill is not None:
+            self.limits["drill_max_age_seconds"].set(manifest.drill.max_age.total_seconds())
 
 
 class DrillReportCollector(Collector):

@@ -3,7 +3,7 @@
 Shows the next two weeks of runs (backups, maintenance and the drills), flags runs
 of different owners that overlap (by expected or measured duration), and simulates
 the retention policy against each schedule with the same code that applies it
-(``maintenance.plan_retention``) to give the worst-case number and age of restore
+(``retention.plan_service``) to give the worst-case number and age of restore
 points per service.
 """
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backup_agent import restic
-from backup_agent.maintenance import plan_retention
 from backup_agent.manifest import Manifest, Schedule, Service, format_duration
+from backup_agent.retention import plan_service
+from backup_agent.snapshots import Judgement
 from backup_agent.state import CHECK, DRILL, RETENTION, TaskId, backup_task
 
 WINDOW = timedelta(days=14)
@@ -115,7 +116,7 @@ def simulate_retention(manifest: Manifest, service: Service, start: datetime) ->
         if order == 1:
             kept.append(_fake_snapshot(number, when, service.name, kind))
             continue
-        (plan,) = plan_retention(kept, [service.name], manifest.retention, when)
+        plan = plan_service(Judgement(service.name, trusted=kept), manifest.retention, when)
         kept = list(plan.keep)
         if when >= settle and kept:
             counts.append(len(kept))

@@ -369,8 +369,9 @@ def backup_bytes(
 
 
 def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[Snapshot]:
-    """This host's snapshots carrying all ``tags``, oldest first."""
-    argv = command("snapshots", "--host", repo.host, *tag_filter(tags or {}))
+    """The snapshots carrying all ``tags``, of every host name, oldest first. Which of
+    them to trust is decided by ``backup_agent.snapshots.judge``."""
+    argv = command("snapshots", *tag_filter(tags or {}))
     found = [Snapshot.from_json(item) for item in json.loads(_run(repo, argv).stdout or b"[]")]
     return sorted(found, key=lambda snap: snap.time)
 
@@ -393,14 +394,6 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
             execute.mask(" | ".join(refused[-3:])),
             "could not remove snapshots",
         )
-
-
-def all_snapshots(repo: Repository) -> list[Snapshot]:
-    """Every snapshot in the repository, of every host, oldest first (for maintenance)."""
-    found = [
-        Snapshot.from_json(i) for i in json.loads(_run(repo, command("snapshots")).stdout or b"[]")
-    ]
-    return sorted(found, key=lambda snap: snap.time)
 
 
 def prune(repo: Repository) -> None:

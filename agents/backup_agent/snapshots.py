@@ -1,19 +1,41 @@
-"""Which snapshots belong to a service, and which one a restore or a drill uses.
+"""Which snapshots belong to a service, which of them are trusted, and which one a
+restore, a drill or an incremental backup uses.
 
-Every snapshot is tagged ``service=NAME`` and ``kind=KIND`` (``full``,
-``incremental``, or ``meta`` for the record a MySQL dump gets beside it); selection
-never crosses services and never picks a ``meta`` record as data.
+Every snapshot is tagged ``service=NAME`` and ``kind=KIND``: ``full`` or
+``incremental`` for data, ``meta`` for the record a MySQL dump gets beside it, and
+``drill`` for the signed record the verifier writes when a drill passed. A repository
+is written by sidecars that may be compromised, so one rule, ``judge``, decides what
+is trusted, and restore, drill, the files job's parent, retention and the metrics all
+use it. A data snapshot is trusted when:
+
+- its kind is one the service's schedules make;
+- it was written under the manifest's host name (or one of ``repository.former_hosts``);
+- it is not dated in the future by more than ``repository.clock_skew``;
+- for MySQL, a record (``kind=meta``, ``of=ID``) points back to it, trusted the same way.
+
+Untrusted snapshots are reported (log, ``backup_untrusted_snapshots``), never used and
+never removed by retention. Drill records carry an HMAC made with ``drill.key_file``,
+which only the verifier and the maintenance role hold, so a sidecar cannot forge one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest, Service
 
 META_KIND = "meta"
+DRILL_KIND = "drill"
+RECORD_KINDS = frozenset({META_KIND, DRILL_KIND})
+# Service types whose data snapshots need a meta record to be trusted (and to be proven).
+TYPES_WITH_RECORD = frozenset({"mysql"})
 
 
 def tags(service: Service, kind: str) -> dict[str, str]:
@@ -21,8 +43,129 @@ def tags(service: Service, kind: str) -> dict[str, str]:
     return {"service": service.name, "kind": kind}
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What a trusted snapshot must satisfy, from the manifest, at one moment."""
+
+    hosts: frozenset[str]
+    clock_skew: timedelta
+    now: datetime
+    drill_key: bytes | None = None
+
+    @classmethod
+    def of(cls, manifest: Manifest, now: datetime | None = None) -> Trust:
+        key = read_drill_key(manifest.drill.key_file) if manifest.drill else None
+        return cls(
+            hosts=frozenset({manifest.repository.host, *manifest.former_hosts}),
+            clock_skew=manifest.clock_skew,
+            now=now or datetime.now(UTC),
+            drill_key=key,
+        )
+
+
+@dataclass
+class Judgement:
+    """A service's snapshots sorted by ``judge``; lists are oldest first."""
+
+    service: str
+    trusted: list[restic.Snapshot] = field(default_factory=list)
+    untrusted: list[tuple[restic.Snapshot, str]] = field(default_factory=list)  # with why
+    records: dict[str, restic.Snapshot] = field(default_factory=dict)  # meta, by data id
+    drilled: dict[str, restic.Snapshot] = field(default_factory=dict)  # drill, by data id
+
+    @property
+    def latest(self) -> restic.Snapshot | None:
+        """The newest trusted data snapshot."""
+        return self.trusted[-1] if self.trusted else None
+
+    @property
+    def latest_drilled(self) -> restic.Snapshot | None:
+        """The newest trusted data snapshot that passed a drill (by a signed record)."""
+        found = [s for s in self.trusted if s.id in self.drilled]
+        return found[-1] if found else None
+
+    def chain(self, snapshot: restic.Snapshot) -> list[restic.Snapshot]:
+        """The snapshot and the records that belong with it."""
+        own = [self.records.get(snapshot.id), self.drilled.get(snapshot.id)]
+        return [snapshot, *(record for record in own if record is not None)]
+
+
+def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> Judgement:
+    """Sort the snapshots tagged ``service`` into trusted data, its records, and untrusted
+    snapshots with the reason. Snapshots of other services are left out."""
+    mine = sorted((s for s in listed if s.tag("service") == service.name), key=lambda s: s.time)
+    result = Judgement(service.name)
+    records: list[restic.Snapshot] = []
+    candidates: list[restic.Snapshot] = []
+    for snapshot in mine:
+        why = _doubt(snapshot, trust)
+        kind = snapshot.tag("kind") or ""
+        if why is None and kind not in RECORD_KINDS and kind not in service.schedules:
+            why = f"kind {kind or '(none)'} is not one {service.name} makes"
+        if why is not None:
+            result.untrusted.append((snapshot, why))
+        elif kind in RECORD_KINDS:
+            records.append(snapshot)
+        else:
+            candidates.append(snapshot)
+    ids = {s.id for s in candidates}
+    for record in records:
+        target = record.tag("of") or ""
+        if target not in ids:
+            why = "a record of no trusted snapshot of this service"
+            result.untrusted.append((record, why))
+        elif record.tag("kind") == META_KIND:
+            result.records[target] = record
+        elif _signed(record, service, trust):
+            result.drilled[target] = record
+        else:
+            result.untrusted.append((record, "a drill record without a valid signature"))
+    for snapshot in candidates:
+        if service.type in TYPES_WITH_RECORD and snapshot.id not in result.records:
+            result.untrusted.append((snapshot, "no meta record points back to it"))
+        else:
+            result.trusted.append(snapshot)
+    result.untrusted.sort(key=lambda item: item[0].time)
+    return result
+
+
+def _doubt(snapshot: restic.Snapshot, trust: Trust) -> str | None:
+    """Why ``snapshot`` cannot be trusted whatever it holds, or None."""
+    if snapshot.hostname not in trust.hosts:
+        return f"written under host {snapshot.hostname!r}, not {', '.join(sorted(trust.hosts))}"
+    if snapshot.time > trust.now + trust.clock_skew:
+        return f"dated in the future ({snapshot.time.isoformat()})"
+    return None
+
+
+def drill_signature(key: bytes, service: str, snapshot_id: str) -> str:
+    """The HMAC a drill record carries: it says ``snapshot_id`` of ``service`` passed."""
+    message = f"backup-agent drill record\n{service}\n{snapshot_id}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _signed(record: restic.Snapshot, service: Service, trust: Trust) -> bool:
+    if trust.drill_key is None:
+        return False
+    expected = drill_signature(trust.drill_key, service.name, record.tag("of") or "")
+    return hmac.compare_digest(expected, record.tag("mac") or "")
+
+
+def read_drill_key(path: str | None) -> bytes | None:
+    """The drill key from its file; None without one (drill records are then ignored)."""
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError:
+        return None  # a role without the secret (a sidecar) cannot check drill records
+    if len(key) < 16:
+        raise BackupError(f"{path}: the drill key must be at least 16 bytes")
+    return key
+
+
 def of_service(manifest: Manifest, service: Service) -> list[restic.Snapshot]:
-    """The service's snapshots on the manifest's host, data and records, oldest first."""
+    """The service's snapshots on any host, data and records, oldest first."""
     return restic.snapshots(manifest.repository, {"service": service.name})
 
 
@@ -32,43 +175,31 @@ def select(
     wanted: str,
     listed: Sequence[restic.Snapshot] | None = None,
 ) -> restic.Snapshot:
-    """``latest`` or an (abbreviated) id, among this service's data snapshots only.
+    """``latest`` or an (abbreviated) id, among the service's trusted data snapshots.
 
-    ``listed`` saves a repository round trip when the caller already listed them.
+    ``listed`` saves a repository round trip when the caller already listed them. An
+    untrusted snapshot asked for by id is refused, saying why.
     """
-    if listed is None:
-        listed = of_service(manifest, service)
+    judged = judge(
+        of_service(manifest, service) if listed is None else listed, service, Trust.of(manifest)
+    )
     if wanted == "latest":
-        newest = latest(listed)
-        if newest is None:
-            raise BackupError(
-                f"no snapshot of service {service.name} on host {manifest.repository.host}"
-            )
-        return newest
-    found = [snap for snap in data(listed) if snap.id.startswith(wanted)]
-    if len(found) > 1:
+        if judged.latest is None:
+            raise BackupError(f"no trusted snapshot of service {service.name}{_untrusted(judged)}")
+        return judged.latest
+    found = [snap for snap in judged.trusted if snap.id.startswith(wanted)]
+    doubted = [(snap, why) for snap, why in judged.untrusted if snap.id.startswith(wanted)]
+    if len(found) + len(doubted) > 1:
         raise BackupError(f"snapshot id {wanted!r} is ambiguous for service {service.name}")
+    if doubted:
+        snap, why = doubted[0]
+        raise BackupError(f"snapshot {snap.short_id} of {service.name} is not trusted: {why}")
     if not found:
-        raise BackupError(
-            f"no snapshot {wanted!r} of service {service.name} on host {manifest.repository.host}"
-        )
+        raise BackupError(f"no snapshot {wanted!r} of service {service.name}")
     return found[0]
 
 
-def data(listed: Sequence[restic.Snapshot]) -> list[restic.Snapshot]:
-    """The data snapshots among ``listed`` (not the records beside MySQL dumps)."""
-    return [snap for snap in listed if snap.tag("kind") != META_KIND]
-
-
-def latest(listed: Sequence[restic.Snapshot]) -> restic.Snapshot | None:
-    """The newest data snapshot of ``listed`` (which is oldest first), if any."""
-    found = data(listed)
-    return found[-1] if found else None
-
-
-def record_of(
-    snapshot: restic.Snapshot, listed: Sequence[restic.Snapshot]
-) -> restic.Snapshot | None:
-    """The newest ``meta`` record pointing back to ``snapshot``, if any."""
-    found = [s for s in listed if s.tag("kind") == META_KIND and s.tag("of") == snapshot.id]
-    return found[-1] if found else None
+def _untrusted(judged: Judgement) -> str:
+    if not judged.untrusted:
+        return ""
+    return f" ({len(judged.untrusted)} untrusted, e.g. {judged.untrusted[-1][1]})"

