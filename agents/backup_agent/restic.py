@@ -130,7 +130,7 @@ class Snapshot:
     hostname: str
     paths: tuple[str, ...]
     tags: tuple[str, ...]
-    summary: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def tag(self, key: str) -> str | None:
         """Value of a ``key=value`` tag, or None."""

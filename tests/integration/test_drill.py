@@ -82,7 +82,7 @@ def test_drills_prove_every_service_and_feed_metrics(
     database: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    loaded = make_manifest(plan["services"], verification=plan["drill"])
+    loaded = make_manifest(plan["services"], drill=plan["drill"])
     back_up_everything(loaded)
 
     code = cli.main(["-m", loaded.source, "drill"])
@@ -117,7 +117,7 @@ def test_a_drill_slower_than_its_rto_target_fails(
     plan["services"]["db"]["rto"] = {"target": "1s", "limit": "2h"}
     slow = "SELECT SLEEP(1.5) = 0"
     plan["services"]["db"]["mysql"]["sanity_queries"] = [{"name": "slow", "sql": slow}]
-    loaded = make_manifest(plan["services"], verification=plan["drill"])
+    loaded = make_manifest(plan["services"], drill=plan["drill"])
     mysql.backup(loaded, loaded.service("db"), "full")
 
     result = drill.drill(loaded, loaded.service("db"))
@@ -132,7 +132,7 @@ def test_a_failing_sanity_query_fails_the_drill_and_cleans_up(
     plan["services"]["db"]["mysql"]["sanity_queries"] = [
         {"name": "impossible", "sql": f"SELECT COUNT(*) > 1000000 FROM {database}.customer"}
     ]
-    loaded = make_manifest(plan["services"], verification=plan["drill"])
+    loaded = make_manifest(plan["services"], drill=plan["drill"])
     mysql.backup(loaded, loaded.service("db"), "full")
     result = drill.drill(loaded, loaded.service("db"))
     assert not result.passed and result.error == "sanity query 'impossible' returned 0"
@@ -145,7 +145,7 @@ def test_a_corrupted_pack_fails_with_one_clear_error(
     repository: restic.Repository,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["drill"])
+    loaded = make_manifest({"files": plan["services"]["files"]}, drill=plan["drill"])
     files.backup(loaded, loaded.service("files"), "full")
     # Flip one byte in every data pack (tree blobs may be served from restic's cache).
     for pack in (p for p in (Path(repository.url) / "data").rglob("*") if p.is_file()):
@@ -167,7 +167,7 @@ def test_a_corrupted_pack_fails_with_one_clear_error(
 def test_missing_snapshot_and_occupied_target_are_refused(
     plan: dict[str, Any], make_manifest: ManifestFactory, mariadb: MariaDB, database: str
 ) -> None:
-    loaded = make_manifest(plan["services"], verification=plan["drill"])
+    loaded = make_manifest(plan["services"], drill=plan["drill"])
     with pytest.raises(BackupError, match="no snapshot of service db"):
         mysql.restore(loaded, loaded.service("db"), RestoreRequest())
     with pytest.raises(BackupError, match="no snapshot 'deadbeef'"):
@@ -185,7 +185,7 @@ def test_restore_with_a_wrong_password_fails_clearly(
     repository: restic.Repository,
     tmp_path: Path,
 ) -> None:
-    loaded = make_manifest({"files": plan["services"]["files"]}, verification=plan["drill"])
+    loaded = make_manifest({"files": plan["services"]["files"]}, drill=plan["drill"])
     files.backup(loaded, loaded.service("files"), "full")
     Path(repository.password_file).write_text("wrong\n")
     with pytest.raises(restic.WrongPassword, match="wrong password"):

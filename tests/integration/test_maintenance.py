@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from backup_agent import agent, cli, maintenance, restic
-from backup_agent.errors import BackupError
 from backup_agent.metrics import Metrics
 from backup_agent.state import RETENTION, State
 from tests.agent_process import Agent, metric
 from tests.conftest import ManifestFactory, files_spec, wait_for
+from tests.forge import forge
 from tests.mariadb_server import free_port
 from tests.rest_server import RestServer
 
@@ -31,15 +31,10 @@ def make_snapshot(
     repo: restic.Repository, host: str, age: timedelta, tags: dict[str, str], content: bytes = b"x"
 ) -> str:
     """A real snapshot dated ``age`` ago on ``host``; returns its id."""
-    when = (NOW - age).strftime("%Y-%m-%d %H:%M:%S")
-    args = ["restic", "--json", "backup", "--stdin", "--stdin-filename", "data", "--host", host]
-    args += ["--time", when, *restic.tag_args(tags)]
-    env = {**os.environ, **repo.env(), "TZ": "UTC"}
-    out = subprocess.run(args, input=content, env=env, capture_output=True, check=True).stdout
-    return str(restic.summary_of(restic.parse_messages(out))["snapshot_id"])
+    return forge(repo, NOW - age, tags, content, host=host)
 
 
-def test_retention_removes_exactly_the_policy_across_host_names(
+def test_retention_removes_exactly_the_policy_across_trusted_host_names(
     repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
 ) -> None:
     day = timedelta(days=1)
@@ -52,8 +47,9 @@ def test_retention_removes_exactly_the_policy_across_host_names(
         snap("db", "agama", 1),
         snap("db", "agama", 10),
         snap("db", "agama", 20),
-        snap("db", "old-container-1f3a", 5),  # another container lifetime, same service
-        snap("db", "evil", -30),  # dated in the future: kept, never the reference
+        snap("db", "old-container-1f3a", 5),  # a former host name, same service
+        snap("db", "agama", -30),  # dated in the future: untrusted, kept, never the reference
+        snap("db", "stranger", 90),  # a host name nobody declared: untrusted, kept
         snap("grafana", "old-container-1f3a", 60),  # the only one: newest, kept whatever its age
         snap("files", "agama", 45),  # newest of files
         make_snapshot(repository, "agama", 400 * day, {"unrelated": "yes"}),  # not ours: untouched
@@ -72,9 +68,17 @@ def test_retention_removes_exactly_the_policy_across_host_names(
         "grafana": files_spec([str(tmp_path)]),
         "files": files_spec([str(tmp_path)]),
     }
-    loaded = make_manifest(services)
+    repo = {
+        "url": repository.url,
+        "password_file": repository.password_file,
+        "host": "agama",
+        "former_hosts": ["old-container-1f3a"],
+        "cache_dir": repository.cache_dir,
+    }
+    loaded = make_manifest(services, repository=repo)
 
     planned = maintenance.apply_retention(loaded, NOW, dry_run=True)
+    assert [len(p.untrusted) for p in planned] == [2, 0, 0]
     assert {s.id for p in planned for s in p.remove} == remove
     assert {s.id for s in restic.snapshots(repository)} == keep | remove  # dry run removed nothing
 
@@ -89,19 +93,10 @@ def test_retention_removes_exactly_the_policy_across_host_names(
     counts = {
         name: registry.get_sample_value("backup_snapshots", {"service": name}) for name in services
     }
-    assert counts == {"db": 5, "grafana": 1, "files": 1}
+    assert counts == {"db": 4, "grafana": 1, "files": 1}
+    assert registry.get_sample_value("backup_untrusted_snapshots", {"service": "db"}) == 2
     size = registry.get_sample_value("backup_repository_size_bytes")
     assert size == restic.stats(repository).total_size and size > 0
-
-
-def test_retention_refuses_a_plan_that_removes_the_newest() -> None:
-    snap = restic.Snapshot("a" * 64, "aaaaaaaa", NOW, "h", (), ("service=db", "kind=full"))
-    older = restic.Snapshot(
-        "b" * 64, "bbbbbbbb", NOW - timedelta(days=2), "h", (), ("service=db", "kind=full")
-    )
-    bad = maintenance.ServicePlan("db", keep=(older,), remove=(snap,), suspicious=())
-    with pytest.raises(BackupError, match="newest snapshot of db"):
-        maintenance.check_plan([bad])
 
 
 @pytest.fixture
@@ -186,14 +181,14 @@ def start_backup_holding_a_lock(repo: restic.Repository) -> subprocess.Popen[byt
 def test_a_stale_lock_is_recovered_but_a_live_one_is_respected(
     repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
 ) -> None:
-    make_snapshot(repository, "agama", timedelta(days=1), {"service": "db", "kind": "full"})
+    make_snapshot(repository, repository.host, timedelta(days=1), {"service": "db", "kind": "full"})
     loaded = make_manifest({"db": files_spec([str(tmp_path)])})
 
     live = start_backup_holding_a_lock(repository)
     try:
         # prune needs an exclusive lock; the running backup's lock is not stale.
         old = make_snapshot(
-            repository, "agama", timedelta(days=40), {"service": "db", "kind": "full"}
+            repository, repository.host, timedelta(days=40), {"service": "db", "kind": "full"}
         )
         with pytest.raises(restic.RepositoryLocked, match="locked"):
             maintenance.apply_retention(loaded, NOW, dry_run=False)
@@ -209,7 +204,13 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
     repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
 ) -> None:
     for days, content in ((1, b"new"), (2, b"old")):
-        make_snapshot(repository, "agama", timedelta(days=days), {"service": "db"}, content)
+        make_snapshot(
+            repository,
+            repository.host,
+            timedelta(days=days),
+            {"service": "db", "kind": "full"},
+            content,
+        )
     port = free_port()
     state = tmp_path / "state"
     # Retention and check ran just now and their next slots are far away: whatever is

@@ -236,10 +236,8 @@ def test_metadata_is_readable_for_restore(
     loaded = make_manifest({"db": mysql_service(mariadb, backup_defaults, database)})
     service = loaded.service("db")
     result = mysql.backup(loaded, service, "full")
-    listed = restic.snapshots(loaded.repository)
-    snapshot = next(s for s in listed if s.id == result.snapshot_id)
-    meta = record.read(loaded, service, snapshot, listed)
-    assert meta is not None
+    snapshot, meta = record.select_dump(loaded, service, "latest")
+    assert snapshot.id == result.snapshot_id
     assert json.loads(json.dumps(meta))["sha256"] == result.details["sha256"]
     assert meta["databases"] == [database]
 

@@ -1,0 +1,211 @@
+"""One trust rule for snapshots (snapshots.judge) and the retention it steers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from backup_agent import manifest, restic, snapshots
+from backup_agent.errors import BackupError
+from backup_agent.retention import ServicePlan, check_plan, plan_service
+from backup_agent.snapshots import Trust, drill_signature, judge
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+KEY = b"k" * 32
+TRUST = Trust(frozenset({"agama", "agama-old"}), timedelta(minutes=5), NOW, KEY)
+_ids = itertools.count(1)
+
+
+def spec(type_: str, schedule: Any = "0 22 * * *") -> dict[str, Any]:
+    options = {
+        "mysql": {"defaults_file": "/run/secrets/backup.cnf"},
+        "files": {"paths": ["/srv"]},
+        "grafana": {},
+    }[type_]
+    return {
+        "type": type_,
+        "schedule": schedule,
+        "rpo": "1d",
+        "rto": {"target": "30m", "limit": "2h"},
+        type_: options,
+    }
+
+
+LOADED = manifest.parse(
+    {
+        "version": 1,
+        "repository": {"url": "/srv/repo", "password_file": "/pw", "host": "agama"},
+        "services": {
+            "db": spec("mysql"),
+            "docs": spec("files", {"incremental": "0 0 * * 1-6", "full": "0 0 * * 0"}),
+        },
+        "retention": {"keep_within": "3w", "max_age": "31d"},
+    }
+)
+DB, DOCS = LOADED.service("db"), LOADED.service("docs")
+
+
+def snap(
+    service: str, age: timedelta, kind: str = "full", host: str = "agama", **extra: str
+) -> restic.Snapshot:
+    ident = f"{next(_ids):08x}" * 8
+    tags = (f"service={service}", f"kind={kind}", *(f"{k}={v}" for k, v in extra.items()))
+    return restic.Snapshot(ident, ident[:8], NOW - age, host, (), tags)
+
+
+def dump(age: timedelta, host: str = "agama") -> list[restic.Snapshot]:
+    """A MySQL dump and its meta record."""
+    data = snap("db", age, host=host)
+    return [data, snap("db", age - timedelta(seconds=1), "meta", host=host, of=data.id)]
+
+
+def drilled(target: restic.Snapshot, key: bytes = KEY) -> restic.Snapshot:
+    mac = drill_signature(key, target.tag("service") or "", target.id)
+    return snap(target.tag("service") or "", timedelta(0), "drill", of=target.id, mac=mac)
+
+
+DAY = timedelta(days=1)
+
+
+# --- judge ------------------------------------------------------------------------------
+
+
+def test_a_future_dated_snapshot_is_never_the_latest() -> None:
+    genuine = snap("docs", DAY)
+    forged = snap("docs", -30 * DAY)  # dated next month
+    judged = judge([genuine, forged], DOCS, TRUST)
+    assert judged.latest == genuine
+    assert [(s, why.split(" (")[0]) for s, why in judged.untrusted] == [
+        (forged, "dated in the future")
+    ]
+
+
+def test_the_clock_skew_allowance_is_small_and_exact() -> None:
+    within = snap("docs", -timedelta(minutes=4))
+    beyond = snap("docs", -timedelta(minutes=6))
+    judged = judge([within, beyond], DOCS, TRUST)
+    assert judged.trusted == [within]
+    assert [s for s, _ in judged.untrusted] == [beyond]
+
+
+def test_other_host_names_are_untrusted_unless_listed_as_former() -> None:
+    current, former, stranger = (
+        snap("docs", DAY),
+        snap("docs", 2 * DAY, host="agama-old"),
+        snap("docs", 3 * DAY, host="mallory"),
+    )
+    judged = judge([current, former, stranger], DOCS, TRUST)
+    assert set(judged.trusted) == {current, former}
+    assert judged.untrusted[0][0] == stranger and "'mallory'" in judged.untrusted[0][1]
+
+
+def test_a_mysql_dump_needs_its_record() -> None:
+    with_record = dump(2 * DAY)
+    bare = snap("db", DAY)  # newer, but nothing vouches for it
+    judged = judge([*with_record, bare], DB, TRUST)
+    assert judged.latest == with_record[0]
+    assert judged.records == {with_record[0].id: with_record[1]}
+    assert [(s, why) for s, why in judged.untrusted] == [(bare, "no meta record points back to it")]
+
+
+def test_a_kind_the_service_does_not_make_is_untrusted() -> None:
+    odd = snap("docs", DAY, kind="weekly")
+    assert [s for s, _ in judge([odd], DOCS, TRUST).untrusted] == [odd]
+
+
+def test_only_a_record_signed_with_the_drill_key_counts() -> None:
+    old, new = snap("docs", 10 * DAY), snap("docs", DAY)
+    forged = drilled(new, key=b"x" * 32)  # a sidecar guessing the key
+    genuine = drilled(old)
+    judged = judge([old, new, forged, genuine], DOCS, TRUST)
+    assert judged.latest_drilled == old
+    assert (forged, "a drill record without a valid signature") in judged.untrusted
+    without_key = judge([old, new, genuine], DOCS, Trust(TRUST.hosts, TRUST.clock_skew, NOW))
+    assert without_key.latest_drilled is None
+
+
+def test_other_services_are_left_out() -> None:
+    assert judge([snap("db", DAY)], DOCS, TRUST).trusted == []
+
+
+# --- select -----------------------------------------------------------------------------
+
+
+def test_select_latest_skips_untrusted_and_refuses_them_by_id() -> None:
+    genuine, forged = snap("docs", DAY), snap("docs", -30 * DAY)
+    assert snapshots.select(LOADED, DOCS, "latest", [genuine, forged]) == genuine
+    with pytest.raises(BackupError, match=f"snapshot {forged.short_id} of docs is not trusted"):
+        snapshots.select(LOADED, DOCS, forged.id[:12], [genuine, forged])
+
+
+def test_select_with_nothing_trusted_says_so() -> None:
+    with pytest.raises(BackupError, match=r"no trusted snapshot of service docs \(1 untrusted"):
+        snapshots.select(LOADED, DOCS, "latest", [snap("docs", DAY, host="mallory")])
+
+
+# --- retention --------------------------------------------------------------------------
+
+KEEP_3W_MAX_31D = LOADED.retention
+
+
+def plan(listed: list[restic.Snapshot], service: manifest.Service = DOCS) -> ServicePlan:
+    return plan_service(judge(listed, service, TRUST), KEEP_3W_MAX_31D, NOW)
+
+
+def test_retention_keeps_the_window_and_removes_the_rest() -> None:
+    young, old = snap("docs", 2 * DAY), snap("docs", 40 * DAY)
+    result = plan([young, old])
+    assert result.keep == (young,) and result.remove == (old,)
+
+
+def test_an_appending_attacker_cannot_push_out_the_newest_drilled_snapshot() -> None:
+    """Daily plausible snapshots for two months: the genuine, drilled one stays."""
+    genuine = snap("docs", 60 * DAY)
+    flood = [snap("docs", days * DAY) for days in range(59, -1, -1)]
+    result = plan([genuine, drilled(genuine), *flood])
+    assert genuine in result.keep
+    assert result.newest_drilled == genuine
+    check_plan([result])  # the plan passes its own guards
+
+
+def test_records_follow_their_snapshot() -> None:
+    old, young = dump(40 * DAY), dump(DAY)
+    result = plan([*old, *young], DB)
+    assert set(result.remove) == set(old)
+    assert set(result.keep) == set(young)
+
+
+def test_untrusted_snapshots_are_kept_whatever_their_age() -> None:
+    ancient_stranger = snap("docs", 400 * DAY, host="mallory")
+    result = plan([snap("docs", DAY), ancient_stranger])
+    assert ancient_stranger in result.keep and ancient_stranger not in result.remove
+
+
+def test_a_forged_future_snapshot_does_not_move_the_window() -> None:
+    """The window is measured from the newest trusted snapshot, not a forged one."""
+    forged = snap("docs", -timedelta(minutes=50))  # within an hour, beyond the 5 min skew
+    genuine = [snap("docs", 10 * DAY), snap("docs", 25 * DAY)]
+    result = plan([*genuine, forged])
+    assert result.newest == genuine[0]
+    assert forged in result.keep
+
+
+@pytest.mark.parametrize("which", ["newest", "newest drilled"])
+def test_check_plan_refuses_removing_the_newest_or_the_drilled(which: str) -> None:
+    old, new = snap("docs", 50 * DAY), snap("docs", DAY)
+    good = plan([old, drilled(old), new])
+    doomed = good.newest if which == "newest" else good.newest_drilled
+    assert doomed is not None
+    bad = ServicePlan(
+        good.service,
+        tuple(s for s in good.keep if s != doomed),
+        (*good.remove, doomed),
+        good.untrusted,
+        good.newest,
+        good.newest_drilled,
+    )
+    with pytest.raises(BackupError, match=f"remove the {which} snapshot of docs"):
+        check_plan([bad])
