@@ -10,6 +10,7 @@
 #   mysql_restore.cnf        [client] option file for restores (root)
 #   grafana_admin_password   Grafana's admin password
 #   rest_<agent>             rest-server credentials, one line user:password per agent
+#   drill_key                signs drill records (the verifier and maintenance only)
 #
 # Who can read them: compose bind-mounts secret files as they are on the host, so the
 # host file's owner, group and mode are what the containers see. The files stay owned
@@ -53,6 +54,7 @@ chmod 0700 "$dir"
 random | create restic_password
 random | create mysql_root_password
 random | create grafana_admin_password
+random | create drill_key
 printf '[client]\nuser=backup\npassword=%s\n' "$(random)" | create mysql_backup.cnf
 # Restores load dumps with DEFINER clauses, routines and events: the admin account.
 printf '[client]\nuser=root\npassword=%s\n' "$(cat "$dir/mysql_root_password")" | create mysql_restore.cnf
@@ -60,7 +62,7 @@ for agent in "${agents[@]}"; do
     printf '%s:%s\n' "${agent//_/-}" "$(random)" | create "rest_$agent"
 done
 
-files=(restic_password mysql_root_password grafana_admin_password mysql_backup.cnf mysql_restore.cnf)
+files=(restic_password mysql_root_password grafana_admin_password drill_key mysql_backup.cnf mysql_restore.cnf)
 files+=("${agents[@]/#/rest_}")
 paths=("${files[@]/#/$dir/}")
 chmod 0640 "${paths[@]}"

@@ -8,6 +8,7 @@ an ``xfail`` marker): in CI, nothing may pass by not running.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -45,6 +46,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     outcome = yield
     _refuse_skips(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``cli.main`` points the root logger at the stderr of its test; put it back after,
+    so that later tests do not log into a closed capture."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def need(tool: str) -> str:

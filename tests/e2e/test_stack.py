@@ -326,7 +326,7 @@ def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | Non
     newest: dict[str, dict[str, Any]] = {}
     for snap in snapshots(stack):
         started = datetime.fromisoformat(snap["time"]).timestamp()
-        if tag(snap, "kind") != "meta" and started > since:
+        if tag(snap, "kind") not in ("meta", "drill") and started > since:
             newest[str(tag(snap, "service"))] = snap
     return newest if set(newest) == set(SERVICES) else None
 
@@ -456,6 +456,10 @@ def scenario(stack: Stack) -> None:
         assert f"PASS {name}" in drill.stdout
     assert "sanity query 'orders restored' holds" in drill.stdout
     assert not docker_ids("container", "label=backup-agent.drill"), "drill container left"
+    records = [s for s in snapshots(stack) if tag(s, "kind") == "drill"]
+    assert {tag(s, "service") for s in records} == set(SERVICES), records
+    assert all(len(tag(s, "mac") or "") == 64 for s in records), "drill records are signed"
+    say("each passing drill left its signed record in the repository")
     restored = stack.compose(
         "run", "--rm", "-T", "mysql-restore", "restore", "mysql", "--snapshot", dump["id"]
     )

@@ -168,7 +168,7 @@ def test_missing_snapshot_and_occupied_target_are_refused(
     plan: dict[str, Any], make_manifest: ManifestFactory, mariadb: MariaDB, database: str
 ) -> None:
     loaded = make_manifest(plan["services"], drill=plan["drill"])
-    with pytest.raises(BackupError, match="no snapshot of service db"):
+    with pytest.raises(BackupError, match="no trusted snapshot of service db"):
         mysql.restore(loaded, loaded.service("db"), RestoreRequest())
     with pytest.raises(BackupError, match="no snapshot 'deadbeef'"):
         files.restore(
