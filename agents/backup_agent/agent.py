@@ -50,11 +50,11 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
     def retention() -> None:
         with runs.recorded(state, RETENTION):
             maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
-            metrics.publish_survey(*maintenance.survey_repository(manifest))
+            metrics.publish_survey(*maintenance.survey_repositories(manifest))
 
     def check() -> None:
         with runs.recorded(state, CHECK) as outcome:
-            maintenance.check_repository(manifest, outcome.before.successes)
+            maintenance.check_repositories(manifest, outcome.before.successes)
 
     def published(action: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -123,7 +123,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:
-            metrics.publish_survey(*maintenance.survey_repository(manifest))
+            metrics.publish_survey(*maintenance.survey_repositories(manifest))
         except BackupError as exc:
             log.warning("snapshot counts and repository size wait for retention: %s", exc)
 

@@ -16,7 +16,18 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from backup_agent import __version__, agent, drill, logs, maintenance, manifest, plan, restic, runs
+from backup_agent import (
+    __version__,
+    agent,
+    drill,
+    execute,
+    logs,
+    maintenance,
+    manifest,
+    plan,
+    restic,
+    runs,
+)
 from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, ManifestError
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
@@ -66,6 +77,13 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("BACKUP_AGENT_MANIFEST", manifest.DEFAULT_PATH),
         help="manifest file (default: $BACKUP_AGENT_MANIFEST or %(default)s)",
     )
+    top.add_argument(
+        "--role",
+        choices=agent.ROLES,
+        default=os.environ.get("BACKUP_AGENT_ROLE"),
+        help="whose view of the repositories (default: $BACKUP_AGENT_ROLE, else the verb's: "
+        "maintenance for retention and check, verifier for drill, backup for the rest)",
+    )
     top.add_argument("--log-level", default=os.environ.get("BACKUP_AGENT_LOG_LEVEL", "info"))
     top.add_argument(
         "--log-format",
@@ -93,7 +111,9 @@ def parser() -> argparse.ArgumentParser:
     run = verbs.add_parser(
         "run", help="run jobs on schedule until SIGTERM (the container's command)"
     )
-    run.add_argument("--role", choices=agent.ROLES, default="backup")
+    run.add_argument(
+        "--role", dest="run_role", choices=agent.ROLES, help="the role to run (default: --role)"
+    )
     run.add_argument(
         "--service", action="append", default=[], help="only this service (repeatable)"
     )
@@ -157,18 +177,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> manifest.Manifest:
-    loaded = manifest.load(args.manifest)
+def _load(args: argparse.Namespace, role: str = "backup") -> manifest.Manifest:
+    """The manifest as ``args.role`` (or the verb's own ``role``) sees the repositories."""
+    loaded = manifest.load(args.manifest).for_role(args.role or role)
     restic.require_version()
     return loaded
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    repo = _load(args).repository
-    if restic.exists(repo):
-        log.info("repository already exists")
-    else:
-        log.info("created repository %s", restic.init(repo))
+    """Create each repository of the manifest that does not exist yet."""
+    for repo, names in _load(args).repositories().values():
+        where = f"{execute.mask(repo.url)} ({', '.join(names)})"
+        if restic.exists(repo):
+            log.info("repository %s already exists", where)
+        else:
+            log.info("created repository %s: %s", where, restic.init(repo))
     return EXIT_OK
 
 
@@ -185,7 +208,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM; being stopped is how the agent ends, so it exits 0."""
     try:
-        agent.serve(_load(args), args.role, args.service)
+        role = args.run_role or args.role or "backup"
+        agent.serve(_load(args, role), role, args.service)
     except Interrupted as stop:
         log.info("agent %s", stop)
     return EXIT_OK
@@ -193,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     _deprecated(args, "forget", "retention")
-    loaded = _load(args)
+    loaded = _load(args, "maintenance")
     plans = maintenance.apply_retention(loaded, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for item in plans:
@@ -203,7 +227,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    subset = maintenance.check_repository(_load(args), args.run_number)
+    subset = maintenance.check_repositories(_load(args, "maintenance"), args.run_number)
     print(f"repository check passed (read data subset {subset})")
     return EXIT_OK
 
@@ -211,7 +235,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     """Run the drills now; exit 1 when any drill or the repository check failed."""
     _deprecated(args, "verify", "drill")
-    loaded = _load(args)
+    loaded = _load(args, "verifier")
     settings = require_drill(loaded)
     names = [loaded.service(name).name for name in args.services] or list(loaded.services)
     report_file = args.report or settings.report_file
@@ -252,10 +276,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
+    """Every snapshot of the named service (default: all), from its repository."""
     loaded = _load(args)
-    tags = {"service": loaded.service(args.service).name} if args.service else None
-    found = restic.snapshots(loaded.repository, tags)
-    print(json.dumps([asdict(s) for s in found], default=str, indent=2))
+    names = [loaded.service(args.service).name] if args.service else list(loaded.services)
+    found: dict[str, restic.Snapshot] = {}
+    for repo, kept in loaded.repositories().values():
+        for name in (n for n in kept if n in names):
+            for snap in restic.snapshots(repo, {"service": name}):
+                found[snap.id] = snap
+    ordered = sorted(found.values(), key=lambda snap: snap.time)
+    print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
     return EXIT_OK
 
 

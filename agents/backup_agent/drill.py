@@ -102,7 +102,10 @@ def record_proof(manifest: Manifest, service: Service, snapshot_id: str, checks:
     }
     try:
         restic.backup_bytes(
-            manifest.repository, f"{service.name}.drill.json", json.dumps(content).encode(), tags
+            manifest.repository_for(service.name),
+            f"{service.name}.drill.json",
+            json.dumps(content).encode(),
+            tags,
         )
     except BackupError as exc:
         log.error("drill record of %s not written: %s", snapshot_id[:8], exc)
@@ -115,7 +118,7 @@ def run_drills(
     results = [drill(manifest, manifest.service(name)) for name in names]
     check: dict[str, Any] = {"finished": time.time()}
     try:
-        check["subset"] = maintenance.check_repository(manifest, check_run, manifest.repository)
+        check["subset"] = maintenance.check_repositories(manifest, check_run)
         check["passed"] = True
     except Interrupted:
         raise

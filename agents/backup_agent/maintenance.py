@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from backup_agent import restic
@@ -26,21 +26,28 @@ log = logging.getLogger("backup_agent.maintenance")
 T = TypeVar("T")
 
 
-def maintenance_repository(manifest: Manifest) -> restic.Repository:
-    """The repository as the maintenance role reaches it (often a local directory)."""
-    repo = manifest.repository
-    url = manifest.maintenance.repository_url
-    return replace(repo, url=url, credentials_file=None) if url else repo
-
-
 def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list[ServicePlan]:
-    """Plan, check and (unless ``dry_run``) forget and prune; report what is not trusted."""
-    repo = maintenance_repository(manifest)
+    """Plan, check and (unless ``dry_run``) forget and prune each repository of the
+    manifest (as its role reaches them); report what is not trusted."""
+    plans = []
+    for repo, names in manifest.repositories().values():
+        plans += _retention(manifest, repo, names, now, dry_run=dry_run)
+    return plans
+
+
+def _retention(
+    manifest: Manifest,
+    repo: restic.Repository,
+    names: tuple[str, ...],
+    now: datetime,
+    *,
+    dry_run: bool,
+) -> list[ServicePlan]:
     listed = with_unlock(repo, lambda: restic.snapshots(repo))
     trust = Trust.of(manifest, now)
     plans = [
-        plan_service(judge(listed, service, trust), manifest.retention, now)
-        for service in manifest.services.values()
+        plan_service(judge(listed, manifest.services[name], trust), manifest.retention, now)
+        for name in names
     ]
     check_plan(plans)
     for plan in plans:
@@ -57,7 +64,7 @@ def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list
                 plan.newest.time.isoformat(),
                 extra={"service": plan.service},
             )
-    for name, count in survey(listed, manifest, trust).orphans.items():
+    for name, count in survey(listed, manifest, names, trust).orphans.items():
         log.warning(
             "%d snapshot(s) of service %r, which the manifest does not name: kept, not managed",
             count,
@@ -79,26 +86,25 @@ def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list
     return plans
 
 
-def survey_repository(manifest: Manifest) -> tuple[Survey, int]:
-    """What the repository holds per service (trusted or not), and its stored size."""
-    repo = maintenance_repository(manifest)
-    listed = with_unlock(repo, lambda: restic.snapshots(repo))
-    found = survey(listed, manifest, Trust.of(manifest))
-    return found, restic.stats(repo, mode="raw-data").total_size
+def survey_repositories(manifest: Manifest) -> tuple[Survey, int]:
+    """What the repositories hold per service (trusted or not), and their stored size."""
+    trust = Trust.of(manifest)
+    found, size = Survey({}, {}), 0
+    for repo, names in manifest.repositories().values():
+        listed = with_unlock(repo, partial(restic.snapshots, repo))
+        found = found.merge(survey(listed, manifest, names, trust))
+        size += restic.stats(repo, mode="raw-data").total_size
+    return found, size
 
 
-def check_repository(
-    manifest: Manifest, run_number: int, repo: restic.Repository | None = None
-) -> str:
-    """``restic check`` reading subset ``k/N``, rotating with ``run_number``; returns the subset.
-
-    The maintenance role checks its direct view of the repository; the verifier passes
-    the agents' view (reading works through an append-only rest-server).
-    """
-    repo = repo or maintenance_repository(manifest)
+def check_repositories(manifest: Manifest, run_number: int) -> str:
+    """``restic check`` of every repository, reading subset ``k/N``, rotating with
+    ``run_number``; returns the subset. The maintenance role checks its direct view of
+    the repositories; the verifier its own (reading works through rest-server)."""
     total = manifest.maintenance.read_data_subsets
     subset = f"{run_number % total + 1}/{total}"
-    with_unlock(repo, lambda: restic.check(repo, read_data_subset=subset))
+    for repo, _ in manifest.repositories().values():
+        with_unlock(repo, partial(restic.check, repo, read_data_subset=subset))
     return subset
 
 

@@ -95,10 +95,17 @@ class Repository:
     host: str
     credentials_file: str | None = None  # "user:password" for rest-server, one line
     cache_dir: str | None = None
+    cacert: str | None = None  # CA certificate that signed the backup server's certificate
 
     def env(self) -> dict[str, str]:
-        """Environment for restic; secrets stay in files or here, never in argv."""
+        """Environment for restic; secrets stay in files or here, never in argv.
+
+        rest-server credentials can only reach restic through its environment (or the
+        URL, which also ends up there): they are read from their file for each call.
+        """
         env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
+        if self.cacert:
+            env["RESTIC_CACERT"] = self.cacert
         if self.credentials_file:
             user, password = read_credentials(self.credentials_file)
             env["RESTIC_REST_USERNAME"] = user

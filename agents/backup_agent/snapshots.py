@@ -166,7 +166,7 @@ def read_drill_key(path: str | None) -> bytes | None:
 
 def of_service(manifest: Manifest, service: Service) -> list[restic.Snapshot]:
     """The service's snapshots on any host, data and records, oldest first."""
-    return restic.snapshots(manifest.repository, {"service": service.name})
+    return restic.snapshots(manifest.repository_for(service.name), {"service": service.name})
 
 
 def select(

@@ -40,19 +40,30 @@ class ServiceSurvey:
 @dataclass(frozen=True)
 class Survey:
     services: dict[str, ServiceSurvey]
-    orphans: dict[str, int]  # snapshots per service tag the manifest does not know
+    orphans: dict[str, int]  # snapshots per service tag the repository should not hold
+
+    def merge(self, other: Survey) -> Survey:
+        """Surveys of several repositories together."""
+        orphans = Counter(self.orphans) + Counter(other.orphans)
+        return Survey({**self.services, **other.services}, dict(orphans.most_common(MAX_ORPHANS)))
 
 
-def survey(listed: Sequence[restic.Snapshot], manifest: Manifest, trust: Trust) -> Survey:
-    """Survey every service of the manifest, and the service tags it does not know."""
+def survey(
+    listed: Sequence[restic.Snapshot], manifest: Manifest, names: Sequence[str], trust: Trust
+) -> Survey:
+    """Survey the services ``names`` whose repository ``listed`` is, and the service
+    tags in it that are not theirs (a service that left the manifest, or a sidecar
+    writing under another service's name)."""
     services = {
-        name: _service(judge(listed, service, trust), service, trust)
-        for name, service in manifest.services.items()
+        name: _service(
+            judge(listed, manifest.services[name], trust), manifest.services[name], trust
+        )
+        for name in names
     }
     unknown = Counter(
         (s.tag("service") or "")[:MAX_LABEL]
         for s in listed
-        if s.tag("service") is not None and s.tag("service") not in manifest.services
+        if s.tag("service") is not None and s.tag("service") not in names
     )
     return Survey(services, dict(unknown.most_common(MAX_ORPHANS)))
 

@@ -840,3 +840,73 @@ def test_a_day_without_a_run_takes_the_kind_of_the_latest_run() -> None:
     assert manifest.parse(base()).service("db").kind_for(datetime(2026, 12, 1, tzinfo=UTC)) == (
         "full"
     )
+
+
+def per_service(**repository: Any) -> Data:
+    data = base()
+    data["services"]["docs"] = files_service()
+    data["repository"].update(
+        url="rest:https://backup:8000/{service}",
+        password_file="/run/secrets/restic_password_{service}",
+        credentials_file="/run/secrets/rest_{service}",
+        cacert="/run/secrets/ca.crt",
+        **repository,
+    )
+    data["drill"] = {
+        "schedule": "0 6 * * 1",
+        "repository_url": "rest:https://backup:8001/{service}",
+    }
+    data["maintenance"] = {"repository_url": "/srv/restic/{service}"}
+    return data
+
+
+def test_each_service_has_its_own_repository_password_and_credentials() -> None:
+    loaded = manifest.parse(per_service())
+    db, docs = loaded.repository_for("db"), loaded.repository_for("docs")
+    assert (db.url, db.password_file, db.credentials_file) == (
+        "rest:https://backup:8000/db",
+        "/run/secrets/restic_password_db",
+        "/run/secrets/rest_db",
+    )
+    assert docs.url == "rest:https://backup:8000/docs" and db.cacert == "/run/secrets/ca.crt"
+    assert [names for _, names in loaded.repositories().values()] == [("db",), ("docs",)]
+
+
+def test_each_role_reaches_the_repositories_its_own_way() -> None:
+    loaded = manifest.parse(per_service())
+    verifier = loaded.for_role("verifier").repository_for("db")
+    assert verifier.url == "rest:https://backup:8001/db"
+    assert verifier.credentials_file == "/run/secrets/rest_db"
+    direct = loaded.for_role("maintenance").repository_for("db")
+    assert (direct.url, direct.credentials_file) == ("/srv/restic/db", None)
+
+
+def test_a_shared_repository_serves_every_service_once() -> None:
+    data = base()
+    data["services"]["docs"] = files_service()
+    loaded = manifest.parse(data)
+    ((repo, names),) = loaded.repositories().values()
+    assert repo == loaded.repository and names == ("db", "docs")
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (
+            {"drill": {"schedule": "0 6 * * 1", "repository_url": "rest:https://b:8001/all"}},
+            "drill.repository_url",
+        ),
+        ({"maintenance": {"repository_url": "/srv/restic/all"}}, "maintenance.repository_url"),
+    ],
+)
+def test_every_repository_url_agrees_on_one_repository_per_service(change: Data, path: str) -> None:
+    data = per_service()
+    data.update(change)
+    assert problems_of(data) == [(path, "repository.url has {service}; this URL must agree")]
+
+
+def test_a_per_service_password_needs_per_service_repositories() -> None:
+    data = base()
+    data["repository"]["password_file"] = "/run/secrets/restic_password_{service}"
+    ((path, message),) = problems_of(data)
+    assert path == "repository.password_file" and "share its password" in message

@@ -40,7 +40,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     missing = [path for path in options.paths if not os.path.exists(path)]
     if missing:
         raise BackupError(f"{service.name}: path(s) not found: {', '.join(missing)}")
-    repo = manifest.repository
+    repo = manifest.repository_for(service.name)
     parent = None
     if kind == "incremental":
         listed = snapshots.of_service(manifest, service)
@@ -74,7 +74,11 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
             service.name, snapshot.id, request.target, 0, ["dry run: nothing written"]
         )
     summary = restic.restore(
-        manifest.repository, snapshot.id, request.target, include=request.include, verify=True
+        manifest.repository_for(service.name),
+        snapshot.id,
+        request.target,
+        include=request.include,
+        verify=True,
     )
     return RestoreResult(
         service=service.name,
@@ -98,7 +102,9 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
 
         def same(path: Path) -> bool:
             original = "/" + str(path.relative_to(scratch))
-            stored = restic.dump_bytes(manifest.repository, result.snapshot_id, original)
+            stored = restic.dump_bytes(
+                manifest.repository_for(service.name), result.snapshot_id, original
+            )
             return hashlib.sha256(stored).digest() == hashlib.sha256(path.read_bytes()).digest()
 
         with ThreadPoolExecutor(max_workers=SAMPLE_WORKERS) as pool:  # restic starts slowly

@@ -64,7 +64,9 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         (staging / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         extras = [options.config_file, options.provisioning_dir, options.plugins_dir]
         paths = [str(staging), *(p for p in extras if p and Path(p).exists())]
-        summary = restic.backup(manifest.repository, paths, snapshots.tags(service, kind))
+        summary = restic.backup(
+            manifest.repository_for(service.name), paths, snapshots.tags(service, kind)
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return BackupResult.of_summary(service, kind, summary, {**meta, "paths": paths})
@@ -141,7 +143,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
         )
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".restore-") as scratch:
-        restic.restore(manifest.repository, snapshot.id, scratch, verify=True)
+        restic.restore(manifest.repository_for(service.name), snapshot.id, scratch, verify=True)
         # restic sorts a snapshot's paths: find the staged copy by its metadata file.
         staging = next(
             (

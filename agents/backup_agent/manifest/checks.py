@@ -104,6 +104,7 @@ class _Checker:
             self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
         )
         maintenance = self.maintenance(self.section(data, "maintenance"), tz)
+        self.per_service(data)
         if self.skip or self.problems or retention is None:
             return None
         repo = data["repository"]
@@ -120,6 +121,7 @@ class _Checker:
                 host=repo["host"],
                 credentials_file=repo.get("credentials_file"),
                 cache_dir=repo.get("cache_dir"),
+                cacert=repo.get("cacert"),
             ),
             services={name: service for name, service in checked.items() if service},
             retention=retention,
@@ -130,6 +132,35 @@ class _Checker:
             **trust,
         )
 
+    def per_service(self, data: Mapping[str, Any]) -> None:
+        """``{service}`` is in every repository URL or in none: the roles must agree on
+        whether each service has a repository of its own."""
+        repo = data.get("repository")
+        if not isinstance(repo, dict) or not isinstance(repo.get("url"), str):
+            return
+        own = model.SERVICE_FIELD in repo["url"]
+        sections = {key: data.get(key) for key in ("drill", "maintenance")}
+        for key, section in sections.items():
+            url = section.get("repository_url") if isinstance(section, dict) else None
+            if isinstance(url, str) and (model.SERVICE_FIELD in url) != own:
+                says = "has" if own else "has no"
+                self.problems.append(
+                    (
+                        f"{key}.repository_url",
+                        f"repository.url {says} {model.SERVICE_FIELD}; this URL must agree",
+                    )
+                )
+        for key in ("password_file", "credentials_file"):
+            value = repo.get(key)
+            if isinstance(value, str) and model.SERVICE_FIELD in value and not own:
+                self.problems.append(
+                    (
+                        f"repository.{key}",
+                        f"names {model.SERVICE_FIELD} but repository.url does not: services "
+                        "sharing one repository share its password",
+                    )
+                )
+
     def drill(
         self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: model.Agent
     ) -> model.Drill:
@@ -137,7 +168,8 @@ class _Checker:
         if "server_args" in server:
             server["server_args"] = tuple(server["server_args"])
         scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
-        optional: dict[str, Any] = {k: spec[k] for k in ("file_sample", "key_file") if k in spec}
+        keys = ("file_sample", "key_file", "repository_url")
+        optional: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
         if "max_age" in spec:
             optional["max_age"] = parse_duration(spec["max_age"])
         return model.Drill(

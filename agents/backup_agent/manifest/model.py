@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice, takewhile
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from backup_agent.errors import ManifestError
 from backup_agent.restic import Repository
 
 DEFAULT_PATH = "/etc/backup-agent/manifest.yaml"
+SERVICE_FIELD = "{service}"  # in repository URLs and secret file names: one repository per service
 TYPES = ("mysql", "grafana", "files")
 # Snapshot kinds a schedule can make, most thorough first (the scheduler prefers it
 # when several kinds of one service are due together).
@@ -167,6 +168,7 @@ class Drill:
     file_sample: int = 20
     mysql: DrillServer = DrillServer()
     key_file: str | None = None  # signs drill records; the verifier and maintenance hold it
+    repository_url: str | None = None  # the repositories as the verifier reaches them
     max_age: timedelta = timedelta(days=8)  # alert when no snapshot this recent passed a drill
 
 
@@ -207,6 +209,42 @@ class Manifest:
     former_hosts: tuple[str, ...] = ()  # host names older snapshots were written under
     clock_skew: timedelta = timedelta(minutes=5)  # allowed for snapshots dated in the future
     warnings: tuple[str, ...] = field(default=())
+    role: str = "backup"  # whose view of the repositories: backup, verifier or maintenance
+
+    def for_role(self, role: str) -> Manifest:
+        """The same manifest, seen by ``role`` (which URL reaches the repositories)."""
+        return replace(self, role=role)
+
+    def repository_for(self, service: str) -> Repository:
+        """The repository of ``service`` as this manifest's role reaches it.
+
+        ``{service}`` in the URL (and in the password and credentials files) gives every
+        service a repository of its own; without it all services share one. The
+        verifier may reach them through ``drill.repository_url`` (another rest-server
+        endpoint), the maintenance role through ``maintenance.repository_url`` (the
+        directory on the backup server, without rest-server credentials).
+        """
+        repo = self.repository
+        url, credentials = repo.url, repo.credentials_file
+        if self.role == "verifier" and self.drill and self.drill.repository_url:
+            url = self.drill.repository_url
+        elif self.role == "maintenance" and self.maintenance.repository_url:
+            url, credentials = self.maintenance.repository_url, None
+        return replace(
+            repo,
+            url=url.replace(SERVICE_FIELD, service),
+            password_file=repo.password_file.replace(SERVICE_FIELD, service),
+            credentials_file=credentials.replace(SERVICE_FIELD, service) if credentials else None,
+        )
+
+    def repositories(self) -> dict[str, tuple[Repository, tuple[str, ...]]]:
+        """Each distinct repository (by URL) and the services that keep their snapshots in it."""
+        found: dict[str, tuple[Repository, tuple[str, ...]]] = {}
+        for name in self.services:
+            repo = self.repository_for(name)
+            known = found.get(repo.url)
+            found[repo.url] = (known[0] if known else repo, (*(known[1] if known else ()), name))
+        return found
 
     def service(self, name: str) -> Service:
         try:

@@ -43,7 +43,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     scanner = DumpScanner()
     summary, stats = stream_dump(
         argv,
-        manifest.repository,
+        manifest.repository_for(service.name),
         f"{service.name}.sql",
         snapshots.tags(service, kind),
         scanner,

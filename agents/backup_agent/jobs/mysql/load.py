@@ -71,7 +71,10 @@ def load_checked(
     family: str,
 ) -> tuple[StreamStats, list[str]]:
     """Load the dump into ``target``; prove the stream equals what was backed up."""
-    stats = load_dump(manifest, snapshot, f"/{service.name}.sql", load_command(family, target))
+    repo = manifest.repository_for(service.name)
+    stats = load_dump(
+        manifest, repo, snapshot, f"/{service.name}.sql", load_command(family, target)
+    )
     checks = [f"loaded {stats.bytes} bytes into {where(target)}"]
     if stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
         raise BackupError(
@@ -82,11 +85,15 @@ def load_checked(
 
 
 def load_dump(
-    manifest: Manifest, snapshot: restic.Snapshot, path: str, client_argv: list[str]
+    manifest: Manifest,
+    repo: restic.Repository,
+    snapshot: restic.Snapshot,
+    path: str,
+    client_argv: list[str],
 ) -> StreamStats:
     """Stream ``restic dump`` into the server, tables in parallel, hashing on the way."""
     loader = ParallelLoader(client_argv, f"{manifest.work_dir}/restore", LOAD_WORKERS)
-    source = restic.dump(manifest.repository, snapshot.id, path, execute.PIPE)
+    source = restic.dump(repo, snapshot.id, path, execute.PIPE)
     assert source.popen.stdout is not None
     try:
         stats, _ = copy_stream(source.popen.stdout, loader)

@@ -19,7 +19,7 @@ from backup_agent.manifest import Manifest, Service
 def write(manifest: Manifest, service: Service, of: str, record: Mapping[str, Any]) -> None:
     """Store ``record`` for the dump snapshot ``of``."""
     restic.backup_bytes(
-        manifest.repository,
+        manifest.repository_for(service.name),
         f"{service.name}.meta.json",
         json.dumps(record, indent=2).encode(),
         {"service": service.name, "kind": snapshots.META_KIND, "of": of},
@@ -38,7 +38,9 @@ def select_dump(
 
 def read(manifest: Manifest, service: Service, record: restic.Snapshot) -> dict[str, Any]:
     """The content of a dump's record (hostile input: a JSON object or an error)."""
-    data = restic.dump_bytes(manifest.repository, record.id, f"/{service.name}.meta.json")
+    data = restic.dump_bytes(
+        manifest.repository_for(service.name), record.id, f"/{service.name}.meta.json"
+    )
     try:
         content = json.loads(data)
     except ValueError as exc:
