@@ -180,7 +180,10 @@ class DumpScanner:
             self._partial.append(chunk[end:])
 
     def close(self) -> dict[str, dict[str, int]]:
-        """Read the last line; return the row counts per database and table."""
+        """Read the last line; return the row counts per database and table.
+
+        Calling it again returns the same counts.
+        """
         if self._partial:  # the client reads a last line without newline too
             last = b"".join(self._partial) + b"\n"
             self._partial = []
