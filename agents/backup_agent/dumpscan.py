@@ -19,8 +19,9 @@ the dump's line number and what was found, never the line itself) on:
 - a statement whose first word is a client command name (``system``, ``source``,
   ``connect``..., in any letter case, after blanks and comments): the client runs
   those when they start a line or end at the delimiter;
-- ``DELIMITER`` other than the ``DELIMITER ;;``/``DELIMITER ;`` lines that dumps
-  of routines and triggers write, ``USE`` other than ``USE `db`;`` lines;
+- ``DELIMITER`` other than the ``DELIMITER ;;``/``DELIMITER ;`` lines (or more
+  semicolons, for events) that dumps of routines and triggers write, ``USE``
+  other than ``USE `db`;`` lines;
 - what would make the client read the rest unlike the scanner: a NUL byte,
   ``--`` followed by neither a blank nor the line end, a ``sql_mode`` change other
   than the literal ``SET`` statements dumps write, ``PREPARE``/``EXECUTE`` outside
@@ -83,7 +84,7 @@ _COMMAND_WORD = re.compile(b"|".join(_spelling(name) for name in COMMANDS))
 _WORD = re.compile(rb"[A-Za-z_?\x80-\xff]*")
 _NAME = rb"`((?:[^`\n]|``)+)`"
 _USE = re.compile(rb"USE " + _NAME + rb";[ \t\r]*\n")
-_DELIMITER = re.compile(rb"DELIMITER (;;?)\r?\n")
+_DELIMITER = re.compile(rb"DELIMITER (;+)\r?\n")
 _CREATE_TABLE = re.compile(rb"CREATE TABLE (?:IF NOT EXISTS )?" + _NAME)
 _INSERT = re.compile(
     rb"(?:INSERT(?: IGNORE)?|REPLACE) INTO " + _NAME
@@ -357,7 +358,7 @@ class DumpScanner:
         if at_line_start and data.startswith(b"DELIMITER ", pos):
             match = _DELIMITER.match(data, pos, newline + 1)
             if not match:
-                raise ClientCommandError(self._line, "DELIMITER other than ';;' or ';'")
+                raise ClientCommandError(self._line, "DELIMITER other than semicolons")
             self._delimiter = match.group(1)
             self._empty = True
             return end

@@ -110,11 +110,6 @@ def _release(sink: Sink, held: list[bytes], chunk: bytes, pending: int) -> None:
     if pending >= len(chunk):
         held.append(chunk)
         return
-    for piece in held:
-        sink.write(piece)
-    held.clear()
-    if pending:
-        sink.write(chunk[:-pending])
-        held.append(chunk[-pending:])
-    else:
-        sink.write(chunk)
+    ready = chunk[:-pending] if pending else chunk
+    sink.write(b"".join([*held, ready]) if held else ready)  # whole lines, in one write
+    held[:] = [chunk[-pending:]] if pending else []
