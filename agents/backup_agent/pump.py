@@ -1,11 +1,11 @@
 """Copy a dump stream from a pipe to a sink, hashing and scanning it on the way.
 
 The copy is the agent's whole share of a backup's critical path, so it is kept
-cheap per byte and per read: the source pipe's buffer is raised to 1 MiB
-(``F_SETPIPE_SZ``) and, when a read comes back short, the pump waits a few
-milliseconds (never longer than it takes the producer to fill half the pipe) so
-that the next read brings a large piece instead of the few KiB the producer wrote
-since. Each piece is read once into a ``bytes`` object that the hash, the scanner
+cheap per byte and per read: the buffers of the source pipe and of a sink that is
+a pipe are raised to 1 MiB (``F_SETPIPE_SZ``) and, when a read comes back short,
+the pump waits a few milliseconds (never longer than it takes the producer to fill
+half the pipe) so that the next read brings a large piece instead of the few KiB
+the producer wrote since. Each piece is read once into a ``bytes`` object that the hash, the scanner
 and the sink all use as is.
 
 ``hold_back`` is for sinks that act on what they read (a ``mariadb`` client): they
@@ -77,6 +77,9 @@ def pump(
     """
     fd = source if isinstance(source, int) else source.fileno()
     capacity = enlarge_pipe(fd)
+    fileno = getattr(sink, "fileno", None)
+    if callable(fileno):  # fewer, larger hand-overs to the reader at the other end too
+        enlarge_pipe(fileno())
     digest = hashlib.sha256()
     size = 0
     tail = b""
