@@ -251,7 +251,10 @@ class DumpScanner:
                 pos = self._in_string(data, pos, end)
             elif self._empty and not self._comment_starts(data, pos, end):
                 pos = self._skip_blanks(data, pos, end)
-                if pos < end and not self._comment_starts(data, pos, end):
+                if pos < end and data[pos] == 0x5C and data[pos + 1 : pos + 2] != b"N":
+                    # A backslash command adds nothing to the statement: still empty.
+                    pos, executable = self._special(data, pos, end, executable)
+                elif pos < end and not self._comment_starts(data, pos, end):
                     pos = self._start_statement(data, start, pos, end, newline)
             else:
                 if not executable and self._plain_lines_possible():

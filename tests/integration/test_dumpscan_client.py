@@ -199,3 +199,33 @@ def test_a_routine_made_under_no_backslash_escapes_is_read_in_its_mode(
         mariadb.execute(f"DROP DATABASE IF EXISTS {name}")
     assert loaded.returncode == 0, loaded.stderr
     assert not marker.exists()
+
+
+TOKENS = [
+    "'", '"', "`", "\\", "\\\\", "#", "-- ", "--", "/*", "*/", "/*!", "/*M!", ";", ";;",
+    "\n", "\r\n", " ", "SELECT 1", "x", "DELIMITER ;;\n", "DELIMITER ;\n", "\\! touch {FILE}\n",
+    "system touch {FILE}\n", "SET sql_mode='NO_BACKSLASH_ESCAPES';\n", "SET sql_mode='ANSI';\n",
+]  # fmt: skip
+
+
+def test_whatever_the_client_runs_the_scanner_refuses(scratch: MariaDB, tmp_path: Path) -> None:
+    """Differential check on random token soups: the scanner may refuse more than the
+    client runs, never less."""
+    rng = random.Random(20261201)
+    ran = 0
+    for case in range(300):
+        marker = tmp_path / f"ran{case}"
+        text = "".join(rng.choice(TOKENS) for _ in range(rng.randint(2, 14)))
+        data = text.replace("{FILE}", str(marker)).encode()
+        scanner = DumpScanner()
+        try:
+            scanner.feed(data)
+            scanner.close()
+            refused = False
+        except ClientCommandError:
+            refused = True
+        client(scratch, data)
+        if marker.exists():
+            ran += 1
+            assert refused, f"the client ran a command the scanner let through: {data!r}"
+    assert ran >= 20  # the soups do reach the client's commands
