@@ -38,6 +38,7 @@ RUNS = {
     "system after a statement on the line": b"SELECT 1; system touch {FILE};\n",
     "system after a comment": b"/* c */system touch {FILE};\n",
     "system after a comment over lines": b"/*\n*/ system touch {FILE};\n",
+    "system after a line of one backslash": b"\\\nsystem touch {FILE}\n",
     "system after a byte order mark": b"\xef\xbb\xbfsystem touch {FILE}\n",
     "system under a custom delimiter": b"DELIMITER ;;\nSELECT 1;;system touch {FILE};;\n",
     "backslash under NO_BACKSLASH_ESCAPES": (

@@ -122,6 +122,7 @@ HOSTILE = {
     "system after a statement on the line": b"SELECT 1; system touch /tmp/pwned;\n",
     "system after a comment": b"/* c */system touch /tmp/pwned;\n",
     "system after a comment over lines": b"/*\n*/ system touch /tmp/pwned;\n",
+    "system after a line of one backslash": b"\\\nsystem touch /tmp/pwned\n",
     "system after a byte order mark": b"\xef\xbb\xbfsystem touch /tmp/pwned\n",
     "system spelled with a latin1 letter": b"syst\xc8m touch /tmp/pwned\n",
     "system after a latin1 blank": b"\xa0system touch /tmp/pwned\n",
@@ -169,6 +170,10 @@ def test_every_command_name_is_refused_as_a_first_word(name: str) -> None:
 @pytest.mark.parametrize("letter", sorted(set("?CcrdeGqghntwPpR#.s!TuWx") - {"N"}))
 def test_every_backslash_command_is_refused(letter: str) -> None:
     assert refused(b"SELECT 1 \\" + letter.encode() + b";\n").what == f"client command '\\{letter}'"
+
+
+def test_the_sandbox_command_leaves_the_statement_empty() -> None:
+    assert refused(b"\\-\nsystem touch /tmp/pwned\n").what == "client command 'system'"
 
 
 def test_the_message_shows_no_control_characters() -> None:
