@@ -1,13 +1,14 @@
 """Backup speed: the agent's pump and scanner against the raw pipeline, side by side.
 
 Raw: ``mariadb-dump ... | restic backup --stdin``. Agent: the same dump read by
-``pump.pump`` (SHA-256, byte count, trailer tail, ``DumpScanner(trusted_rows=True)``)
-and written to ``restic backup --stdin`` through ``restic.StdinBackup``; a third
-variant moves hashing and scanning to a second thread, to see whether that helps on
-this machine. Each runs into a fresh repository (first run) and again into the same
-one (unchanged database). Pairs alternate their order; medians and ratios are
-reported. Then the scanner alone, on the dump in memory: the scanner of ``--before``
-(a git revision) against this one, trusted and exact.
+``pump.pump`` (SHA-256, byte count, trailer tail, ``DumpScanner(trusted_rows=True)``
+in a second thread) and written to ``restic backup --stdin`` through
+``restic.StdinBackup``; a third variant, ``hold_back=True``, hashes and scans each
+piece before writing it, in one thread, as restores do. Each runs into a fresh
+repository (first run) and again into the same one (unchanged database). Pairs
+alternate their order; medians and ratios are reported. Then the scanner alone, on
+the dump in memory: the scanner of ``--before`` (a git revision) against this one,
+trusted and exact.
 
     python -m bench.scan_bench [--rows N] [--pairs K] [--before REV]
 
@@ -20,13 +21,11 @@ import argparse
 import hashlib
 import json
 import os
-import queue
 import resource
 import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import types
 from collections.abc import Callable
@@ -104,14 +103,14 @@ class Bench:
         dump.stdout.close()
         assert dump.wait() == 0
 
-    def agent(self, repo: restic.Repository, copy: Callable[..., pump.Pumped]) -> None:
+    def agent(self, repo: restic.Repository, hold_back: bool = False) -> None:
         """What the MySQL job does: pump into restic, check, then let restic finish."""
         upload = restic.StdinBackup(repo, "db.sql", {"service": "bench"})
         dump = execute.Process(self.dump_argv, stdout=execute.PIPE)
         assert dump.popen.stdout is not None
         scanner = dumpscan.DumpScanner(trusted_rows=True)
         try:
-            result = copy(dump.popen.stdout, upload.stdin, scanner)
+            result = pump.pump(dump.popen.stdout, upload.stdin, scanner, hold_back=hold_back)
             assert dump.wait() == 0 and TRAILER.search(result.tail)
             assert scanner.close()["bench"]["empty"] == 0
             upload.finish()
@@ -119,34 +118,6 @@ class Bench:
             upload.abort()
             dump.stop()
             raise
-
-
-def threaded_pump(source: object, sink: pump.Sink, scanner: dumpscan.DumpScanner) -> pump.Pumped:
-    """The variant measured against ``pump.pump``: hash and scan in a second thread."""
-    assert hasattr(source, "fileno")
-    fd = source.fileno()
-    pump.enlarge_pipe(fd)
-    chunks: queue.Queue[bytes] = queue.Queue(maxsize=8)
-    digest = hashlib.sha256()
-
-    def work() -> None:
-        while chunk := chunks.get():
-            digest.update(chunk)
-            scanner.feed(chunk)
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    size, tail = 0, b""
-    try:
-        while chunk := os.read(fd, pump.CHUNK):
-            chunks.put(chunk)
-            sink.write(chunk)
-            size += len(chunk)
-            tail = (tail + chunk[-pump.TAIL :])[-pump.TAIL :]
-    finally:
-        chunks.put(b"")
-        worker.join()
-    return pump.Pumped(size, digest.hexdigest(), tail)
 
 
 def timed(run: Callable[[], None]) -> tuple[float, float]:
@@ -198,8 +169,8 @@ def main() -> None:
         data = subprocess.run(bench.dump_argv, capture_output=True, check=True).stdout
         variants: dict[str, Callable[[restic.Repository], None]] = {
             "raw": bench.raw,
-            "agent": lambda repo: bench.agent(repo, pump.pump),
-            "agent_threaded": lambda repo: bench.agent(repo, threaded_pump),
+            "agent": bench.agent,
+            "agent_in_order": lambda repo: bench.agent(repo, hold_back=True),
         }
         wall: dict[str, list[float]] = {f"{v}_{k}": [] for v in variants for k in ("new", "same")}
         cpu: dict[str, list[float]] = {key: [] for key in wall}
@@ -222,11 +193,11 @@ def main() -> None:
             "median_seconds": medians,
             "ratio_first_run": round(medians["agent_new"] / medians["raw_new"], 3),
             "ratio_unchanged": round(medians["agent_same"] / medians["raw_same"], 3),
-            "ratio_threaded_first_run": round(
-                medians["agent_threaded_new"] / medians["raw_new"], 3
+            "ratio_in_order_first_run": round(
+                medians["agent_in_order_new"] / medians["raw_new"], 3
             ),
-            "ratio_threaded_unchanged": round(
-                medians["agent_threaded_same"] / medians["raw_same"], 3
+            "ratio_in_order_unchanged": round(
+                medians["agent_in_order_same"] / medians["raw_same"], 3
             ),
             "scanner_mb_per_s": {
                 f"before ({args.before})": scan_speed(data, scanner_of(args.before)),

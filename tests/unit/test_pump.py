@@ -8,13 +8,13 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
 from backup_agent.dumpscan import ClientCommandError, DumpScanner
-from backup_agent.pump import CHUNK, PIPE_SIZE, TAIL, enlarge_pipe, pump
+from backup_agent.pump import CHUNK, PIPE_SIZE, QUEUE, TAIL, enlarge_pipe, pump
 
 
 class Recorder:
@@ -38,8 +38,8 @@ def producer(pieces: list[bytes], pause: float = 0.0) -> Iterator[int]:
     read_end, write_end = os.pipe()
 
     def write() -> None:
-        with open(write_end, "wb", buffering=0) as out:
-            for piece in pieces:
+        with open(write_end, "wb", buffering=0) as out, suppress(BrokenPipeError):
+            for piece in pieces:  # until the pump stops reading, like a dump tool
                 out.write(piece)
                 if pause:
                     time.sleep(pause)
@@ -102,6 +102,17 @@ def test_a_refused_line_never_reaches_a_holding_sink(hold_back: bool) -> None:
     if hold_back:
         assert sink.data == data[: data.index(hostile)]
         assert all(write.endswith(b"\n") for write in sink.writes)
+
+
+def test_a_refusal_stops_the_copy_within_the_queue() -> None:
+    data = b"\\! touch /tmp/pwned\n" + b"SELECT 1;\n" * (40 * CHUNK // 10)
+    sink = Recorder()
+    with (
+        producer([data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]) as fd,
+        pytest.raises(ClientCommandError, match=r"^dump line 1: "),
+    ):
+        pump(fd, sink, DumpScanner())
+    assert len(sink.data) <= (QUEUE + 3) * CHUNK < len(data)
 
 
 def test_holding_back_still_delivers_everything() -> None:
