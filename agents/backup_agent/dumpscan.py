@@ -105,7 +105,20 @@ _PLAIN_TEXT = re.compile(rb"(?:" + _TOKENS + rb")*+")
 _PLAIN_LINES = re.compile(rb"(?:(?:" + _TOKENS + rb")*+\n)++")
 # What a statement's text is checked for when it ends.
 _LEAD = re.compile(rb"\s*(?:/\*M?!\d*\s*)?([A-Za-z]*)")
-_QUOTED = re.compile(rb"""`(?:[^`]|``)*`|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""", re.S)
+# String literals and quoted names, by (NO_BACKSLASH_ESCAPES, ANSI_QUOTES).
+_ESCAPED = {True: rb"(?:[^{q}\\]|\\.)*", False: rb"[^{q}]*"}
+_QUOTED = {
+    (no_backslash, ansi): re.compile(
+        rb"`(?:[^`]|``)*`|'"
+        + _ESCAPED[not no_backslash].replace(b"{q}", b"'")
+        + b"'|\""
+        + _ESCAPED[not (no_backslash or ansi)].replace(b"{q}", b'"')
+        + rb'"',
+        re.S,
+    )
+    for no_backslash in (False, True)
+    for ansi in (False, True)
+}
 _SQL_MODE = re.compile(rb"sql_mode", re.I)
 _DYNAMIC = re.compile(rb"\b(?:EXECUTE|PREPARE)\b", re.I)
 _SET = re.compile(rb"\s*(?:/\*M?!\d*\s*)?SET\s+(.*?)\s*(?:\*/\s*)?\Z", re.I | re.S)
@@ -420,7 +433,7 @@ class DumpScanner:
             return  # routine bodies run later, with their own sql_mode
         if len(text) > MAX_STATEMENT:
             raise ClientCommandError(self._line, "statement too long to check")
-        bare = _QUOTED.sub(b"''", text)
+        bare = _QUOTED[self._no_backslash, self._ansi].sub(b"''", text)
         if _DYNAMIC.search(bare):
             raise ClientCommandError(self._line, "PREPARE/EXECUTE outside CREATE")
         if _SQL_MODE.search(bare):

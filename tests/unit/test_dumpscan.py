@@ -145,6 +145,10 @@ HOSTILE = {
         b"/*M!999999 x */\n/*!40101 SET sql_mode='NO_BACKSLASH_ESCAPES' */;\n"
     ),
     "dynamic SQL": b"EXECUTE IMMEDIATE CONCAT('SET sql', '_mode=2097152');\n",
+    "dynamic SQL behind a string read under NO_BACKSLASH_ESCAPES": (
+        b"SET sql_mode='NO_BACKSLASH_ESCAPES';\nDELIMITER ;;\n"
+        b"SELECT 'a\\'; EXECUTE IMMEDIATE 'SET sql_mode=0';;\n"
+    ),
 }
 
 
