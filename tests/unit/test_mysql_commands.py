@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from backup_agent import execute
 from backup_agent.errors import BackupError
-from backup_agent.jobs.mysql import client, dump, load, stream
+from backup_agent.jobs.mysql import client, dump, load
 from backup_agent.jobs.mysql.preflight import ServerInfo
 from backup_agent.manifest import MysqlOptions
 
@@ -229,66 +226,6 @@ def test_trailer_found(tail: bytes) -> None:
 def test_trailer_missing(tail: bytes) -> None:
     """A truncated dump (or one with data after the trailer) is not complete."""
     assert dump.TRAILER.search(tail) is None
-
-
-# --- copy_stream ----------------------------------------------------------------------------
-
-
-class Trickle(io.RawIOBase):
-    """A raw stream that hands out at most ``step`` bytes per read."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        self.data = data
-        self.pos = 0
-        self.step = step
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        piece = self.data[self.pos : self.pos + min(self.step, len(buffer))]
-        buffer[: len(piece)] = piece
-        self.pos += len(piece)
-        return len(piece)
-
-
-def sample_dump(size: int) -> bytes:
-    """``size`` bytes of varied content ending with the dump trailer."""
-    trailer = b"\n-- Dump completed on 2026-11-26 10:00:00\n"
-    body = hashlib.sha256(b"seed").digest() * (size // 32 + 1)
-    return body[: size - len(trailer)] + trailer
-
-
-def test_copy_stream_multiple_chunks() -> None:
-    """More than one CHUNK: every byte copied, counted and hashed; the tail is the end."""
-    data = sample_dump(2 * stream.CHUNK + 12345)
-    sink = io.BytesIO()
-    stats, tail = stream.copy_stream(io.BytesIO(data), sink)
-    assert sink.getvalue() == data
-    assert stats == stream.StreamStats(len(data), hashlib.sha256(data).hexdigest())
-    assert tail == data[-stream.TAIL :]
-    assert dump.TRAILER.search(tail)
-
-
-def test_copy_stream_small_reads() -> None:
-    """Many tiny reads still leave exactly the last TAIL bytes."""
-    data = sample_dump(5000)
-    source = io.BufferedReader(Trickle(data, 7), buffer_size=7)
-    sink = io.BytesIO()
-    stats, tail = stream.copy_stream(source, sink)
-    assert sink.getvalue() == data
-    assert stats.bytes == len(data)
-    assert stats.sha256 == hashlib.sha256(data).hexdigest()
-    assert tail == data[-stream.TAIL :]
-
-
-def test_copy_stream_short_and_empty() -> None:
-    """Input shorter than TAIL is kept whole; empty input is zero bytes."""
-    stats, tail = stream.copy_stream(io.BytesIO(b"-- Dump completed\n"), io.BytesIO())
-    assert (stats.bytes, tail) == (18, b"-- Dump completed\n")
-    stats, tail = stream.copy_stream(io.BytesIO(b""), io.BytesIO())
-    assert stats == stream.StreamStats(0, hashlib.sha256(b"").hexdigest())
-    assert tail == b""
 
 
 # --- retarget -------------------------------------------------------------------------------

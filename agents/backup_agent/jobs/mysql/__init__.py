@@ -2,7 +2,8 @@
 
 The package's modules, in the order a backup and a drill use them:
 ``client`` (option files, connections, client programs), ``preflight`` (privileges),
-``dump`` (command line, streaming into restic), ``scan`` (row counts read from the
+``dump`` (command line, streaming into restic), ``pump`` (copying the stream, hashed
+and scanned), ``scan`` (row counts and client commands read from the
 stream), ``record`` (the ``kind=meta`` record beside each dump), ``load`` and
 ``parallel`` (streaming a dump back into a server), ``scratch`` (disposable drill
 servers) and ``checks`` (what a drill proves).
@@ -40,7 +41,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
             "%s: %s is not InnoDB; its dump is not transactionally consistent", service.name, table
         )
     argv = dump_command(options, info)
-    scanner = DumpScanner()
+    scanner = DumpScanner(trusted_rows=True)  # the stream comes from the dump tool
     summary, stats = stream_dump(
         argv,
         manifest.repository_for(service.name),
@@ -50,7 +51,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     )
     details = {
         "snapshot": summary.snapshot_id,
-        "bytes": stats.bytes,
+        "bytes": stats.size,
         "sha256": stats.sha256,
         "server_version": info.version,
         "family": info.family,
@@ -59,7 +60,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "tables": scanner.close(),  # rows per db.table, counted in the dump itself
     }
     record.write(manifest, service, summary.snapshot_id, details)
-    return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.bytes)
+    return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.size)
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
@@ -78,7 +79,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
         plan = f"dry run: would load snapshot {snapshot.short_id} into {where(target)} ({names})"
         return RestoreResult(service.name, snapshot.id, where(target), 0, [plan])
     stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
-    return RestoreResult(service.name, snapshot.id, where(target), stats.bytes, checks)
+    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)
 
 
 def drill(manifest: Manifest, service: Service) -> RestoreResult:
@@ -103,4 +104,4 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
         finally:
             if not settings.mysql.image:
                 drop_databases(target, record.databases(meta))
-    return RestoreResult(service.name, snapshot.id, where(target), stats.bytes, checks)
+    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)

@@ -15,8 +15,8 @@ from backup_agent import execute, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql.client import FAMILIES, connection_args, require_program
 from backup_agent.jobs.mysql.preflight import ServerInfo
+from backup_agent.jobs.mysql.pump import Pumped, pump
 from backup_agent.jobs.mysql.scan import DumpScanner
-from backup_agent.jobs.mysql.stream import StreamStats, copy_stream
 from backup_agent.manifest import MysqlOptions
 
 TRAILER = re.compile(rb"-- Dump completed(?: on [^\n]*)?\n?\Z")
@@ -53,22 +53,23 @@ def stream_dump(
     filename: str,
     tags: dict[str, str],
     scanner: DumpScanner,
-) -> tuple[restic.BackupSummary, StreamStats]:
-    """Pump the dump into restic; only a complete dump is allowed to become a snapshot."""
+) -> tuple[restic.BackupSummary, Pumped]:
+    """Pump the dump into restic; only a complete dump, whose scan found no client
+    command, is allowed to become a snapshot."""
     upload = restic.StdinBackup(repo, filename, tags)
     dump = execute.Process(argv, stdout=execute.PIPE)
     finished = False
     try:
         assert dump.popen.stdout is not None
         try:
-            stats, tail = copy_stream(dump.popen.stdout, upload.stdin, scanner)
+            stats = pump(dump.popen.stdout, upload.stdin, scanner)
         except BrokenPipeError:
             upload.process.check("stopped reading the dump")
             raise
         dump.check()
-        if stats.bytes == 0:
+        if stats.size == 0:
             raise BackupError(f"{execute.display(argv)} exited 0 but wrote nothing")
-        if not TRAILER.search(tail):
+        if not TRAILER.search(stats.tail):
             raise BackupError(
                 f"{execute.display(argv)} output ends without '-- Dump completed':"
                 " the dump is truncated"

@@ -18,7 +18,8 @@ from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql import record
 from backup_agent.jobs.mysql.client import connect, family_of, load_command, where
 from backup_agent.jobs.mysql.parallel import ParallelLoader
-from backup_agent.jobs.mysql.stream import StreamStats, copy_stream
+from backup_agent.jobs.mysql.pump import Pumped, pump
+from backup_agent.jobs.mysql.scan import DumpScanner
 from backup_agent.manifest import Manifest, MysqlOptions, Service
 
 LOAD_WORKERS = max(2, min(4, os.cpu_count() or 2))  # client processes loading tables
@@ -69,16 +70,16 @@ def load_checked(
     meta: Mapping[str, Any],
     target: MysqlOptions,
     family: str,
-) -> tuple[StreamStats, list[str]]:
+) -> tuple[Pumped, list[str]]:
     """Load the dump into ``target``; prove the stream equals what was backed up."""
     repo = manifest.repository_for(service.name)
     stats = load_dump(
         manifest, repo, snapshot, f"/{service.name}.sql", load_command(family, target)
     )
-    checks = [f"loaded {stats.bytes} bytes into {where(target)}"]
-    if stats.sha256 != meta["sha256"] or stats.bytes != meta["bytes"]:
+    checks = [f"loaded {stats.size} bytes into {where(target)}"]
+    if stats.sha256 != meta["sha256"] or stats.size != meta["bytes"]:
         raise BackupError(
-            f"restored stream differs from the backup: {stats.bytes} bytes sha256 {stats.sha256},"
+            f"restored stream differs from the backup: {stats.size} bytes sha256 {stats.sha256},"
             f" recorded {meta['bytes']} bytes sha256 {meta['sha256']}"
         )
     return stats, [*checks, f"SHA-256 {stats.sha256[:16]}... matches the backup record"]
@@ -90,13 +91,17 @@ def load_dump(
     snapshot: restic.Snapshot,
     path: str,
     client_argv: list[str],
-) -> StreamStats:
-    """Stream ``restic dump`` into the server, tables in parallel, hashing on the way."""
+) -> Pumped:
+    """Stream ``restic dump`` into the server, tables in parallel, hashing on the way.
+
+    The dump is hostile input: it is scanned, exactly, before any of it reaches a
+    client, and only whole lines the scanner has read are handed on; a client command
+    in it stops the load (``ClientCommandError``) before the client could see it."""
     loader = ParallelLoader(client_argv, f"{manifest.work_dir}/restore", LOAD_WORKERS)
     source = restic.dump(repo, snapshot.id, path, execute.PIPE)
     assert source.popen.stdout is not None
     try:
-        stats, _ = copy_stream(source.popen.stdout, loader)
+        stats = pump(source.popen.stdout, loader, DumpScanner(), hold_back=True)
         source.check()
         loader.finish()
     finally:
