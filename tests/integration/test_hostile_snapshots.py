@@ -50,17 +50,21 @@ def attacks(work: Path, database: str) -> dict[str, str]:
         "source": f"source {local}\n",
         "delimiter": f"DELIMITER ;;\nSELECT 1;;\n\\! touch {marker}-delimiter\n;;\nDELIMITER ;\n",
         "inline": f"SELECT 1; \\! touch {marker}-inline\n",
-        "comment": f"/* \\! touch {marker}-comment */\n",
+        "comment": f"/*!40101 \\! touch {marker}-comment */\n",
         "crlf": f"SELECT 1;\r\nsystem touch {marker}-crlf\r\n",
     }
 
 
 def hostile_dump(database: str, body: str) -> bytes:
-    """A dump of ``database`` with one table, and ``body`` in the middle."""
+    """A dump of ``database`` with one table, laid out as mariadb-dump writes it (so the
+    parallel loader is already loading the table when ``body`` arrives in its data)."""
     return (
-        f"{HEADER}CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{database}`;\nUSE `{database}`;\n"
-        "CREATE TABLE `t` (`id` int NOT NULL, PRIMARY KEY (`id`));\n"
-        f"{body}INSERT INTO `t` VALUES (1);\n{TRAILER}"
+        f"{HEADER}\n--\n-- Current Database: `{database}`\n--\n\n"
+        f"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{database}`;\n\nUSE `{database}`;\n\n"
+        "--\n-- Table structure for table `t`\n--\n\n"
+        "CREATE TABLE `t` (`id` int NOT NULL, PRIMARY KEY (`id`));\n\n"
+        "--\n-- Dumping data for table `t`\n--\n\n"
+        f"{body}INSERT INTO `t` VALUES (1);\n\n{TRAILER}"
     ).encode()
 
 
