@@ -14,10 +14,10 @@ treated as running attacker code:
   which must be internal: in the compose stack the verifier and the drill servers
   alone share ``drill-net``, which has no route out and no address on the host;
 - read-only root file system, the image's ``mysql`` user, no capabilities,
-  ``no-new-privileges``, limits on memory, CPUs and processes; the data go to an
-  anonymous volume removed with the container.
+  ``no-new-privileges``, limits on memory, CPUs and processes; the data and run
+  directories are anonymous volumes, removed with the container.
 
-Every drill container carries the label ``backup-agent.drill=OWNER``, where OWNER
+Every drill container and volume carries the label ``backup-agent.drill=OWNER``, where OWNER
 identifies one verifier (its drill network and scratch directory): what a crashed
 verifier left is removed at its start-up and before each drill, and the drills of
 other verifiers on the same engine are never touched. The drills of one verifier
@@ -109,13 +109,14 @@ def container_spec(
     or without any network and its socket in ``socket_dir`` (a host directory)."""
     from docker.types import Mount
 
+    # Anonymous volumes start as a copy of the image's directory, owned by its mysql
+    # user (a tmpfs would be root's: Docker ignores its mode option); /tmp is 1777.
     command = list(config.server_args)
     mounts = [Mount(DATA_DIR, None, type="volume", labels={LABEL: label})]
-    tmpfs = {"/tmp": "mode=1777"}  # noqa: S108 - inside the container
     placement: dict[str, Any]
     if config.network:
         placement = {"network": config.network}
-        tmpfs[RUN_DIR] = "mode=1777"
+        mounts.append(Mount(RUN_DIR, None, type="volume", labels={LABEL: label}))
     else:
         placement = {"network_mode": "none"}
         mounts.append(Mount(RUN_DIR, socket_dir, type="bind"))
@@ -134,7 +135,7 @@ def container_spec(
         "nano_cpus": int(cpus * 1e9),
         "pids_limit": config.pids_limit,
         "mounts": mounts,
-        "tmpfs": tmpfs,
+        "tmpfs": {"/tmp": ""},  # noqa: S108 - inside the container
         **placement,
     }
 
@@ -222,11 +223,16 @@ def _engine() -> Any:
 
 
 def _remove_leftovers(client: Any, label: str, servers: Path) -> None:
-    """Remove this verifier's drill containers (with their volumes) and private
-    directories. Called with the lock held: none of them belongs to a running drill."""
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}={label}"}):
+    """Remove this verifier's drill containers, their volumes (restored data, also when
+    someone removed a container without them) and private directories. Called with the
+    lock held: none of them belongs to a running drill."""
+    mine = {"label": f"{LABEL}={label}"}
+    for container in client.containers.list(all=True, filters=mine):
         log.warning("removing drill server container %s left by an earlier drill", container.name)
         container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters=mine):
+        log.warning("removing drill server volume %s left by an earlier drill", volume.name)
+        volume.remove(force=True)
     for path in servers.iterdir():
         if path.is_dir():
             _remove_tree(path)
