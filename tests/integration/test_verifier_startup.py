@@ -4,9 +4,11 @@
 in the agent image as its unprivileged ``backup`` user, the Docker socket mounted,
 supplementary groups given like compose's ``group_add`` (and this worktree's code in
 front of the image's). With the root group it refuses, without the socket's group it
-refuses, both with one line naming DOCKER_GID; with the socket's group it starts and
-removes the drill containers a crashed run of the same verifier left. And compose
-itself refuses a stack without DOCKER_GID, while scripts/compose.sh fills it in.
+refuses, both with one line naming DOCKER_GID; a drill network that is not internal
+is refused too; with the socket's group it starts and removes the drill containers a
+crashed run of the same verifier left. A drill without a network, from a container,
+fails saying it needs one. And compose itself refuses a stack without DOCKER_GID,
+while scripts/compose.sh fills it in.
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ def home() -> Iterator[Path]:
         shutil.rmtree(path)
 
 
-def verifier_manifest(home: Path) -> manifest.Manifest:
-    """A verifier's manifest with a drill image, with the paths the container sees;
-    nothing in it is reached at start-up but the Docker engine."""
+def verifier_manifest(home: Path, network: str | None = None) -> manifest.Manifest:
+    """A verifier's manifest with a drill image (and network), with the paths the
+    container sees; nothing in it is reached at start-up but the Docker engine."""
+    server: dict[str, Any] = {"image": IMAGE, "server_args": list(SMALL)}
+    if network:
+        server["network"] = network
     data = {
         "version": 1,
         "work_dir": f"{HOME}/work",
@@ -69,18 +74,23 @@ def verifier_manifest(home: Path) -> manifest.Manifest:
         },
         "services": {"db": service_spec("mysql", {"defaults_file": f"{HOME}/db.cnf"})},
         "retention": {"keep_within": "3w", "max_age": "31d"},
-        "drill": {"schedule": "0 6 * * 1", "mysql": {"image": IMAGE, "server_args": list(SMALL)}},
+        "drill": {"schedule": "0 6 * * 1", "mysql": server},
     }
     path = home / "manifest.yaml"
     path.write_text(yaml.safe_dump(data))
     return manifest.load(path)
 
 
-def start_verifier(made: Engine, home: Path, groups: list[int]) -> Any:
-    """``backup-agent run --role verifier`` in the agent image with ``groups`` added."""
+VERIFIER = ["backup-agent", "-m", f"{HOME}/manifest.yaml", "run", "--role", "verifier"]
+
+
+def start_verifier(made: Engine, home: Path, groups: list[int], argv: list[str] = VERIFIER) -> Any:
+    """``argv`` (the verifier role) in a container of the agent image, as its backup
+    user with ``groups`` added, the Docker socket and ``home`` mounted."""
     return made.client.containers.run(
         AGENT_IMAGE,
-        ["-m", f"{HOME}/manifest.yaml", "run", "--role", "verifier"],
+        ["tini", "-g", "--", *argv],
+        entrypoint=[],
         name=f"{made.prefix}-verifier",
         labels={TEST_LABEL: made.prefix},
         group_add=[str(g) for g in groups],
@@ -117,10 +127,47 @@ def test_the_verifier_refuses_without_the_docker_socket_group(made: Engine, home
     assert "Permission denied" in line and "set DOCKER_GID" in line
 
 
+def test_the_verifier_refuses_a_drill_network_that_is_not_internal(
+    made: Engine, home: Path
+) -> None:
+    plain = made.network("plain")
+    verifier_manifest(home, plain.name)
+    line = refusal(start_verifier(made, home, [os.stat(SOCKET).st_gid]))
+    assert "ERROR" in line and f"{plain.name} is not an internal network" in line
+
+
+# A drill server without a network, started from inside a container.
+NO_NETWORK_DRILL = f"""
+from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.scratch import scratch_mysql
+from backup_agent.manifest import DrillServer, MysqlOptions
+try:
+    with scratch_mysql(DrillServer(image="{IMAGE}"), MysqlOptions(""), "{HOME}/drill"):
+        pass
+except BackupError as exc:
+    print(exc)
+"""
+
+
+def test_a_drill_without_network_from_a_container_says_it_needs_one(
+    made: Engine, home: Path
+) -> None:
+    """Without a network the socket directory is bound from the engine's file system,
+    which a verifier in a container does not share."""
+    drill = start_verifier(
+        made, home, [os.stat(SOCKET).st_gid], ["python3", "-c", NO_NETWORK_DRILL]
+    )
+    assert drill.wait(timeout=60)["StatusCode"] == 0, drill.logs().decode()
+    message = drill.logs().decode()
+    assert "bind source path does not exist" in message
+    assert "a verifier in a container needs an internal drill network" in message
+
+
 def test_the_verifier_starts_with_the_socket_group_and_removes_its_leftovers(
     made: Engine, home: Path
 ) -> None:
-    drill = verifier_manifest(home).drill
+    drill_net = made.network("drill", internal=True)
+    drill = verifier_manifest(home, drill_net.name).drill
     assert drill is not None
     label = {LABEL: owner(drill.mysql, drill.scratch_dir)}
     leftover = made.container("crashed-drill", labels=label)

@@ -53,6 +53,10 @@ SERVERS = ".servers"  # below drill.scratch_dir: the lock and one directory per 
 RUN_DIR = "/run/mysqld"  # the server's socket and pid file, inside the container
 DATA_DIR = "/var/lib/mysql"
 SOCKET_PATH_MAX = 107  # sockaddr_un.sun_path, less the terminating NUL
+NO_NETWORK_HINT = (
+    "without drill.mysql.network the verifier must share the engine's file system: "
+    "a verifier in a container needs an internal drill network"
+)
 
 
 @contextmanager
@@ -96,6 +100,7 @@ def prepare_verifier(settings: Drill) -> None:
         )
     client = _engine()
     try:
+        _require_internal(client, settings.mysql)
         with _turn(settings.scratch_dir) as servers:
             _remove_leftovers(client, owner(settings.mysql, settings.scratch_dir), servers)
     finally:
@@ -144,51 +149,62 @@ def container_spec(
 def _container(
     config: DrillServer, template: MysqlOptions, work_dir: str
 ) -> Iterator[MysqlOptions]:
-    import docker  # imported here: only drills need Docker
-
     assert config.image is not None
     label = owner(config, work_dir)
     client = _engine()
-    with _turn(work_dir) as servers:
-        _remove_leftovers(client, label, servers)
-        private = Path(tempfile.mkdtemp(prefix="", dir=servers))
-        container = None
-        try:
+    try:
+        with _turn(work_dir) as servers:
+            _remove_leftovers(client, label, servers)
             _require_internal(client, config)
-            password = secrets.token_urlsafe(24)
-            defaults = private / "client.cnf"
-            fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(f"[client]\nuser=root\npassword={password}\n")
-            socket_dir = _socket_dir(config, private)
-            cpus = min(config.cpus, float(client.info()["NCPU"]))
-            spec = container_spec(config, label, password, socket_dir, cpus)
-            log.info("starting drill server from image %s", config.image)
+            private = Path(tempfile.mkdtemp(prefix="", dir=servers))
+            container = None
             try:
-                container = client.containers.run(config.image, **spec)
-                container.reload()
-            except docker.errors.DockerException as exc:
-                raise BackupError(f"cannot start the drill server ({config.image}): {exc}") from exc
-            options = replace(
-                template,
-                host=_address(container, config),
-                port=3306,
-                socket=f"{socket_dir}/mysqld.sock" if socket_dir else None,
-                defaults_file=str(defaults),
-                restore_defaults_file=None,
-            )
-            try:
-                _wait_ready(options, container)
-                yield options
-            except BackupError as exc:
-                _raise_if_out_of_memory(exc, container, config)
-                raise
-        finally:
-            if container is not None:
-                container.remove(force=True, v=True)
-                log.info("removed drill server container %s", container.short_id)
-            _remove_tree(private)
-            client.close()
+                password = secrets.token_urlsafe(24)
+                defaults = private / "client.cnf"
+                fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"[client]\nuser=root\npassword={password}\n")
+                socket_dir = _socket_dir(config, private)
+                cpus = min(config.cpus, float(client.info()["NCPU"]))
+                spec = container_spec(config, label, password, socket_dir, cpus)
+                container = _run(client, config, spec)
+                options = replace(
+                    template,
+                    host=_address(container, config),
+                    port=3306,
+                    socket=f"{socket_dir}/mysqld.sock" if socket_dir else None,
+                    defaults_file=str(defaults),
+                    restore_defaults_file=None,
+                )
+                try:
+                    _wait_ready(options, container)
+                    yield options
+                except BackupError as exc:
+                    _raise_if_out_of_memory(exc, container, config)
+                    raise
+            finally:
+                if container is not None:
+                    container.remove(force=True, v=True)
+                    log.info("removed drill server container %s", container.short_id)
+                _remove_tree(private)
+    finally:
+        client.close()
+
+
+def _run(client: Any, config: DrillServer, spec: dict[str, Any]) -> Any:
+    """Start the drill server container."""
+    import docker
+
+    log.info("starting drill server from image %s", config.image)
+    try:
+        container = client.containers.run(config.image, **spec)
+        container.reload()
+    except docker.errors.DockerException as exc:
+        # Without a network the socket directory is bound from the engine's file system,
+        # which a verifier in a container does not share: its random name is not there.
+        hint = "" if config.network else f" ({NO_NETWORK_HINT})"
+        raise BackupError(f"cannot start the drill server ({config.image}): {exc}{hint}") from exc
+    return container
 
 
 @contextmanager
