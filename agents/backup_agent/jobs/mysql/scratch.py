@@ -17,12 +17,12 @@ treated as running attacker code:
   ``no-new-privileges``, limits on memory, CPUs and processes; the data and run
   directories are anonymous volumes, removed with the container.
 
-Every drill container and volume carries the label ``backup-agent.drill=OWNER``, where OWNER
-identifies one verifier (its drill network and scratch directory): what a crashed
-verifier left is removed at its start-up and before each drill, and the drills of
-other verifiers on the same engine are never touched. The drills of one verifier
-take turns (a lock file in the scratch directory), so that this clean-up cannot
-remove a drill that is still running.
+Every drill container and volume carries the label ``backup-agent.drill=OWNER``,
+where OWNER identifies one verifier (its drill network and scratch directory): what a
+crashed verifier left is removed at its start-up and before each drill, and the
+drills of other verifiers on the same engine are never touched. The drills of one
+verifier take turns (a lock file in the scratch directory), so that this clean-up
+cannot remove a drill that is still running.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def owner(config: DrillServer, work_dir: str) -> str:
 
 
 def prepare_verifier(settings: Drill) -> None:
-    """Start-up of the verifier role with a drill image: refuse a root group or an
-    unreachable engine with one clear line, then remove what crashed drills left."""
+    """Start-up of the verifier role with a drill image: refuse a root group, an
+    unreachable engine or a drill network that is not internal, each with one clear
+    line, then remove what crashed drills left."""
     groups = {os.getgid(), os.getegid(), *os.getgroups()}
     if os.geteuid() != 0 and 0 in groups:
         raise BackupError(
