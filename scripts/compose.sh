@@ -5,8 +5,9 @@
 #                          or AIRGAP=1 (AIRGAP=0: never)
 #   + $STACK_FILES         extra override files, colon-separated (the e2e test's)
 # and DOCKER_GID, the group of the Docker socket, which the verifier (the only service
-# with Docker access) is given. Variables from compose/.env apply as usual.
-#   scripts/compose.sh ps | logs | exec verifier backup-agent verify | down ...
+# with Docker access) is given: compose refuses to run without it. Variables from
+# compose/.env apply as usual.
+#   scripts/compose.sh ps | logs | exec verifier backup-agent drill | down ...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 

@@ -18,6 +18,7 @@ from backup_agent import maintenance, restic, runs
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import require_drill
+from backup_agent.jobs.mysql.scratch import prepare_verifier
 from backup_agent.manifest import Manifest
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
@@ -88,6 +89,8 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
 
 def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     """Run the role's tasks on schedule until SIGTERM."""
+    if role == "verifier" and manifest.drill and manifest.drill.mysql.image:
+        prepare_verifier(manifest.drill)  # Docker access as it should be; no leftovers
     restic.require_version()
     registry = CollectorRegistry()
     report = manifest.drill.report_file if manifest.drill and role == "verifier" else None

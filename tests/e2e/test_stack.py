@@ -151,7 +151,7 @@ class Stack:
 
     def down(self, check: bool = True) -> None:
         """`make down-volumes`, plus drill containers a failed drill might have left."""
-        network = f"{self.project}_backup-net"
+        network = f"{self.project}_drill-net"
         drills = docker_ids("container", "label=backup-agent.drill", f"network={network}")
         if drills:
             subprocess.run(["docker", "rm", "-f", "-v", *drills], capture_output=True)
@@ -455,7 +455,10 @@ def scenario(stack: Stack) -> None:
     for name in (*SERVICES, "repository check"):
         assert f"PASS {name}" in drill.stdout
     assert "sanity query 'orders restored' holds" in drill.stdout
-    assert not docker_ids("container", "label=backup-agent.drill"), "drill container left"
+    drills = docker_ids(
+        "container", "label=backup-agent.drill", f"network={stack.project}_drill-net"
+    )
+    assert not drills, "drill container left"
     records = [s for s in snapshots(stack) if tag(s, "kind") == "drill"]
     assert {tag(s, "service") for s in records} == set(SERVICES), records
     assert all(len(tag(s, "mac") or "") == 64 for s in records), "drill records are signed"

@@ -16,7 +16,8 @@ import pytest
 
 from backup_agent import drill
 from backup_agent.jobs import mysql
-from backup_agent.jobs.mysql.scratch import LABEL
+from backup_agent.jobs.mysql.scratch import LABEL, owner
+from backup_agent.manifest import Manifest
 from tests.conftest import ManifestFactory, docker_with
 from tests.integration.conftest import mysql_service
 from tests.mariadb_server import MariaDB
@@ -34,8 +35,11 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
-def drill_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": LABEL}))
+def drill_containers(client: Any, loaded: Manifest) -> list[Any]:
+    """The drill containers of the manifest's verifier (not those of parallel runs)."""
+    assert loaded.drill is not None
+    label = f"{LABEL}={owner(loaded.drill.mysql, loaded.drill.scratch_dir)}"
+    return list(client.containers.list(all=True, filters={"label": label}))
 
 
 def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
@@ -55,14 +59,13 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
     service = mysql_service(mariadb, backup_defaults, database, sanity_queries=sanity)
     loaded = make_manifest({"db": service}, verification=verification)
     mysql.backup(loaded, loaded.service("db"), "full")
-    before = {c.id for c in drill_containers(docker_client)}
 
     result = drill.drill(loaded, loaded.service("db"))
 
     assert result.passed, result.error
     checks = " / ".join(result.checks)
     assert "SHA-256" in checks and "2 tables present" in checks and "'customers' holds" in checks
-    assert {c.id for c in drill_containers(docker_client)} == before  # torn down
+    assert drill_containers(docker_client, loaded) == []  # torn down
 
     # A failing proof tears the container down too.
     broken = {
@@ -72,4 +75,4 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
     loaded = make_manifest({"db": broken}, verification=verification)
     failed = drill.drill(loaded, loaded.service("db"))
     assert not failed.passed and failed.error == "sanity query 'no' returned 0"
-    assert {c.id for c in drill_containers(docker_client)} == before
+    assert drill_containers(docker_client, loaded) == []

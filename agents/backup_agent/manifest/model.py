@@ -141,10 +141,15 @@ class Retention:
 
 @dataclass(frozen=True)
 class DrillServer:
-    """Where MySQL drills restore: a throwaway container (image) or a scratch server."""
+    """Where MySQL drills restore: a throwaway container (image) or a scratch server.
+    ``memory``, ``cpus`` and ``pids_limit`` bound the container (it runs SQL from a
+    backup, so it is treated as running attacker code)."""
 
     image: str | None = None
     network: str | None = None
+    memory: str = "2g"
+    cpus: float = 2.0
+    pids_limit: int = 512
     server_args: tuple[str, ...] = (
         "--innodb-buffer-pool-size=1G",
         "--innodb-flush-log-at-trx-commit=0",
