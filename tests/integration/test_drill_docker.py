@@ -57,7 +57,7 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
         "mysql": {"image": IMAGE, "server_args": ["--innodb-buffer-pool-size=256M"]},
     }
     service = mysql_service(mariadb, backup_defaults, database, sanity_queries=sanity)
-    loaded = make_manifest({"db": service}, verification=verification)
+    loaded = make_manifest({"db": service}, drill=verification)
     mysql.backup(loaded, loaded.service("db"), "full")
 
     result = drill.drill(loaded, loaded.service("db"))
@@ -72,7 +72,7 @@ def test_the_drill_restores_into_a_throwaway_container_and_removes_it(
         **service,
         "mysql": {**service["mysql"], "sanity_queries": [{"name": "no", "sql": "SELECT 0"}]},
     }
-    loaded = make_manifest({"db": broken}, verification=verification)
+    loaded = make_manifest({"db": broken}, drill=verification)
     failed = drill.drill(loaded, loaded.service("db"))
     assert not failed.passed and failed.error == "sanity query 'no' returned 0"
     assert drill_containers(docker_client, loaded) == []
