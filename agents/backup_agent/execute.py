@@ -118,11 +118,13 @@ class Process:
         stdin: int | IO[bytes] | None = None,
         stdout: int | IO[bytes] | None = None,
         on_stdout_line: Callable[[bytes], None] | None = None,
+        on_stderr_line: Callable[[str], None] | None = None,
         cwd: str | None = None,
         error: ErrorFactory = CommandError,
     ) -> None:
         self.argv = list(argv)
         self.error = error
+        self._on_stderr_line = on_stderr_line
         log.debug("starting %s", display(argv))
         if on_stdout_line is not None:
             stdout = subprocess.PIPE
@@ -140,7 +142,10 @@ class Process:
             self._threads.append(self._drain(self.popen.stdout, on_stdout_line))
 
     def _keep_stderr(self, line: bytes) -> None:
-        self._stderr.append(line.decode(errors="replace").rstrip("\n"))
+        text = line.decode(errors="replace").rstrip("\n")
+        self._stderr.append(text)
+        if self._on_stderr_line is not None:
+            self._on_stderr_line(text)
 
     @staticmethod
     def _drain(pipe: IO[bytes] | None, handle: Callable[[bytes], None]) -> threading.Thread:
@@ -205,3 +210,4 @@ def _environ(extra: Mapping[str, str] | None) -> dict[str, str] | None:
 
 
 PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL

@@ -12,24 +12,31 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from backup_agent import execute
+from backup_agent import execute, repository_errors
 from backup_agent.errors import BackupError, CommandError
 
 RESTIC = "restic"
 MIN_VERSION = (0, 17, 0)
 RETRY_LOCK = "2m"
+ABORT_ACK_WAIT = 5.0  # seconds restic gets to acknowledge SIGTERM before stdin is closed
 
 
 # --- errors -----------------------------------------------------------------------------
 
 
 class ResticError(CommandError):
-    """restic failed (exit code 1, or anything undocumented)."""
+    """restic failed (exit code 1, or anything undocumented).
+
+    ``reason`` is a ``repository_errors`` label once the cause is known.
+    """
+
+    reason = "restic_failed"
 
 
 class BackupIncomplete(ResticError):
@@ -325,7 +332,13 @@ class StdinBackup:
     fails is handled by ``abort`` (SIGTERM before EOF): no snapshot is created.
     """
 
-    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        filename: str,
+        tags: Mapping[str, str],
+        on_stderr_line: Callable[[str], None] | None = None,
+    ) -> None:
         argv = command(
             "backup",
             "--host",
@@ -339,15 +352,24 @@ class StdinBackup:
             *tag_args(tags),
         )
         self._stdout: list[bytes] = []
+        self._signalled = threading.Event()
+        self._on_stderr_line = on_stderr_line
         self.process = execute.Process(
             argv,
             env=repo.env(),
             stdin=execute.PIPE,
             on_stdout_line=self._stdout.append,
+            on_stderr_line=self._stderr_line,
             error=error,
         )
         assert self.process.popen.stdin is not None
         self.stdin: IO[bytes] = self.process.popen.stdin
+
+    def _stderr_line(self, line: str) -> None:
+        if repository_errors.SIGNALLED.search(line):
+            self._signalled.set()
+        if self._on_stderr_line is not None:
+            self._on_stderr_line(line)
 
     def finish(self) -> BackupSummary:
         """Close stdin (restic now saves the snapshot) and return the summary."""
@@ -355,11 +377,20 @@ class StdinBackup:
         self.process.check()
         return BackupSummary.from_json(summary_of(parse_messages(self._stdout)))
 
-    def abort(self) -> None:
-        """Stop restic before end-of-file so that it saves nothing."""
-        self.process.stop()
-        with contextlib.suppress(BrokenPipeError):
+    def abort(self, grace: float = 10.0) -> None:
+        """Stop restic before end-of-file so that it saves nothing, within milliseconds.
+
+        restic cannot act on SIGTERM while it is blocked reading stdin. So: SIGTERM,
+        wait until restic says it received it (it cancels its context right after),
+        then close stdin; the end-of-file it now reads can no longer become a snapshot.
+        SIGKILL after ``grace``: with the server gone, removing its lock would take a minute.
+        """
+        if self.process.popen.poll() is None:
+            self.process.popen.terminate()
+            self._signalled.wait(ABORT_ACK_WAIT)
+        with contextlib.suppress(BrokenPipeError, OSError):
             self.stdin.close()
+        self.process.stop(grace)
 
 
 def backup_bytes(
