@@ -14,7 +14,7 @@ from functools import partial
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from backup_agent import maintenance, restic, runs
+from backup_agent import execute, maintenance, restic, runs
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import require_drill
@@ -48,13 +48,15 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
     """Retention (forget then prune) and the rotating check, on their schedules; each
     publishes the maintenance metrics when it ends, whatever the outcome."""
 
+    limit = manifest.maintenance.deadline.total_seconds()
+
     def retention() -> None:
-        with runs.recorded(state, RETENTION):
+        with runs.recorded(state, RETENTION), execute.Deadline(limit, "retention"):
             maintenance.apply_retention(manifest, datetime.now(UTC), dry_run=False)
             metrics.publish_survey(*maintenance.survey_repositories(manifest))
 
     def check() -> None:
-        with runs.recorded(state, CHECK) as outcome:
+        with runs.recorded(state, CHECK) as outcome, execute.Deadline(limit, "check"):
             maintenance.check_repositories(manifest, outcome.before.successes)
 
     def published(action: Callable[[], None]) -> Callable[[], None]:

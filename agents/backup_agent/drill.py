@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backup_agent import maintenance, restic, snapshots
+from backup_agent import execute, maintenance, restic, snapshots
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.manifest import Manifest, Service, format_duration
@@ -49,7 +49,9 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
     started = time.monotonic()
     target, limit = service.rto_target.total_seconds(), service.rto_limit.total_seconds()
     try:
-        restored = JOBS[service.type].drill(manifest, service)
+        # Beyond the RTO limit the drill has failed anyway: stop it there.
+        with execute.Deadline(limit, f"drill of {service.name}"):
+            restored = JOBS[service.type].drill(manifest, service)
     except Interrupted:
         raise
     except (BackupError, OSError) as exc:  # OSError: a full or unwritable scratch disk

@@ -15,9 +15,20 @@ EXIT_INTERRUPTED = 130
 
 
 class BackupError(Exception):
-    """An expected failure: bad input, a failing tool, a refused operation."""
+    """An expected failure: bad input, a failing tool, a refused operation.
+
+    ``reason`` names the cause for the failure metric's label (``backup_failures_total``):
+    the repository's causes (``repository_errors``), ``dump_failed``, ``timeout``,
+    ``empty``, or ``failed`` when nothing more specific is known.
+    """
 
     exit_code = EXIT_FAILED
+    reason = "failed"
+
+    def because(self, reason: str) -> BackupError:
+        """This error, labelled with ``reason``."""
+        self.reason = reason
+        return self
 
 
 class ManifestError(BackupError):
@@ -40,15 +51,16 @@ class CommandError(BackupError):
         self.command = command
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-        reason = what or describe_returncode(returncode)
+        how = what or describe_returncode(returncode)
         detail = f": {stderr_tail}" if stderr_tail else ""
-        super().__init__(f"{command!s} {reason}{detail}")
+        super().__init__(f"{command!s} {how}{detail}")
 
 
 class Interrupted(BackupError):
     """The run was stopped by SIGTERM or SIGINT."""
 
     exit_code = EXIT_INTERRUPTED
+    reason = "interrupted"
 
 
 def describe_returncode(returncode: int) -> str:

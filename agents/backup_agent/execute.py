@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from backup_agent.errors import CommandError
+from backup_agent.errors import BackupError, CommandError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,68 @@ class Result:
     stderr: str
 
 
+class Deadline:
+    """A job's deadline: every command started inside ``with Deadline(...)`` (in any
+    thread) is stopped when it passes, SIGTERM then SIGKILL, and the job's error then
+    says it ran out of time (reason ``timeout``) instead of how its commands broke.
+
+    One job runs at a time per agent, so the active deadline is process-wide.
+    """
+
+    active: Deadline | None = None
+    GRACE = 10.0
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds, self.what = seconds, what
+        self.expired = threading.Event()
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        Deadline.active = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._timer.cancel()
+        Deadline.active = None
+        if self.expired.is_set() and exc is not None and not isinstance(exc, KeyboardInterrupt):
+            seconds = int(self.seconds)
+            raise BackupError(
+                f"{self.what} ran past its deadline of {seconds} s and was stopped"
+            ).because("timeout") from exc
+
+    def adopt(self, popen: subprocess.Popen[bytes]) -> None:
+        """Stop ``popen`` at the deadline (at once if it has passed)."""
+        with self._lock:
+            self._children.append(popen)
+        if self.expired.is_set():
+            _kill_later(popen, self.GRACE)
+
+    def _expire(self) -> None:
+        self.expired.set()
+        log.error("%s passed its deadline of %d s: stopping its commands", self.what, self.seconds)
+        with self._lock:
+            children = list(self._children)
+        for popen in children:
+            _kill_later(popen, self.GRACE)
+
+
+def _kill_later(popen: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM now, SIGKILL after ``grace`` seconds, without waiting here."""
+    threading.Thread(target=terminate, args=(popen, grace), daemon=True).start()
+
+
+def _started(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    if Deadline.active is not None:
+        Deadline.active.adopt(popen)
+    return popen
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -71,13 +133,15 @@ def run(
     """Run a command to completion, capturing its output; a failure raises what
     ``error`` builds (a program's own error types, such as restic's)."""
     log.debug("running %s", display(argv))
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_environ(env),
-        cwd=cwd,
+    proc = _started(
+        subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_environ(env),
+            cwd=cwd,
+        )
     )
     try:
         out, err = proc.communicate(input_data)
@@ -128,13 +192,15 @@ class Process:
         log.debug("starting %s", display(argv))
         if on_stdout_line is not None:
             stdout = subprocess.PIPE
-        self.popen = subprocess.Popen(
-            self.argv,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            env=_environ(env),
-            cwd=cwd,
+        self.popen = _started(
+            subprocess.Popen(
+                self.argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=_environ(env),
+                cwd=cwd,
+            )
         )
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads = [self._drain(self.popen.stderr, self._keep_stderr)]

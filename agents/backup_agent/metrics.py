@@ -91,6 +91,13 @@ class Metrics:
             ("service", "kind", "result"),
             registry=registry,
         )
+        self.failures = Counter(
+            f"{PREFIX}_failures_total",
+            "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
+            "wrong_password, repository_not_writable, locked, dump_failed, timeout, ...).",
+            ("service", "reason"),
+            registry=registry,
+        )
         self.waits = Counter(
             f"{PREFIX}_task_waits_total",
             "Times a due backup waited for another task of the agent.",
@@ -142,11 +149,19 @@ class Metrics:
         self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
 
     def backup_ended(
-        self, service: Service, kind: str, state: State, added_bytes: int | None
+        self,
+        service: Service,
+        kind: str,
+        state: State,
+        added_bytes: int | None,
+        reason: str = "",
     ) -> None:
-        """Count a finished backup (``added_bytes`` None: it failed) and republish."""
+        """Count a finished backup (``added_bytes`` None: it failed, for ``reason``) and
+        republish."""
         result = "failure" if added_bytes is None else "success"
         self.runs.labels(service.name, kind, result).inc()
+        if reason:
+            self.failures.labels(service.name, reason).inc()
         if added_bytes is not None:
             self.service(service.name, "last_added_bytes").set(added_bytes)
         self.publish_backups(service, state)

@@ -22,10 +22,10 @@ import collections
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from backup_agent import execute, restic
+from backup_agent import execute
 from backup_agent import repository_errors as causes
 from backup_agent.errors import CommandError
 
@@ -135,7 +135,9 @@ class Guard:
 
     def failure(self, process: execute.Process, returncode: int) -> CommandError:
         """The exception for a failed run: restic's own class, with a named cause if found."""
-        error = execute.error_for(process.argv, returncode, process.stderr_tail())
+        error = execute.error_for(
+            process.argv, returncode, process.stderr_tail(), error=process.error
+        )
         cause = causes.classify(
             self.verb,
             returncode,
@@ -143,8 +145,8 @@ class Guard:
             self.url,
             stopped_after=self.stopped_after,
         )
-        if cause is not None and isinstance(error, restic.ResticError):
-            error.reason = cause.reason
+        if cause is not None:
+            error.because(cause.reason)
             error.args = (causes.message(cause, self.verb, self.url, self.stopped_after),)
         return error
 
@@ -158,17 +160,24 @@ def verb_of(argv: Sequence[str]) -> str:
     return next((arg for arg in argv[1:] if not arg.startswith("-")), "")
 
 
-def run(repo: restic.Repository, argv: Sequence[str], limits: Limits) -> execute.Result:
+def run(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    url: str,
+    limits: Limits,
+    error: execute.ErrorFactory,
+) -> execute.Result:
     """Run restic to completion within ``limits``; raise a named failure otherwise."""
     argv = bounded(argv, limits)
-    guard = Guard(argv, repo.url, limits)
+    guard = Guard(argv, url, limits)
     stdout: list[bytes] = []
     process = execute.Process(
         argv,
-        env=repo.env(),
+        env=env,
         stdin=execute.DEVNULL,
         on_stdout_line=stdout.append,
         on_stderr_line=guard.watch.feed,
+        error=error,
     )
     try:
         while True:
@@ -184,15 +193,3 @@ def run(repo: restic.Repository, argv: Sequence[str], limits: Limits) -> execute
     if returncode != 0 or guard.stopped_after is not None:
         raise guard.failure(process, returncode)
     return execute.Result(b"".join(stdout), "\n".join(guard.watch.lines))
-
-
-def preflight(repo: restic.Repository) -> None:
-    """Prove the repository usable before a dump starts, within ``PREFLIGHT`` limits.
-
-    ``restic cat config`` opens the repository (server reachable, TLS and rest-server
-    credentials accepted, repository present, password right) and, without
-    ``--no-lock``, writes and deletes a lock file: a write an append-only rest-server
-    allows, which fails on a read-only or full server. It cannot prove room for the
-    backup itself; a full server is caught by its first HTTP 507 instead.
-    """
-    run(repo, restic.command("cat", "config"), PREFLIGHT)

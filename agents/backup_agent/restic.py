@@ -13,12 +13,13 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
 from backup_agent import execute, repository_errors
+from backup_agent import repository_guard as guard
 from backup_agent.errors import BackupError, CommandError
 
 RESTIC = "restic"
@@ -31,10 +32,8 @@ ABORT_ACK_WAIT = 5.0  # seconds restic gets to acknowledge SIGTERM before stdin 
 
 
 class ResticError(CommandError):
-    """restic failed (exit code 1, or anything undocumented).
-
-    ``reason`` is a ``repository_errors`` label once the cause is known.
-    """
+    """restic failed (exit code 1, or anything undocumented); ``reason`` becomes a
+    ``repository_errors`` label once the cause is known."""
 
     reason = "restic_failed"
 
@@ -240,8 +239,37 @@ def command(verb: str, *args: str) -> list[str]:
     return [RESTIC, "--json", verb, *args]
 
 
-def _run(repo: Repository, argv: list[str]) -> execute.Result:
-    return execute.run(argv, env=repo.env(), error=error)
+def _run(repo: Repository, argv: list[str], limits: guard.Limits = guard.QUICK) -> execute.Result:
+    """restic to completion, bounded (``repository_guard``): a failure names its cause."""
+    return guard.run(argv, repo.env(), repo.url, limits, error)
+
+
+class Running:
+    """A restic process that streams data while it runs (``backup --stdin``, ``dump``),
+    bounded like ``_run``: stopped when it retries too long or a failure is hopeless."""
+
+    def __init__(self, repo: Repository, argv: list[str], **streams: Any) -> None:
+        argv = guard.bounded(argv, guard.LONG)
+        self.guard = guard.Guard(argv, repo.url, guard.LONG)
+        self.signalled = threading.Event()  # restic said it received SIGTERM
+        self.process = execute.Process(
+            argv, env=repo.env(), on_stderr_line=self._stderr_line, error=error, **streams
+        )
+        self.guard.supervise(self.process)
+
+    def _stderr_line(self, line: str) -> None:
+        if repository_errors.SIGNALLED.search(line):
+            self.signalled.set()
+        self.guard.watch.feed(line)
+
+    def check(self) -> None:
+        """Wait; raise the named failure unless restic exited 0 on its own."""
+        code = self.process.wait()
+        if code != 0 or self.guard.stopped_after is not None:
+            raise self.guard.failure(self.process, code)
+
+    def stop(self, grace: float = guard.LONG.grace) -> None:
+        self.process.stop(grace)
 
 
 def version() -> tuple[int, int, int]:
@@ -289,6 +317,19 @@ def exists(repo: Repository) -> bool:
     return True
 
 
+def preflight(repo: Repository) -> None:
+    """Prove the repository usable before a backup starts reading its source (a dump
+    must never hold a transaction open against a dead server), within seconds.
+
+    ``restic cat config`` opens the repository (server reachable, TLS and rest-server
+    credentials accepted, repository present, password right) and, without
+    ``--no-lock``, writes and deletes a lock file: a write an append-only rest-server
+    allows, which fails on a read-only or full server. It cannot prove room for the
+    backup itself; a full server is caught by its first HTTP 507 instead.
+    """
+    _run(repo, command("cat", "config"), guard.PREFLIGHT)
+
+
 def tag_args(tags: Mapping[str, str]) -> list[str]:
     """``--tag key=value`` for each tag, one snapshot tag each."""
     args: list[str] = []
@@ -321,7 +362,7 @@ def backup(
         args.append("--force")
     for pattern in excludes:
         args += ["--exclude", pattern]
-    result = _run(repo, command("backup", *args, "--", *paths))
+    result = _run(repo, command("backup", *args, "--", *paths), guard.LONG)
     return BackupSummary.from_json(summary_of(parse_messages(result.stdout)))
 
 
@@ -329,16 +370,10 @@ class StdinBackup:
     """A ``restic backup --stdin`` in progress: write data, then ``finish`` or ``abort``.
 
     restic only writes the snapshot after it reads end-of-file, so a producer that
-    fails is handled by ``abort`` (SIGTERM before EOF): no snapshot is created.
+    fails is handled by ``abort``: no snapshot is created.
     """
 
-    def __init__(
-        self,
-        repo: Repository,
-        filename: str,
-        tags: Mapping[str, str],
-        on_stderr_line: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
         argv = command(
             "backup",
             "--host",
@@ -352,32 +387,25 @@ class StdinBackup:
             *tag_args(tags),
         )
         self._stdout: list[bytes] = []
-        self._signalled = threading.Event()
-        self._on_stderr_line = on_stderr_line
-        self.process = execute.Process(
-            argv,
-            env=repo.env(),
-            stdin=execute.PIPE,
-            on_stdout_line=self._stdout.append,
-            on_stderr_line=self._stderr_line,
-            error=error,
-        )
-        assert self.process.popen.stdin is not None
-        self.stdin: IO[bytes] = self.process.popen.stdin
-
-    def _stderr_line(self, line: str) -> None:
-        if repository_errors.SIGNALLED.search(line):
-            self._signalled.set()
-        if self._on_stderr_line is not None:
-            self._on_stderr_line(line)
+        self.running = Running(repo, argv, stdin=execute.PIPE, on_stdout_line=self._stdout.append)
+        assert self.running.process.popen.stdin is not None
+        self.stdin: IO[bytes] = self.running.process.popen.stdin
 
     def finish(self) -> BackupSummary:
         """Close stdin (restic now saves the snapshot) and return the summary."""
         self.stdin.close()
-        self.process.check()
+        self.running.check()
         return BackupSummary.from_json(summary_of(parse_messages(self._stdout)))
 
-    def abort(self, grace: float = 10.0) -> None:
+    def failure(self) -> CommandError:
+        """Why restic stopped reading (it exited, or its guard stopped it)."""
+        try:
+            self.running.check()
+        except CommandError as exc:
+            return exc
+        return ResticError(execute.display(self.running.process.argv), 0, "", "stopped reading")
+
+    def abort(self, grace: float = guard.LONG.grace) -> None:
         """Stop restic before end-of-file so that it saves nothing, within milliseconds.
 
         restic cannot act on SIGTERM while it is blocked reading stdin. So: SIGTERM,
@@ -385,12 +413,13 @@ class StdinBackup:
         then close stdin; the end-of-file it now reads can no longer become a snapshot.
         SIGKILL after ``grace``: with the server gone, removing its lock would take a minute.
         """
-        if self.process.popen.poll() is None:
-            self.process.popen.terminate()
-            self._signalled.wait(ABORT_ACK_WAIT)
+        popen = self.running.process.popen
+        if popen.poll() is None:
+            popen.terminate()
+            self.running.signalled.wait(ABORT_ACK_WAIT)
         with contextlib.suppress(BrokenPipeError, OSError):
             self.stdin.close()
-        self.process.stop(grace)
+        self.running.stop(grace)
 
 
 def backup_bytes(
@@ -422,7 +451,7 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
     """
     if not snapshot_ids:
         return
-    argv = command("forget", *snapshot_ids)
+    argv = command("forget", "--retry-lock", RETRY_LOCK, *snapshot_ids)
     result = _run(repo, argv)
     refused = [line for line in result.stderr.splitlines() if "unable to remove" in line]
     if refused:
@@ -436,20 +465,18 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
 
 def prune(repo: Repository) -> None:
     """Remove data no snapshot references any more."""
-    _run(repo, command("prune"))
+    _run(repo, command("prune", "--retry-lock", RETRY_LOCK), guard.LONG)
 
 
 def check(repo: Repository, read_data_subset: str | None = None) -> None:
     """Check the repository's structure, and read a subset of pack files when asked."""
     args = [f"--read-data-subset={read_data_subset}"] if read_data_subset else []
-    _run(repo, command("check", *args))
+    _run(repo, command("check", "--retry-lock", RETRY_LOCK, *args), guard.LONG)
 
 
-def dump(repo: Repository, snapshot_id: str, path: str, stdout: int | IO[bytes]) -> execute.Process:
-    """Start streaming one file of a snapshot to ``stdout``; the caller waits on it."""
-    return execute.Process(
-        command("dump", snapshot_id, path), env=repo.env(), stdout=stdout, error=error
-    )
+def dump(repo: Repository, snapshot_id: str, path: str, stdout: int | IO[bytes]) -> Running:
+    """Start streaming one file of a snapshot to ``stdout``; the caller checks it."""
+    return Running(repo, command("dump", snapshot_id, path), stdout=stdout)
 
 
 def dump_bytes(repo: Repository, snapshot_id: str, path: str) -> bytes:
@@ -471,7 +498,7 @@ def restore(
         args += ["--include", pattern]
     if verify:
         args.append("--verify")
-    summary = summary_of(parse_messages(_run(repo, command("restore", *args)).stdout))
+    summary = summary_of(parse_messages(_run(repo, command("restore", *args), guard.LONG).stdout))
     return RestoreSummary(
         total_files=summary.get("total_files", 0),
         files_restored=summary.get("files_restored", 0),

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from backup_agent.errors import Interrupted
+from backup_agent import execute, restic
+from backup_agent.errors import BackupError, Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import BackupResult
 from backup_agent.manifest import Manifest, Service
@@ -69,13 +70,22 @@ def run_backup(
     """Run one backup with its bookkeeping and metrics; re-raise its error."""
     metrics.backup_started(service)
     try:
-        with recorded(state, backup_task(service.name, kind)) as outcome:
+        with (
+            recorded(state, backup_task(service.name, kind)) as outcome,
+            execute.Deadline(service.deadline.total_seconds(), f"backup of {service.name}"),
+        ):
+            # Before the source is read: a dead or full repository fails in seconds, and
+            # no database transaction is held open against it.
+            restic.preflight(manifest.repository_for(service.name))
             result = JOBS[service.type].backup(manifest, service, kind)
             outcome.read_bytes = result.bytes_read
     except Interrupted:
         raise
+    except BackupError as exc:
+        metrics.backup_ended(service, kind, state, None, exc.reason)
+        raise
     except Exception:
-        metrics.backup_ended(service, kind, state, None)
+        metrics.backup_ended(service, kind, state, None, "bug")
         raise
     metrics.backup_ended(service, kind, state, result.bytes_added)
     log.info(

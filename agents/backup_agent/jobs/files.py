@@ -31,15 +31,23 @@ KINDS = ("incremental", "full")
 SAMPLE_WORKERS = 4
 
 
+def options_of(service: Service) -> FilesOptions:
+    assert isinstance(service.options, FilesOptions)
+    return service.options
+
+
 def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     """Back up the service's paths as one snapshot tagged with ``kind``."""
-    options = service.options
-    assert isinstance(options, FilesOptions)
+    options = options_of(service)
     if kind not in KINDS:
         raise BackupError(f"{service.name}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
     missing = [path for path in options.paths if not os.path.exists(path)]
     if missing:
-        raise BackupError(f"{service.name}: path(s) not found: {', '.join(missing)}")
+        raise BackupError(f"{service.name}: path(s) not found: {', '.join(missing)}").because(
+            "empty"
+        )
+    if not options.allow_empty:
+        require_content(service, options.paths)
     repo = manifest.repository_for(service.name)
     parent = None
     if kind == "incremental":
@@ -61,6 +69,20 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "files_unmodified": summary.files_unmodified,
     }
     return BackupResult.of_summary(service, kind, summary, details)
+
+
+def require_content(service: Service, paths: tuple[str, ...]) -> None:
+    """Refuse paths that are unreadable or hold nothing: a volume that failed to mount
+    (and that Docker replaced by an empty directory) must not become a good backup."""
+    for path in paths:
+        if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+            raise BackupError(f"{service.name}: {path} is not readable").because("empty")
+        if os.path.isdir(path):
+            with os.scandir(path) as entries:
+                if next(entries, None) is None:
+                    raise BackupError(
+                        f"{service.name}: {path} is empty (files.allow_empty permits it)"
+                    ).because("empty")
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
@@ -98,6 +120,8 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     with scratch_directory(manifest, service) as scratch:
         result = restore(manifest, service, RestoreRequest(target=str(scratch)))
         files = sorted(p for p in scratch.rglob("*") if p.is_file() and not p.is_symlink())
+        if not files and not options_of(service).allow_empty:
+            raise BackupError(f"the newest snapshot of {service.name} restored no file")
         sample = random.sample(files, min(require_drill(manifest).file_sample, len(files)))
 
         def same(path: Path) -> bool:

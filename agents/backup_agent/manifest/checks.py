@@ -185,7 +185,11 @@ class _Checker:
         )
 
     def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> model.Maintenance:
-        optional = {k: spec[k] for k in ("read_data_subsets", "repository_url") if k in spec}
+        optional: dict[str, Any] = {
+            k: spec[k] for k in ("read_data_subsets", "repository_url") if k in spec
+        }
+        if "deadline" in spec:
+            optional["deadline"] = parse_duration(spec["deadline"])
         return model.Maintenance(
             retention=self.schedule(
                 spec.get("retention_schedule", model.DEFAULT_RETENTION_SCHEDULE),
@@ -284,9 +288,10 @@ class _Checker:
             self.problems.append((f"{where}.rto.target", "is above rto.limit"))
         if self.problems or not self.valid(spec, "type", where) or type_ is None:
             return None
-        optional = {}
-        if "expected_duration" in spec:
-            optional["expected_duration"] = parse_duration(spec["expected_duration"])
+        optional = {"deadline": default_deadline(tuple(schedules.values()))}
+        for key in ("expected_duration", "deadline"):
+            if key in spec:
+                optional[key] = parse_duration(spec[key])
         service = model.Service(
             name=name,
             type=type_,
@@ -315,6 +320,20 @@ class _Checker:
                 f"keep_within {format_duration(retention.keep_within)}; at times only the newest "
                 "snapshot will be left as a restore point"
             )
+
+
+def default_deadline(schedules: tuple[model.Schedule, ...]) -> timedelta:
+    """The shortest time between two runs over the next two weeks (a backup never runs
+    into its next slot), within ``DEADLINE_BOUNDS``."""
+    low, high = model.DEADLINE_BOUNDS
+    start = datetime.now(UTC)
+    runs = sorted(
+        when.astimezone(UTC)
+        for schedule in schedules
+        for when in schedule.fires_until(start, start + timedelta(days=14), _MAX_FIRES)
+    )
+    gaps = [later - earlier for earlier, later in pairwise(runs) if later > earlier]
+    return min(max(min(gaps, default=high), low), high)
 
 
 def longest_gap(schedules: tuple[model.Schedule, ...], start: datetime | None = None) -> timedelta:
@@ -356,4 +375,8 @@ def options(type_: str, spec: Mapping[str, Any]) -> model.Options:
                 **spec,
             }
         )
-    return model.FilesOptions(paths=tuple(spec["paths"]), exclude=tuple(spec.get("exclude", ())))
+    return model.FilesOptions(
+        paths=tuple(spec["paths"]),
+        exclude=tuple(spec.get("exclude", ())),
+        **{k: spec[k] for k in ("allow_empty",) if k in spec},
+    )

@@ -86,6 +86,7 @@ class MysqlOptions:
     dump_program: str | None = None
     restore_defaults_file: str | None = None
     sanity_queries: tuple[tuple[str, str], ...] = ()  # (name, sql)
+    allow_empty: bool = False  # a dump of databases without tables is a success
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class GrafanaOptions:
 class FilesOptions:
     paths: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    allow_empty: bool = False  # an empty directory is a success
 
 
 Options = MysqlOptions | GrafanaOptions | FilesOptions
@@ -119,6 +121,9 @@ class Service:
     rto_limit: timedelta
     options: Options
     expected_duration: timedelta = timedelta(minutes=10)
+    # No backup runs longer: by default the shortest time between two of its runs,
+    # within DEADLINE_BOUNDS (the loader fills it in from the schedules).
+    deadline: timedelta = timedelta(hours=12)
 
     def kind_for(self, moment: datetime) -> str:
         """The snapshot kind an unscheduled backup at ``moment`` should make: the kind
@@ -192,8 +197,11 @@ class Maintenance:
     check: Schedule
     read_data_subsets: int = 4
     repository_url: str | None = None
+    deadline: timedelta = timedelta(hours=6)  # for each retention or check run
 
 
+# The default deadline of a service: its shortest gap between runs, kept within these.
+DEADLINE_BOUNDS = (timedelta(minutes=10), timedelta(hours=12))
 # Defaults of values the dataclasses cannot hold (schedules, directories).
 DEFAULT_WORK_DIR = "/var/tmp/backup-agent"  # noqa: S108 - a private subdirectory, mode 0700
 DEFAULT_RETENTION_SCHEDULE = "0 4 * * *"

@@ -99,7 +99,7 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
         try:
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:
-                checks += check_tables(cur, meta)
+                checks += check_tables(cur, meta, options.allow_empty)
                 checks += check_sanity(cur, options.sanity_queries, snapshot, service)
         finally:
             if not settings.mysql.image:

@@ -15,8 +15,11 @@ from backup_agent.jobs.mysql.client import connect, quote
 from backup_agent.manifest import MysqlOptions, Service
 
 
-def check_tables(cur: pymysql.cursors.Cursor, meta: Mapping[str, Any]) -> list[str]:
-    """Every table of the dump exists and holds the rows counted in the dump."""
+def check_tables(
+    cur: pymysql.cursors.Cursor, meta: Mapping[str, Any], allow_empty: bool = False
+) -> list[str]:
+    """Every table of the dump exists and holds the rows counted in the dump; a dump of
+    no table at all is a failed drill unless ``allow_empty``."""
     tables: dict[str, dict[str, int]] = meta.get("tables") or {}
     wrong = []
     total = 0
@@ -33,6 +36,8 @@ def check_tables(cur: pymysql.cursors.Cursor, meta: Mapping[str, Any]) -> list[s
                 wrong.append(f"{database}.{table}: {found} rows, dump had {expected}")
     if wrong:
         raise BackupError(f"restored tables differ from the dump: {'; '.join(wrong[:10])}")
+    if total == 0 and not allow_empty:
+        raise BackupError("the dump restored no table (mysql.allow_empty permits it)")
     return [f"{total} tables present with the row counts of the dump"]
 
 

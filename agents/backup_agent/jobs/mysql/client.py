@@ -20,6 +20,10 @@ from backup_agent import execute
 from backup_agent.errors import BackupError
 from backup_agent.manifest import MysqlOptions
 
+# A server that stops answering mid-query (its host gone without a reset) fails the
+# query after this long instead of holding the job until its deadline.
+READ_TIMEOUT = 600
+
 
 @dataclass(frozen=True)
 class Family:
@@ -75,6 +79,8 @@ def connect(
             port=options.port,
             unix_socket=options.socket,
             connect_timeout=10,
+            read_timeout=READ_TIMEOUT,
+            write_timeout=READ_TIMEOUT,
             charset="utf8mb4",
         )
     except pymysql.err.MySQLError as exc:

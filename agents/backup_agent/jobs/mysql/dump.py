@@ -18,6 +18,7 @@ from backup_agent.jobs.mysql.preflight import ServerInfo
 from backup_agent.jobs.mysql.pump import Pumped, pump
 from backup_agent.jobs.mysql.scan import DumpScanner
 from backup_agent.manifest import MysqlOptions
+from backup_agent.repository_errors import DUMP_FAILED
 
 TRAILER = re.compile(rb"-- Dump completed(?: on [^\n]*)?\n?\Z")
 COMMON_FLAGS = (
@@ -55,7 +56,8 @@ def stream_dump(
     scanner: DumpScanner,
 ) -> tuple[restic.BackupSummary, Pumped]:
     """Pump the dump into restic; only a complete dump, whose scan found no client
-    command, is allowed to become a snapshot."""
+    command, is allowed to become a snapshot. (``runs.run_backup`` proved the repository
+    usable before, so that no dump and its open transaction wait on a dead server.)"""
     upload = restic.StdinBackup(repo, filename, tags)
     dump = execute.Process(argv, stdout=execute.PIPE)
     finished = False
@@ -64,16 +66,20 @@ def stream_dump(
         try:
             stats = pump(dump.popen.stdout, upload.stdin, scanner)
         except BrokenPipeError:
-            upload.process.check("stopped reading the dump")
-            raise
-        dump.check()
+            raise upload.failure() from None
+        try:
+            dump.check()
+        except BackupError as exc:
+            raise exc.because(DUMP_FAILED) from None
         if stats.size == 0:
-            raise BackupError(f"{execute.display(argv)} exited 0 but wrote nothing")
+            raise BackupError(f"{execute.display(argv)} exited 0 but wrote nothing").because(
+                DUMP_FAILED
+            )
         if not TRAILER.search(stats.tail):
             raise BackupError(
                 f"{execute.display(argv)} output ends without '-- Dump completed':"
                 " the dump is truncated"
-            )
+            ).because(DUMP_FAILED)
         summary = upload.finish()
         finished = True
         return summary, stats

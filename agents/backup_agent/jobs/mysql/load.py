@@ -99,9 +99,10 @@ def load_dump(
     in it stops the load (``ClientCommandError``) before the client could see it."""
     loader = ParallelLoader(client_argv, f"{manifest.work_dir}/restore", LOAD_WORKERS)
     source = restic.dump(repo, snapshot.id, path, execute.PIPE)
-    assert source.popen.stdout is not None
+    stdout = source.process.popen.stdout
+    assert stdout is not None
     try:
-        stats = pump(source.popen.stdout, loader, DumpScanner(), hold_back=True)
+        stats = pump(stdout, loader, DumpScanner(), hold_back=True)
         source.check()
         loader.finish()
     finally:

@@ -60,7 +60,22 @@ def preflight(options: MysqlOptions) -> ServerInfo:
             (databases,),
         )
         non_innodb = tuple(f"{db}.{table} ({engine})" for db, table, engine in cur.fetchall())
+        if not options.allow_empty:
+            require_tables(cur, databases)
     return ServerInfo(str(version), family, tuple(databases), non_innodb)
+
+
+def require_tables(cur: pymysql.cursors.Cursor, databases: list[str]) -> None:
+    """Refuse to dump databases without a single table: a dump of nothing is not a
+    backup (a wrong server, a dropped schema) unless ``allow_empty`` says it is."""
+    cur.execute(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s",
+        (databases,),
+    )
+    if not (cur.fetchone() or (0,))[0]:
+        raise BackupError(
+            f"database(s) {', '.join(databases)} hold no table (mysql.allow_empty permits it)"
+        ).because("empty")
 
 
 def missing_privileges(cur: pymysql.cursors.Cursor, grantee: str, database: str) -> list[str]:

@@ -132,6 +132,8 @@ _MODE_NAMES = (b"sql_mode", b"@@sql_mode", b"@@session.sql_mode")
 class ClientCommandError(BackupError):
     """The dump holds something the client would act on itself, or read unlike us."""
 
+    reason = "client_command"
+
     def __init__(self, line: int, what: str) -> None:
         self.line = line
         self.what = what
