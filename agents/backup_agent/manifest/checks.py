@@ -165,7 +165,9 @@ class _Checker:
         system directory (``scratch_dir: /`` must never make a drill remove ``/home``)."""
         path = str(spec.get(key, default))
         normal = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-        if not path.startswith("/") or ".." in path.split("/"):
+        if f"{prefix}{key}" in self.skip:  # not a string, or not printable: said already
+            pass
+        elif not path.startswith("/") or ".." in path.split("/"):
             self.problems.append((f"{prefix}{key}", "must be an absolute path without '..'"))
         elif normal in SYSTEM_DIRECTORIES:
             self.problems.append(
