@@ -94,7 +94,7 @@ class _Checker:
         )
         services = data.get("services")
         checked = {
-            name: self.service(name, spec, tz, retention)
+            name: self.service(name, spec, tz)
             for name, spec in (services.items() if isinstance(services, dict) else ())
             if isinstance(spec, dict)
         }
@@ -106,6 +106,11 @@ class _Checker:
         maintenance = self.maintenance(self.section(data, "maintenance"), tz)
         if self.skip or self.problems or retention is None:
             return None
+        # Only for a manifest that will be used: simulating a year of runs is the slow
+        # part, and a refused manifest's warnings are never shown.
+        for service in checked.values():
+            if service:
+                self.gap_warnings(service, retention)
         repo = data["repository"]
         return model.Manifest(
             source=source,
@@ -215,7 +220,6 @@ class _Checker:
         name: str,
         spec: Mapping[str, Any],
         default_tz: ZoneInfo,
-        retention: model.Retention | None,
     ) -> model.Service | None:
         """Check one service field by field; the Service when it is entirely valid."""
         where = f"services.{name}"
@@ -249,7 +253,7 @@ class _Checker:
         optional = {}
         if "expected_duration" in spec:
             optional["expected_duration"] = parse_duration(spec["expected_duration"])
-        service = model.Service(
+        return model.Service(
             name=name,
             type=type_,
             schedules=schedules,
@@ -259,9 +263,6 @@ class _Checker:
             options=options(type_, spec[type_]),
             **optional,
         )
-        if retention is not None:
-            self.gap_warnings(service, retention)
-        return service
 
     def gap_warnings(self, service: model.Service, retention: model.Retention) -> None:
         gap = longest_gap(tuple(service.schedules.values()))

@@ -45,13 +45,12 @@ MAX_BYTES = 1 << 20
 MAX_STRING = 4096  # characters in one value or key (PATH_MAX); also keeps ints far from
 # Python's 4300-digit conversion limit
 MULTILINE = frozenset({"sql"})  # keys whose values may hold line breaks and tabs
-# Never in a value: C0/C1 controls (NUL ends a path, a line break forges a log line),
-# bidirectional overrides (text shown in another order than it is read) and unpaired
-# surrogates (not encodable, from a "\ud800" escape).
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_FORBIDDEN_MULTILINE = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+# Never in a value: C0/C1 controls and line separators (NUL ends a path, a line break
+# forges a log line), bidirectional overrides (text shown in another order than it is
+# read) and unpaired surrogates (not encodable, from a "\ud800" escape).
+_OTHERS = r"\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_FORBIDDEN = re.compile(rf"[\x00-\x1f{_OTHERS}]")
+_FORBIDDEN_MULTILINE = re.compile(rf"[\x00-\x08\x0b-\x1f{_OTHERS}]")
 
 
 @cache
@@ -77,9 +76,28 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, with every failure to build a value reported as a YAML
-    error at the value's position (``2024-13-45``, ``!!int abc`` and ``!!bool x``
-    raise ValueError, KeyError or AttributeError from PyYAML's constructors)."""
+    """PyYAML's safe loader, stopping at ``MAX_DEPTH`` levels while it reads (its
+    composer recurses, and its scanner slows down quadratically with flow nesting:
+    a megabyte of ``[`` took over a second to reach the recursion limit), and with
+    every failure to build a value reported as a YAML error at the value's position
+    (``2024-13-45``, ``!!int abc`` and ``!!bool x`` raise ValueError, KeyError or
+    AttributeError from PyYAML's constructors)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -93,7 +111,10 @@ class _Loader(yaml.SafeLoader):
 def read_yaml(text: str, source: str) -> Any:
     """Parse YAML safely: one document of plain data, checked for size, depth and
     duplicate keys before any value is built."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters at once
+        raise error(source, [("(yaml)", _yaml_message(exc))]) from exc
     try:
         node = loader.get_single_node()
         if node is None:
@@ -129,35 +150,65 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 
 
 def _node_problems(root: yaml.Node) -> Problems:
-    """Nodes as loading would expand them (aliases counted each time they are used),
-    nesting depth, over-long scalars and keys written twice in one mapping."""
-    problems: Problems = []
-    count = 0
-    checked: set[int] = set()  # mappings and scalars already checked (aliases repeat them)
-    stack: list[tuple[yaml.Node, str, int]] = [(root, "", 0)]
+    """The document's size and depth as loading would expand it (an alias counts
+    its whole anchor each time it is used), then over-long scalars and keys written
+    twice. Sizes are summed once per node, so a bomb is measured, not walked."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being measured
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
-        node, path, depth = stack.pop()
-        count += 1
-        if count > MAX_NODES:
+        node, ready = stack.pop()
+        if id(node) in size:
+            continue
+        children = _children(node)
+        if not ready:
+            if any(id(child) in open_ for child in children):  # &a [*a]
+                return [("(yaml)", "an alias refers to a node that contains it")]
+            open_.add(id(node))
+            stack.append((node, True))
+            stack += [(child, False) for child in children if id(child) not in size]
+            continue
+        open_.discard(id(node))
+        size[id(node)] = 1 + sum(size[id(child)] for child in children)
+        height[id(node)] = 1 + max((height[id(child)] for child in children), default=0)
+        if size[id(node)] > MAX_NODES:
             return [("(yaml)", f"expands to more than {MAX_NODES} nodes (aliases?)")]
-        if depth > MAX_DEPTH:
-            return [(path or "(top)", f"nested more than {MAX_DEPTH} levels deep")]
-        if id(node) in checked:
-            pass
-        elif isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_STRING:
+        if height[id(node)] > MAX_DEPTH:  # deeper text is refused while reading
+            return [("(yaml)", f"nested more than {MAX_DEPTH} levels deep (aliases?)")]
+    return _scalar_and_key_problems(root)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _scalar_and_key_problems(root: yaml.Node) -> Problems:
+    """Scalars longer than ``MAX_STRING`` and duplicate keys, each node checked once
+    with the path it is first reached by."""
+    problems: Problems = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        prefix = f"{path}." if path else ""
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_STRING:
             problems.append((path or "(top)", f"longer than {MAX_STRING} characters"))
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(item, f"{prefix}{i}") for i, item in enumerate(node.value)]
         elif isinstance(node, yaml.MappingNode):
             problems += _duplicates(node, path)
-        checked.add(id(node))
-        prefix = f"{path}." if path else ""
-        if isinstance(node, yaml.SequenceNode):
-            stack += [(item, f"{prefix}{i}", depth + 1) for i, item in enumerate(node.value)]
-        elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack += [(key, f"{prefix}{name}", depth + 1)]
-                stack += [(value, f"{prefix}{name}", depth + 1)]
-    return problems
+                stack += [(key, f"{prefix}{name}"), (value, f"{prefix}{name}")]
+    return sorted(problems)
 
 
 def _duplicates(node: yaml.MappingNode, path: str) -> Problems:
@@ -317,12 +368,17 @@ def _string_problem(text: str, multiline: bool) -> str | None:
     if found is None:
         return None
     char = found.group()
-    what = {"\n": "a line break", "\r": "a line break", "\t": "a tab", "\x00": "a NUL byte"}
-    name = what.get(char, "an unpaired surrogate" if "\ud800" <= char <= "\udfff" else "")
-    name = name or (
-        "a control character" if char <= "\x9f" else "a bidirectional-text control character"
-    )
-    return f"contains {name} (U+{ord(char):04X}) at character {found.start() + 1}"
+    return f"contains {_name(char)} (U+{ord(char):04X}) at character {found.start() + 1}"
+
+
+def _name(char: str) -> str:
+    if char in "\n\r\x85\u2028\u2029":
+        return "a line break"
+    if char in "\t\x00":
+        return "a tab" if char == "\t" else "a NUL byte"
+    if "\ud800" <= char <= "\udfff":
+        return "an unpaired surrogate"
+    return "a control character" if char <= "\x9f" else "a bidirectional-text control character"
 
 
 _TYPE_NAMES = {
@@ -429,5 +485,7 @@ def _clip(text: str, limit: int = 120) -> str:
 
 def _printable(text: str, limit: int) -> str:
     """``text`` on one line of printable characters (others escaped), clipped."""
-    escaped = _FORBIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
-    return _clip(escaped, limit)
+    if text.isprintable():
+        return _clip(text, limit)
+    escaped = (c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return _clip("".join(escaped)[: limit + 1], limit)
