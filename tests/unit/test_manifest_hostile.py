@@ -146,8 +146,11 @@ def assert_refused(box: Sandbox, env: Mapping[str, str] | None = None) -> list[s
 
 def write_data(box: Sandbox, data: Any, *, escape: bool = False) -> None:
     """Dump ``data`` as YAML into the sandbox's manifest (with ``escape``, every
-    non-ASCII character as an escape sequence; otherwise as UTF-8)."""
+    non-ASCII character as an escape sequence; otherwise as UTF-8 where that reads
+    back as the same data)."""
     text = yaml.safe_dump(data, allow_unicode=not escape, sort_keys=False, width=1 << 20)
+    if not escape and yaml.safe_load(text) != data:  # raw U+0085 reads as a line break
+        text = yaml.safe_dump(data, sort_keys=False, width=1 << 20)
     box.manifest.write_text(text, encoding="utf-8", errors="surrogatepass")
 
 
@@ -179,14 +182,15 @@ def nodes(node: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
             yield from nodes(value, (*path, index))
 
 
-def replaced(data: Any, path: Path_, value: Any) -> Any:
-    """A copy of ``data`` with the node at ``path`` replaced by ``value``."""
+def with_value(data: Any, path: Path_, value: Any) -> Any:
+    """A copy of ``data`` with ``value`` at ``path`` (the root when empty), creating
+    mappings on the way."""
     if not path:
         return value
     result = copy.deepcopy(data)
     parent = result
     for step in path[:-1]:
-        parent = parent[step]
+        parent = parent.setdefault(step, {})
     parent[path[-1]] = value
     return result
 
@@ -243,19 +247,23 @@ any_values = st.recursive(
 )
 
 
-def strings_with(chars: list[str]) -> st.SearchStrategy[str]:
-    """Strings no value may be: one of ``chars`` somewhere, or longer than MAX_STRING."""
+def strings_with(chars: list[str], around: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Strings no value may be: one of ``chars`` somewhere in ``around`` text, or
+    longer than MAX_STRING."""
     return st.builds(
         lambda before, char, after: before + char + after,
-        st.text(max_size=20),
+        around,
         st.sampled_from(chars),
-        st.text(max_size=20),
+        around,
     ) | st.integers(min_value=4097, max_value=20_000).map(lambda n: "/" * n)
 
 
-bad_strings = strings_with(FORBIDDEN)
+bad_strings = strings_with(FORBIDDEN, st.text(max_size=20))
 # The environment cannot hold NUL or "\ud800"; an invalid UTF-8 byte arrives as "\udcff".
-bad_environment = strings_with([*(c for c in FORBIDDEN if c not in "\x00\ud800"), "\udcff"])
+bad_environment = strings_with(
+    [*(c for c in FORBIDDEN if c not in "\x00\ud800"), "\udcff"],
+    st.text(st.characters(exclude_characters="\x00"), max_size=20),
+)
 # Keys that are valid nowhere: not strings, or not a service name (and unknown anywhere).
 bad_keys = (
     st.integers()
@@ -271,13 +279,15 @@ bad_keys = (
 @given(data=st.data(), escape=st.booleans())
 @SETTINGS
 def test_any_node_of_another_type(sandbox: Sandbox, data: st.DataObject, escape: bool) -> None:
-    """Any node of a shipped manifest (the whole document too) replaced by a value of
-    another type: ints, huge ints, floats, bools, None, lists, mappings, text, dates."""
-    name, path = data.draw(st.sampled_from(shipped_nodes(sandbox)), label="node")
+    """Any node of a shipped manifest (the whole document too, and the optional
+    sections it leaves out) replaced by a value of another type: ints, huge ints,
+    floats, bools, None, lists, mappings, text, dates, bytes."""
+    sections = [(name, (key,)) for name in SHIPPED for key in ("agent", "maintenance", "drill")]
+    name, path = data.draw(st.sampled_from(shipped_nodes(sandbox) + sections), label="node")
     original = shipped(name, sandbox)
-    node = dict(nodes(original))[path]
+    node = dict(nodes(original)).get(path, {})  # the optional sections are mappings
     value = data.draw(any_values.filter(lambda v: kind(v) != kind(node)), label="value")
-    write_data(sandbox, replaced(original, path, value), escape=escape)
+    write_data(sandbox, with_value(original, path, value), escape=escape)
     assert_refused(sandbox)
 
 
@@ -290,7 +300,7 @@ def test_any_string_with_control_characters_or_huge(
     a bidi override or an unpaired surrogate, or longer than 4096 characters."""
     name, path = data.draw(st.sampled_from(shipped_nodes(sandbox, strings=True)))
     value = data.draw(bad_strings, label="value")
-    write_data(sandbox, replaced(shipped(name, sandbox), path, value), escape=escape)
+    write_data(sandbox, with_value(shipped(name, sandbox), path, value), escape=escape)
     lines = assert_refused(sandbox)
     assert any(line.startswith(f"  {'.'.join(map(str, path))}: ") for line in lines), lines
 
@@ -321,7 +331,7 @@ def test_environment_references_that_cannot_be_valid(sandbox: Sandbox, data: st.
     )
     env = {} if hostile is None else {variable: hostile}
     assert variable not in os.environ
-    write_data(sandbox, replaced(shipped(name, sandbox), path, value))
+    write_data(sandbox, with_value(shipped(name, sandbox), path, value))
     lines = assert_refused(sandbox, env)
     assert any(line.startswith(f"  {'.'.join(map(str, path))}: ") for line in lines), lines
 
@@ -361,7 +371,7 @@ def test_dangerous_directories(sandbox: Sandbox, data: st.DataObject) -> None:
         st.sampled_from(shipped_nodes(sandbox, last={"work_dir", "scratch_dir"}))
     )
     value = data.draw(st.sampled_from(DANGEROUS))
-    write_data(sandbox, replaced(shipped(name, sandbox), path, value))
+    write_data(sandbox, with_value(shipped(name, sandbox), path, value))
     assert assert_refused(sandbox) == [
         f"  {'.'.join(path)}: "
         + (
@@ -419,16 +429,6 @@ def bad_crons(draw: st.DrawFn) -> str:
 bad_zones = st.sampled_from(["Mars/Olympus", "/UTC", "UTC/", "../UTC", "Europe", "", "."]) | (
     st.text(max_size=10).map(lambda text: f"Nowhere/{text}")
 )
-
-
-def with_value(data: Any, path: Path_, value: Any) -> Any:
-    """A copy of ``data`` with ``value`` at ``path``, creating mappings on the way."""
-    result = copy.deepcopy(data)
-    parent = result
-    for step in path[:-1]:
-        parent = parent.setdefault(step, {})
-    parent[path[-1]] = value
-    return result
 
 
 @given(data=st.data())

@@ -296,9 +296,8 @@ def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str], Problems]:
             name: rename(spec, RENAMED_SERVICE, f"services.{name}.")
             for name, spec in data["services"].items()
         }
-    data["maintenance"] = rename(data.get("maintenance"), RENAMED_MAINTENANCE, "maintenance.")
-    if data["maintenance"] is None:
-        del data["maintenance"]
+    if "maintenance" in data:  # an explicit null stays, for the schema to refuse
+        data["maintenance"] = rename(data["maintenance"], RENAMED_MAINTENANCE, "maintenance.")
     return data, warnings, problems
 
 
