@@ -617,3 +617,88 @@ def test_any_splice_of_text_is_ok_or_refused(sandbox: Sandbox, data: st.DataObje
         assert out.startswith(f"{sandbox.manifest}: ok: ")
     else:
         assert_refused(sandbox)
+
+
+# --- what the fuzzing found, one example each --------------------------------------
+
+FOUND = [
+    # (change to manifests/minimal.yaml, expected problem lines)
+    (
+        "host: myhost",
+        "host: 123",
+        ["repository.host: must be a string, not 123 (write it in quotes)"],
+    ),
+    ("host: myhost", "host:", ["repository.host: must be a string, not empty"]),
+    (
+        "rpo: 1d",
+        "rpo: 99999999999w",
+        ["services.documents.rpo: '99999999999w' is longer than 100 years"],
+    ),
+    ("version: 1", "version: 1.0", ["version: must be a whole number, not 1.0"]),
+    (
+        "version: 1",
+        "version: 1\nagent: {metrics_port: 9464.0}",
+        ["agent.metrics_port: must be a whole number, not 9464.0"],
+    ),
+    (
+        "host: myhost",
+        "host: 2024-13-45",
+        ["(yaml): line 8, column 9: cannot read '2024-13-45' as !!timestamp"],
+    ),
+    (
+        "host: myhost",
+        "host: !!bool maybe",
+        ["(yaml): line 8, column 9: cannot read 'maybe' as !!bool"],
+    ),
+    ("version: 1", "version: 1\nmaintenance:", ["maintenance: must be a mapping, not empty"]),
+    (
+        "  documents:",
+        "  1: {}\n  documents:",
+        [
+            "services: name 1 must be a string",
+            "services.1.type: is required",
+            "services.1.schedule: is required",
+            "services.1.rpo: is required",
+            "services.1.rto: is required",
+        ],
+    ),
+    (
+        "  documents:",
+        "  " + "d" * 64 + ":",
+        ["services: name '" + "d" * 64 + "' is longer than 63 characters"],
+    ),
+    (
+        "host: myhost",
+        "host: ${BACKUP_AGENT_HOSTILE_UNSET}",
+        ["repository.host: environment variable BACKUP_AGENT_HOSTILE_UNSET is not set"],
+    ),
+    (
+        "host: myhost",
+        'host: "my\\u202ehost"',
+        [
+            "repository.host: contains a bidirectional-text control character (U+202E) "
+            "at character 3"
+        ],
+    ),
+    ("host: myhost", "host: &h [*h]", ["(yaml): an alias refers to a node that contains it"]),
+    (
+        "version: 1",
+        "version: 1\nwork_dir: /home/",
+        ["work_dir: /home/ is a system directory; use a directory of its own"],
+    ),
+    (
+        "version: 1",
+        "version: 1\nwork_dir: 5",
+        ["work_dir: must be a string, not 5 (write it in quotes)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), FOUND, ids=[f[1][:30] for f in FOUND])
+def test_found_by_fuzzing(sandbox: Sandbox, old: str, new: str, expected: list[str]) -> None:
+    """Each was a traceback, a second message for one mistake, an unclear message or
+    an accepted manifest before issue 10."""
+    text = text_of("minimal.yaml")
+    assert old in text
+    sandbox.manifest.write_text(text.replace(old, new, 1))
+    assert assert_refused(sandbox) == [f"  {line}" for line in expected]

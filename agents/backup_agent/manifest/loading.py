@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -104,7 +105,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {_short(node.value)} as {node.tag}", node.start_mark
+                None, None, f"cannot read {_short(node.value)} as {_tag(node.tag)}", node.start_mark
             ) from exc
 
 
@@ -139,14 +140,18 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
         return " ".join(str(exc).split())
     problem = exc.problem or exc.context or "invalid YAML"
     if problem.startswith("could not determine a constructor for the tag"):
-        tag = problem.rsplit(" ", 1)[-1].replace("tag:yaml.org,2002:", "!!")
-        problem = f"the tag {tag} is not allowed: plain YAML data only"
+        problem = f"the tag {_tag(problem.rsplit(' ', 1)[-1])} is not allowed: plain YAML data only"
     elif exc.context and exc.problem:
         joined = problem.startswith("but ")
         problem = f"{exc.context}, {problem}" if joined else f"{problem} ({exc.context})"
     mark = exc.problem_mark or exc.context_mark
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     return f"{where}{problem}"
+
+
+def _tag(tag: str) -> str:
+    """A YAML tag as written: ``!!int`` for ``tag:yaml.org,2002:int``."""
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
 def _node_problems(root: yaml.Node) -> Problems:
@@ -446,7 +451,14 @@ def _describe(error: jsonschema.ValidationError) -> Problems:
         }
         return [(path, f"name {value} {rule.get(str(error.validator), error.message)}")]
     if error.validator == "type":
-        return [(path, f"must be {_TYPE_NAMES.get(str(expected), str(expected))}, not {value}")]
+        wanted = _TYPE_NAMES.get(str(expected), str(expected))
+        if error.instance is None:
+            return [(path, f"must be {wanted}, not empty")]
+        if expected == "string" and isinstance(error.instance, int | float | date):
+            # YAML read 123, 1e3, yes or 2024-01-01 as another type than a string.
+            shown = error.instance.isoformat() if isinstance(error.instance, date) else value
+            return [(path, f"must be a string, not {shown} (write it in quotes)")]
+        return [(path, f"must be {wanted}, not {value}")]
     if error.validator == "pattern" and expected == _DURATION:
         if isinstance(error.instance, str) and re.search(_DURATION, error.instance):
             return [(path, error.message)]  # the right shape, but too long
