@@ -79,7 +79,7 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, stopping at ``MAX_DEPTH`` levels while it reads (its
     composer recurses, and its scanner slows down quadratically with flow nesting:
-    a megabyte of ``[`` took over a second to reach the recursion limit), and with
+    a megabyte of ``[`` took over a second to reach Python's recursion limit), and with
     every failure to build a value reported as a YAML error at the value's position
     (``2024-13-45``, ``!!int abc`` and ``!!bool x`` raise ValueError, KeyError or
     AttributeError from PyYAML's constructors)."""
@@ -112,24 +112,19 @@ class _Loader(yaml.SafeLoader):
 def read_yaml(text: str, source: str) -> Any:
     """Parse YAML safely: one document of plain data, checked for size, depth and
     duplicate keys before any value is built."""
+    loader: _Loader | None = None
     try:
-        loader = _Loader(text)
-    except yaml.YAMLError as exc:  # the reader refuses control characters at once
-        raise error(source, [("(yaml)", _yaml_message(exc))]) from exc
-    try:
+        loader = _Loader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
-        if node is None:
-            return None
-        problems = _node_problems(node)
+        problems = [] if node is None else _node_problems(node)
         if problems:
             raise error(source, problems)
-        return loader.construct_document(node)
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise error(source, [("(yaml)", _yaml_message(exc))]) from exc
-    except RecursionError as exc:
-        raise error(source, [("(yaml)", "nested too deeply")]) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
