@@ -745,16 +745,14 @@ def test_an_unset_variable_without_default_is_a_problem_naming_the_key() -> None
 
 
 def test_a_value_cannot_add_structure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A variable holding YAML (a newline and a key) stays one string value."""
+    """A variable holding YAML (a newline and a key) stays one string value, and that
+    value is refused for its line break: no socket, no work_dir problem appears."""
     monkeypatch.setenv("DB_HOST", "mysql\n  socket: /tmp/evil.sock\nwork_dir: /")
     data = base()
     data["services"]["db"]["mysql"]["host"] = "${DB_HOST}"
-    loaded = manifest.parse(data)
-    options = loaded.service("db").options
-    assert isinstance(options, MysqlOptions)
-    assert options.host.startswith("mysql\n")
-    assert options.socket is None
-    assert loaded.work_dir == manifest.DEFAULT_WORK_DIR
+    assert problems_of(data) == [
+        ("services.db.mysql.host", "contains a line break (U+000A) at character 6")
+    ]
 
 
 def test_a_number_from_the_environment_is_a_number() -> None:

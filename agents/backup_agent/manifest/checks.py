@@ -94,7 +94,7 @@ class _Checker:
         )
         services = data.get("services")
         checked = {
-            name: self.service(name, spec, tz, retention)
+            name: self.service(name, spec, tz)
             for name, spec in (services.items() if isinstance(services, dict) else ())
             if isinstance(spec, dict)
         }
@@ -107,6 +107,11 @@ class _Checker:
         self.per_service(data)
         if self.skip or self.problems or retention is None:
             return None
+        # Only for a manifest that will be used: simulating a year of runs is the slow
+        # part, and a refused manifest's warnings are never shown.
+        for service in checked.values():
+            if service:
+                self.gap_warnings(service, retention)
         repo = data["repository"]
         trust: dict[str, Any] = {}
         if "former_hosts" in repo:
@@ -209,7 +214,9 @@ class _Checker:
         system directory (``scratch_dir: /`` must never make a drill remove ``/home``)."""
         path = str(spec.get(key, default))
         normal = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-        if not path.startswith("/") or ".." in path.split("/"):
+        if f"{prefix}{key}" in self.skip:  # not a string, or not printable: said already
+            pass
+        elif not path.startswith("/") or ".." in path.split("/"):
             self.problems.append((f"{prefix}{key}", "must be an absolute path without '..'"))
         elif normal in SYSTEM_DIRECTORIES:
             self.problems.append(
@@ -257,7 +264,6 @@ class _Checker:
         name: str,
         spec: Mapping[str, Any],
         default_tz: ZoneInfo,
-        retention: model.Retention | None,
     ) -> model.Service | None:
         """Check one service field by field; the Service when it is entirely valid."""
         where = f"services.{name}"
@@ -292,7 +298,7 @@ class _Checker:
         for key in ("expected_duration", "deadline"):
             if key in spec:
                 optional[key] = parse_duration(spec[key])
-        service = model.Service(
+        return model.Service(
             name=name,
             type=type_,
             schedules=schedules,
@@ -302,9 +308,6 @@ class _Checker:
             options=options(type_, spec[type_]),
             **optional,
         )
-        if retention is not None:
-            self.gap_warnings(service, retention)
-        return service
 
     def gap_warnings(self, service: model.Service, retention: model.Retention) -> None:
         gap = longest_gap(tuple(service.schedules.values()))

@@ -28,14 +28,22 @@ TYPES = ("mysql", "grafana", "files")
 BACKUP_KINDS = ("full", "incremental")
 SYSTEM_DATABASES = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Longer than any RPO, RTO or retention, and short enough that date arithmetic with it
+# (now - max_age, a year of simulated runs) stays far inside datetime's range.
+MAX_DURATION = timedelta(days=36525)
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30m``, ``2h``, ``1d``, ``3w`` -> timedelta (the schema guarantees the shape)."""
+    """``30m``, ``2h``, ``1d``, ``3w`` -> timedelta (the schema guarantees the shape);
+    ValueError for anything else, or longer than ``MAX_DURATION``."""
     match = re.fullmatch(r"([1-9][0-9]*)([smhdw])", text)
     if not match:
-        raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        raise ValueError(f"not a duration: {text[:40]!r}")
+    number, unit = match.groups()
+    if len(number) > 12 or int(number) * _UNITS[unit] > MAX_DURATION.total_seconds():
+        shown = text if len(text) <= 20 else f"{text[:17]}..."
+        raise ValueError(f"{shown!r} is longer than 100 years")
+    return timedelta(seconds=int(number) * _UNITS[unit])
 
 
 def format_duration(value: timedelta) -> str:
