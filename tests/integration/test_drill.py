@@ -183,3 +183,23 @@ def test_restore_with_a_wrong_password_fails_clearly(
     Path(repository.password_file).write_text("wrong\n")
     with pytest.raises(restic.WrongPassword, match="wrong password"):
         files.restore(loaded, loaded.service("files"), RestoreRequest(target=str(tmp_path / "o")))
+
+
+def test_a_drill_never_loads_into_or_drops_a_database_it_did_not_create(
+    plan: dict[str, Any], make_manifest: ManifestFactory, scratch_mariadb: MariaDB, database: str
+) -> None:
+    """The databases a drill drops afterwards are named by the snapshot's record (hostile
+    input): one that already exists on the scratch server, even empty, is refused."""
+    loaded = make_manifest({"db": plan["services"]["db"]}, drill=plan["drill"])
+    mysql.backup(loaded, loaded.service("db"), "full")
+    scratch_mariadb.execute(
+        f"CREATE DATABASE {database}",
+        f"CREATE PROCEDURE {database}.keep_me() SELECT 1",
+    )
+    try:
+        result = drill.drill(loaded, loaded.service("db"))
+        assert not result.passed and result.error is not None
+        assert "already exist on the drill server" in result.error
+        assert scratch_mariadb.execute(f"SHOW DATABASES LIKE '{database}'") == [(database,)]
+    finally:
+        scratch_mariadb.execute(f"DROP DATABASE IF EXISTS {database}")

@@ -908,3 +908,21 @@ def test_a_per_service_password_needs_per_service_repositories() -> None:
     data["repository"]["password_file"] = "/run/secrets/restic_password_{service}"
     ((path, message),) = problems_of(data)
     assert path == "repository.password_file" and "share its password" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "path"),
+    [
+        ("agent", "state_dir", "/", "agent.state_dir"),
+        ("agent", "state_dir", "state", "agent.state_dir"),
+        ("drill", "report_file", "/etc/passwd", "drill.report_file"),
+        ("drill", "report_file", "report.json", "drill.report_file"),
+    ],
+)
+def test_files_the_agent_replaces_are_in_directories_of_its_own(
+    section: str, key: str, value: str, path: str
+) -> None:
+    data = base()
+    data.setdefault(section, {"schedule": "0 6 * * 1"} if section == "drill" else {})[key] = value
+    ((where, _),) = problems_of(data)
+    assert where == path

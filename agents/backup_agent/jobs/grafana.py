@@ -134,9 +134,18 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     assert isinstance(options, GrafanaOptions)
     target = Path(request.target or options.data_dir)
     snapshot = snapshots.select(manifest, service, request.snapshot)
-    if (target / DATABASE_NAME).exists() and not request.force:
+    names = [
+        DATABASE_NAME,
+        *(
+            Path(p).name
+            for p in (options.config_file, options.provisioning_dir, options.plugins_dir)
+        ),
+    ]
+    existing = [name for name in names if (target / name).exists()]
+    if existing and not request.force:
         raise BackupError(
-            f"{target / DATABASE_NAME} exists: stop Grafana first and use --force to replace it"
+            f"{target} already holds {', '.join(existing)}: stop Grafana first and use "
+            "--force to replace them"
         )
     if request.dry_run:
         return RestoreResult(

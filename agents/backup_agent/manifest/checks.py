@@ -100,6 +100,8 @@ class _Checker:
         }
         work_dir = self.directory(data, "work_dir", model.DEFAULT_WORK_DIR)
         agent = model.Agent(**self.section(data, "agent"))
+        # The agent replaces its state file (and the drill report) there.
+        self.directory(self.section(data, "agent"), "state_dir", agent.state_dir, "agent.")
         drill = (
             self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
         )
@@ -173,6 +175,10 @@ class _Checker:
         if "server_args" in server:
             server["server_args"] = tuple(server["server_args"])
         scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
+        report = str(spec.get("report_file", f"{agent.state_dir}/drill-report.json"))
+        self.directory(
+            {"report_file": report.rsplit("/", 1)[0] or "/"}, "report_file", "", "drill."
+        )
         keys = ("file_sample", "key_file", "repository_url")
         optional: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
         if "max_age" in spec:
