@@ -28,9 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from backup_agent.errors import BackupError
 from backup_agent.execute import mask
 
-# Every series of the agents, and the scrape status of the backup jobs (their names
-# start with "backup": backup-agent, backup-maintenance, backup-verifier, backup-server).
-QUERY = '{__name__=~"backup_.+"} or up{job=~"backup.*"}'
+# Every series of the agents, and the scrape status of every target: ``or`` would drop
+# an ``up`` whose labels equal a backup series' (``or`` ignores names), so one selector.
+QUERY = '{__name__=~"backup_.+|up"}'
+# The backup jobs' names start with it: backup-agent, backup-maintenance,
+# backup-verifier, backup-server (compose/prometheus/prometheus.yml).
+JOB_PREFIX = "backup"
 TIMEOUT = 10.0
 MAX_BYTES = 16 << 20
 # The scrape job each agent role runs under in compose/prometheus/prometheus.yml.
@@ -87,7 +90,11 @@ def from_prometheus(url: str, timeout: float = TIMEOUT) -> Readout:
     targets = _api(f"{base}/api/v1/targets?state=active", where, timeout)
     if not isinstance(vector, dict) or vector.get("resultType") != "vector":
         raise BackupError(f"{where} answered the query with no vector: not a Prometheus?")
-    samples = [s for s in map(_vector_sample, _list(vector.get("result"))) if s is not None]
+    samples = [
+        s
+        for s in map(_vector_sample, _list(vector.get("result")))
+        if s is not None and (s.name != "up" or s.labels.get("job", "").startswith(JOB_PREFIX))
+    ]
     alerts = [
         Alert(labels)
         for entry in _list(listed.get("alerts") if isinstance(listed, dict) else None)
@@ -96,7 +103,7 @@ def from_prometheus(url: str, timeout: float = TIMEOUT) -> Readout:
         if labels is not None
     ]
     errors = {
-        labels.get("instance", ""): " ".join(str(target.get("lastError")).split())[:200]
+        labels.get("instance", ""): _scrape_error(target["lastError"])
         for target in _list(targets.get("activeTargets") if isinstance(targets, dict) else None)
         if isinstance(target, dict) and target.get("lastError")
         for labels in [_labels(target.get("labels")) or {}]
@@ -165,6 +172,12 @@ def _reason(reason: object) -> str:
     """An OS error's message without its errno prefix, on one line."""
     text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
     return " ".join(text.split()) or type(reason).__name__
+
+
+def _scrape_error(error: object) -> str:
+    """The last link of a Go error chain, which says what happened: 'Get "http://...":
+    dial tcp ...: connect: connection refused' -> 'connection refused'."""
+    return " ".join(str(error).split()).rsplit(": ", 1)[-1][:200]
 
 
 def _list(value: object) -> list[Any]:
