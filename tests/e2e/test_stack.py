@@ -94,7 +94,9 @@ class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
-        self.project = f"agama-e2e-{uuid.uuid4().hex[:8]}"
+        # E2E_PROJECT_PREFIX: several runs on one shared engine, each under its own name.
+        prefix = os.environ.get("E2E_PROJECT_PREFIX", "agama-e2e")
+        self.project = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.secrets = base / "secrets"
         self.files = base / "files"
         self.env = {

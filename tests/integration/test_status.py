@@ -201,8 +201,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
         state.update(task, record)
 
-    ran(backup_task("mysql", "full"), now - 3 * HOUR, now - 3 * HOUR + 60)
-    ran(backup_task("files", "incremental"), now - 30 * HOUR, now - 30 * HOUR + 60)
+    ran(backup_task("mysql", "full"), now - 3 * HOUR - 60, now - 3 * HOUR)  # ended 3 h ago
+    ran(backup_task("files", "incremental"), now - 30 * HOUR - 60, now - 30 * HOUR)
     ran(backup_task("files", "full"), now - 600, None)  # failed: server unreachable, below
     ran(RETENTION, now - HOUR, now - HOUR + 5)
     ran(CHECK, now - HOUR, now - HOUR + 5)
