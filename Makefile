@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
 .PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench \
-	up down down-volumes ps logs backup-now drill restore-test snapshots plan e2e
+	up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -23,6 +23,7 @@ help:
 	@echo "make down        remove its containers and network; data volumes are kept"
 	@echo "make down-volumes  remove its containers, network and volumes (all data!)"
 	@echo "make ps | logs [SERVICE=x] | plan | snapshots [SERVICE=x]"
+	@echo "make status      every service against its RPO and RTO, snapshots, components, alerts"
 	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
 	@echo "make drill       restore drills now, through the verifier (old name: restore-test)"
 
@@ -111,6 +112,10 @@ restore-test: drill
 
 snapshots:
 	$(COMPOSE) exec verifier backup-agent snapshots $(SERVICE)
+
+# Read from the stack's Prometheus (monitoring.prometheus_url of the manifest).
+status:
+	$(COMPOSE) exec verifier backup-agent status
 
 plan:
 	$(COMPOSE) exec verifier backup-agent plan

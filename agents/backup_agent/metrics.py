@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from backup_agent import __version__
 from backup_agent.drill import read_report
 from backup_agent.manifest import Manifest, Service
+from backup_agent.repository_errors import REASONS
 from backup_agent.state import CHECK, RETENTION, State, backup_task
 from backup_agent.survey import Survey
 
@@ -58,6 +59,9 @@ SERVICE_GAUGES = {
 LIMIT_GAUGES = {
     "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
     "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
+    "repository_size_limit_bytes": (
+        "repository.size_limit (rest-server --max-size): what the server stores at most; 0 if none."
+    ),
 }
 # Per-maintenance-task gauges (label ``task``: retention, check).
 TASK_GAUGES = {
@@ -141,6 +145,9 @@ class Metrics:
             self.service(name, "last_attempt_timestamp_seconds")
             self.waits.labels(name)
             self.wait_seconds.labels(name)
+            # Zero from the start, so that the first failure is an increase (alerts).
+            for reason in REASONS:
+                self.failures.labels(name, reason)
             for kind in service.schedules:
                 for result in ("success", "failure"):
                     self.runs.labels(name, kind, result)
@@ -226,6 +233,7 @@ class Metrics:
         self.limits["retention_max_age_seconds"].set(manifest.retention.max_age.total_seconds())
         if manifest.drill is not None:
             self.limits["drill_max_age_seconds"].set(manifest.drill.max_age.total_seconds())
+        self.limits["repository_size_limit_bytes"].set(manifest.size_limit or 0)
 
 
 class DrillReportCollector(Collector):

@@ -17,7 +17,8 @@ One scenario, in order, because each step needs the previous one and real minute
    with the database stopped BackupStale fires for mysql once its 2-minute RPO has
    passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
    nothing, so no freshness alert can fire for it: the rules say so); the real
-   Alertmanager (Debian's) receives the firing alerts;
+   Alertmanager (Debian's) receives the firing alerts; `backup-agent status` shows
+   it all, and with the backup server stopped BackupServerDown fires;
 6. the `make down-volumes` equivalent leaves no container, network or volume behind.
 
 Docker is required: without it the test fails when BACKUP_AGENT_REQUIRE_INTEGRATION=1
@@ -66,7 +67,7 @@ TARGETS = {
     ("backup-agent", "files-agent:9464"),
     ("backup-maintenance", "maintenance:9464"),
     ("backup-verifier", "verifier:9464"),
-    ("rest-server", "backup-server:8000"),
+    ("backup-server", "backup-server:8000"),
     ("prometheus", "localhost:9090"),
 }
 ROWS = 3000
@@ -93,7 +94,9 @@ class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
-        self.project = f"agama-e2e-{uuid.uuid4().hex[:8]}"
+        # E2E_PROJECT_PREFIX: several runs on one shared engine, each under its own name.
+        prefix = os.environ.get("E2E_PROJECT_PREFIX", "agama-e2e")
+        self.project = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.secrets = base / "secrets"
         self.files = base / "files"
         self.env = {
@@ -301,8 +304,21 @@ def fingerprint(stack: Stack) -> tuple[str, str]:
 
 def snapshots(stack: Stack) -> list[dict[str, Any]]:
     """Every snapshot, through rest-server with the verifier's credentials."""
-    found: list[dict[str, Any]] = json.loads(stack.agent("verifier", "snapshots"))
+    found: list[dict[str, Any]] = json.loads(stack.agent("verifier", "snapshots", "--json"))
     return found
+
+
+def status_rows(stack: Stack) -> dict[str, str]:
+    """``backup-agent status`` in the verifier (Prometheus from the manifest): each line
+    by its first word (a service name, or a component's job: keyed by instance)."""
+    rows: dict[str, str] = {}
+    for line in stack.agent("verifier", "status").splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0].startswith("backup-"):
+            rows[words[1]] = line
+        elif words and words[0] in SERVICES:
+            rows[words[0]] = line
+    return rows
 
 
 def tag(snapshot: dict[str, Any], key: str) -> str | None:
@@ -492,6 +508,12 @@ def scenario(stack: Stack) -> None:
     assert prometheus.by("backup_maintenance_last_success", "task") == {"retention": 1, "check": 1}
     assert not prometheus.firing("BackupStale")
     say("prometheus: all targets up, freshness, drill and maintenance metrics present")
+    status = status_rows(stack)
+    for name in SERVICES:
+        assert " ok" in status[name] and "PASS" in status[name], status[name]
+    components = [instance for job, instance in TARGETS if job != "prometheus"]
+    assert all(status[instance].split()[2] == "up" for instance in components), status
+    say("status: every service within its RPO with a passing drill, every component up")
 
     # 5b. Backups stop (database down) and an agent stops; alerts follow.
     stack.compose("stop", "mysql", "files-agent")
@@ -542,3 +564,22 @@ def scenario(stack: Stack) -> None:
     wait_for("BackupStale in Alertmanager", lambda: ("BackupStale", "mysql") in delivered(), 60)
     say("Alertmanager holds the firing alerts")
     assert not prometheus.firing("BackupStale", service="grafana")
+    status = status_rows(stack)
+    assert "STALE" in status["mysql"] and "BackupStale" in status["mysql"], status["mysql"]
+    assert "DOWN" in status["files-agent:9464"], status["files-agent:9464"]
+    assert "BackupAgentDown" in status["files-agent:9464"], status["files-agent:9464"]
+    say("status: mysql STALE with BackupStale, files-agent DOWN with BackupAgentDown")
+
+    # 5c. The backup server stops: its own alert, and status says so.
+    stack.compose("stop", "backup-server")
+    server_stopped = time.monotonic()
+    wait_for(
+        "BackupServerDown",
+        lambda: prometheus.firing("BackupServerDown", instance="backup-server:8000"),
+        180,
+        every=5,
+    )
+    took = time.monotonic() - server_stopped
+    say(f"BackupServerDown fired {took:.0f} s after the backup server stopped")
+    row = status_rows(stack)["backup-server:8000"]
+    assert "DOWN" in row and "BackupServerDown" in row, row

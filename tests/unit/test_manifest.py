@@ -926,3 +926,46 @@ def test_files_the_agent_replaces_are_in_directories_of_its_own(
     data.setdefault(section, {"schedule": "0 6 * * 1"} if section == "drill" else {})[key] = value
     ((where, _),) = problems_of(data)
     assert where == path
+
+
+# --- repository.size_limit and monitoring ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [(536870912000, 536870912000), ("500GiB", 500 * 2**30), ("2TB", 2 * 10**12), ("7B", 7)],
+)
+def test_size_limit_is_read_in_bytes(given: int | str, size: int) -> None:
+    data = base()
+    data["repository"]["size_limit"] = given
+    assert manifest.parse(data).size_limit == size
+
+
+@pytest.mark.parametrize("given", ["500 GiB", "500gb", "0GiB", 0, "1.5TB", "lots"])
+def test_a_size_limit_that_is_not_a_size_is_refused(given: int | str) -> None:
+    data = base()
+    data["repository"]["size_limit"] = given
+    (problem,) = problems_of(data)
+    assert problem[0] == "repository.size_limit"
+
+
+def test_monitoring_is_optional_and_read() -> None:
+    assert manifest.parse(base()).monitoring.prometheus_url is None
+    assert manifest.parse(base()).size_limit is None
+    data = base()
+    data["monitoring"] = {"prometheus_url": "https://monitoring.example.net:9090"}
+    assert manifest.parse(data).monitoring.prometheus_url == "https://monitoring.example.net:9090"
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "path"),
+    [
+        ({"prometheus_url": "prometheus:9090"}, "monitoring.prometheus_url"),
+        ({"prometheus": "http://p:9090"}, "monitoring"),
+    ],
+)
+def test_bad_monitoring_is_refused(monitoring: Data, path: str) -> None:
+    data = base()
+    data["monitoring"] = monitoring
+    (problem,) = problems_of(data)
+    assert problem[0] == path

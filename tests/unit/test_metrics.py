@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,29 @@ def test_never_ran_succeeded_and_failed_look_different(
     assert value(registry, "backup_last_run_success", service="mysql") == 0
     assert value(registry, "backup_last_success_timestamp_seconds", service="mysql") == 1060
     assert value(registry, "backup_last_attempt_timestamp_seconds", service="mysql") == 2000
+
+
+def test_failure_causes_start_at_zero_and_count(
+    setup: tuple[CollectorRegistry, Metrics, State, manifest.Manifest],
+) -> None:
+    """Every cause exists at zero from the start: the first failure is an increase that
+    BackupServerUnreachable sees (a series that appears at 1 has no increase)."""
+    registry, metrics, state, loaded = setup
+    for reason in ("server_unreachable", "access_refused", "repository_not_writable", "timeout"):
+        assert value(registry, "backup_failures_total", service="files", reason=reason) == 0
+    metrics.backup_ended(loaded.services["files"], "full", state, None, "server_unreachable")
+    assert (
+        value(registry, "backup_failures_total", service="files", reason="server_unreachable") == 1
+    )
+    assert value(registry, "backup_failures_total", service="files", reason="timeout") == 0
+
+
+def test_the_size_limit_is_published_by_the_maintenance_role() -> None:
+    loaded = manifest.load(AGAMA)
+    registry = CollectorRegistry()
+    Metrics(registry, "maintenance").declare_limits(loaded)
+    assert value(registry, "backup_repository_size_limit_bytes") == 0  # agama.yaml sets none
+    limited = dataclasses.replace(loaded, size_limit=500 * 2**30)
+    registry = CollectorRegistry()
+    Metrics(registry, "maintenance").declare_limits(limited)
+    assert value(registry, "backup_repository_size_limit_bytes") == 500 * 2**30

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSimError
 
 from backup_agent.manifest import model
-from backup_agent.manifest.model import format_duration, parse_duration
+from backup_agent.manifest.model import format_duration, parse_duration, parse_size
 from backup_agent.restic import Repository
 
 Problems = list[tuple[str, str]]
@@ -115,11 +115,13 @@ class _Checker:
             if service:
                 self.gap_warnings(service, retention)
         repo = data["repository"]
-        trust: dict[str, Any] = {}
+        optional: dict[str, Any] = {}
         if "former_hosts" in repo:
-            trust["former_hosts"] = tuple(repo["former_hosts"])
+            optional["former_hosts"] = tuple(repo["former_hosts"])
         if "clock_skew" in repo:
-            trust["clock_skew"] = parse_duration(repo["clock_skew"])
+            optional["clock_skew"] = parse_duration(repo["clock_skew"])
+        if "size_limit" in repo:
+            optional["size_limit"] = parse_size(repo["size_limit"])
         return model.Manifest(
             source=source,
             repository=Repository(
@@ -136,7 +138,8 @@ class _Checker:
             work_dir=work_dir,
             agent=agent,
             maintenance=maintenance,
-            **trust,
+            monitoring=model.Monitoring(**self.section(data, "monitoring")),
+            **optional,
         )
 
     def per_service(self, data: Mapping[str, Any]) -> None:
