@@ -248,9 +248,11 @@ class Running:
     """A restic process that streams data while it runs (``backup --stdin``, ``dump``),
     bounded like ``_run``: stopped when it retries too long or a failure is hopeless."""
 
-    def __init__(self, repo: Repository, argv: list[str], **streams: Any) -> None:
-        argv = guard.bounded(argv, guard.LONG)
-        self.guard = guard.Guard(argv, repo.url, guard.LONG)
+    def __init__(
+        self, repo: Repository, argv: list[str], limits: guard.Limits = guard.LONG, **streams: Any
+    ) -> None:
+        argv = guard.bounded(argv, limits)
+        self.guard = guard.Guard(argv, repo.url, limits)
         self.signalled = threading.Event()  # restic said it received SIGTERM
         self.process = execute.Process(
             argv, env=repo.env(), on_stderr_line=self._stderr_line, error=error, **streams
@@ -373,7 +375,13 @@ class StdinBackup:
     fails is handled by ``abort``: no snapshot is created.
     """
 
-    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        filename: str,
+        tags: Mapping[str, str],
+        limits: guard.Limits = guard.LONG,
+    ) -> None:
         argv = command(
             "backup",
             "--host",
@@ -387,7 +395,9 @@ class StdinBackup:
             *tag_args(tags),
         )
         self._stdout: list[bytes] = []
-        self.running = Running(repo, argv, stdin=execute.PIPE, on_stdout_line=self._stdout.append)
+        self.running = Running(
+            repo, argv, limits, stdin=execute.PIPE, on_stdout_line=self._stdout.append
+        )
         assert self.running.process.popen.stdin is not None
         self.stdin: IO[bytes] = self.running.process.popen.stdin
 

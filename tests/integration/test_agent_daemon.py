@@ -27,7 +27,7 @@ import yaml
 from backup_agent import restic
 from tests.agent_process import Agent, metric
 from tests.conftest import files_spec, need, wait_for
-from tests.mariadb_server import free_port
+from tests.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes of real cron slots
 
