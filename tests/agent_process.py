@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +84,69 @@ class Agent:
             self.process.wait()
 
 
-def metric(port: int, name: str, **labels: str) -> float | None:
-    """A sample's value from the agent's /metrics; None if absent or not served yet."""
+def scrape(port: int, host: str = "127.0.0.1") -> str | None:
+    """The agent's /metrics text; None when nothing serves it (yet)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text
     except urllib.error.URLError as exc:  # urlopen wraps a refused connection
         if isinstance(exc.reason, ConnectionRefusedError):
             return None
         raise
+
+
+def metric(port: int, name: str, host: str = "127.0.0.1", **labels: str) -> float | None:
+    """A sample's value from the agent's /metrics; None if absent or not served yet."""
+    text = scrape(port, host)
+    if text is None:
+        return None
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A one-shot ``backup-agent`` command that ended: exit code, time, output, JSON logs."""
+
+    code: int
+    seconds: float
+    stdout: str
+    stderr: str
+    entries: list[dict[str, Any]]
+
+    def errors(self) -> list[str]:
+        return [e["msg"] for e in self.entries if e["level"] == "error"]
+
+
+class Command:
+    """A one-shot ``backup-agent -m MANIFEST ARGV`` in its own process, JSON logs on stderr."""
+
+    def __init__(self, manifest: Path, *argv: str) -> None:
+        command = [sys.executable, "-m", "backup_agent", "-m", str(manifest)]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*command, "--log-format", "json", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait(self, timeout: float = 300) -> Finished:
+        out, err = self.process.communicate(timeout=timeout)
+        seconds = time.monotonic() - self.started
+        entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        return Finished(self.process.returncode, seconds, out, err, entries)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def one_shot(manifest: Path, *argv: str, timeout: float = 300) -> Finished:
+    """Run ``backup-agent -m MANIFEST ARGV`` to its end."""
+    return Command(manifest, *argv).wait(timeout)

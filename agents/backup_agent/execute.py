@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from backup_agent import repository_errors as causes
 from backup_agent.errors import BackupError, CommandError
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 ErrorFactory = Callable[[str, int, str, str], CommandError]
 
 STDERR_TAIL_LINES = 20
+# Causes a job stopped at its deadline keeps: what the repository did before it ran out.
+REPOSITORY_CAUSES = frozenset(set(causes.REASONS) - {causes.DUMP_FAILED, causes.TIMEOUT})
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
 _secrets: set[str] = set()
 
@@ -62,7 +65,9 @@ class Result:
 class Deadline:
     """A job's deadline: every command started inside ``with Deadline(...)`` (in any
     thread) is stopped when it passes, SIGTERM then SIGKILL, and the job's error then
-    says it ran out of time (reason ``timeout``) instead of how its commands broke.
+    says it ran out of time (reason ``timeout``) instead of how its commands broke;
+    unless restic had already named the repository's failure (a server gone while it
+    retried): that cause stays, with the deadline beside it.
 
     One job runs at a time per agent, so the active deadline is process-wide.
     """
@@ -90,6 +95,12 @@ class Deadline:
         Deadline.active = None
         if self.expired.is_set() and exc is not None and not isinstance(exc, KeyboardInterrupt):
             seconds = int(self.seconds)
+            reason = getattr(exc, "reason", "")
+            if reason in REPOSITORY_CAUSES:
+                # The repository had failed already (restic was retrying): that is the cause.
+                raise BackupError(
+                    f"{exc} ({self.what} stopped at its deadline of {seconds} s)"
+                ).because(reason) from exc
             raise BackupError(
                 f"{self.what} ran past its deadline of {seconds} s and was stopped"
             ).because("timeout") from exc
@@ -103,7 +114,9 @@ class Deadline:
 
     def _expire(self) -> None:
         self.expired.set()
-        log.error("%s passed its deadline of %d s: stopping its commands", self.what, self.seconds)
+        log.warning(
+            "%s passed its deadline of %d s: stopping its commands", self.what, self.seconds
+        )
         with self._lock:
             children = list(self._children)
         for popen in children:

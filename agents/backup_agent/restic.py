@@ -457,20 +457,23 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
     """Remove exactly these snapshots; the retention policy is decided by the caller.
 
     restic prints no JSON when given ids, and exits 0 even when the server refuses a
-    deletion (an append-only rest-server answers 403), so stderr is checked too.
+    deletion (an append-only rest-server answers 403), so stderr is checked too; the
+    error is then named as when the guard stops restic at the refusal (access_refused).
     """
     if not snapshot_ids:
         return
     argv = command("forget", "--retry-lock", RETRY_LOCK, *snapshot_ids)
     result = _run(repo, argv)
-    refused = [line for line in result.stderr.splitlines() if "unable to remove" in line]
+    lines = result.stderr.splitlines()
+    refused = [line for line in lines if "unable to remove" in line]
     if refused:
-        raise ResticError(
+        error = ResticError(
             execute.display(argv),
             0,
             execute.mask(" | ".join(refused[-3:])),
             "could not remove snapshots",
         )
+        raise guard.named(error, "forget", 0, lines, repo.url)
 
 
 def prune(repo: Repository) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backup_agent import execute
-from backup_agent.errors import CommandError, describe_returncode
+from backup_agent.errors import BackupError, CommandError, describe_returncode
 
 
 @pytest.fixture(autouse=True)
@@ -224,3 +224,34 @@ def test_process_stop_after_exit_is_a_no_op() -> None:
     assert process.wait(timeout=10) == 5
     process.stop()
     assert process.popen.returncode == 5
+
+
+# --- deadlines -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected_reason", "expected_message"),
+    [
+        ("failed", "timeout", "job ran past its deadline of 0 s and was stopped"),
+        ("dump_failed", "timeout", "job ran past its deadline of 0 s and was stopped"),
+        (
+            "server_unreachable",
+            "server_unreachable",
+            "backup server h:1 unreachable: connection refused"
+            " (job stopped at its deadline of 0 s)",
+        ),
+    ],
+)
+def test_a_deadline_stops_the_command_and_names_the_cause(
+    reason: str, expected_reason: str, expected_message: str
+) -> None:
+    """A command still running at the deadline is stopped; the job's error is ``timeout``
+    unless the repository's failure was already named (what its command said)."""
+    with pytest.raises(BackupError) as caught, execute.Deadline(0.2, "job"):
+        process = execute.Process(["sleep", "30"])
+        code = process.wait(10)
+        message = "backup server h:1 unreachable: connection refused"
+        raise BackupError(message if reason == "server_unreachable" else "x").because(reason)
+    assert code == -signal.SIGTERM
+    assert caught.value.reason == expected_reason
+    assert str(caught.value) == expected_message
