@@ -58,6 +58,10 @@ class Agent:
 
     def running(self, program: str) -> bool:
         """Whether a child process of the agent runs ``program`` (read from /proc)."""
+        return self.child(program) is not None
+
+    def child(self, program: str) -> int | None:
+        """The process id of the agent's child running ``program``, if there is one."""
         assert self.process is not None
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -67,8 +71,19 @@ class Agent:
             name = text[text.index("(") + 1 : text.rindex(")")]
             parent = int(text[text.rindex(")") + 2 :].split()[1])
             if name == program and parent == self.process.pid:
-                return True
-        return False
+                return int(stat.parent.name)
+        return None
+
+    def written(self, program: str) -> int:
+        """Bytes the agent's child ``program`` has written so far (0 when none runs)."""
+        pid = self.child(program)
+        try:
+            io = Path(f"/proc/{pid}/io").read_text() if pid else ""
+        except OSError:
+            return 0
+        return next(
+            (int(line.split()[1]) for line in io.splitlines() if line.startswith("wchar:")), 0
+        )
 
     def stop(self) -> tuple[int, float]:
         """SIGTERM; return the exit code and how long the agent took to exit."""

@@ -10,15 +10,17 @@ also be masked should they ever appear in a command or in a tool's stderr.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from backup_agent import repository_errors as causes
 from backup_agent.errors import BackupError, CommandError
@@ -33,6 +35,7 @@ STDERR_TAIL_LINES = 20
 REPOSITORY_CAUSES = frozenset(set(causes.REASONS) - {causes.DUMP_FAILED, causes.TIMEOUT})
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
 _secrets: set[str] = set()
+_SETPRIV = shutil.which("setpriv")  # util-linux: children die with the agent (``_spawn``)
 
 
 def register_secret(value: str) -> None:
@@ -128,7 +131,21 @@ def _kill_later(popen: subprocess.Popen[bytes], grace: float) -> None:
     threading.Thread(target=terminate, args=(popen, grace), daemon=True).start()
 
 
-def _started(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` so that it dies with the agent, under the active deadline.
+
+    A child outliving a killed agent (SIGKILL, the OOM killer) would be harmful:
+    ``restic backup --stdin`` would read the end of its input and save the partial
+    stream as a snapshot. ``setpriv --pdeathsig KILL`` (util-linux) has the kernel
+    SIGKILL the child when the thread that started it ends, so every command is started
+    from a thread that waits for it (the main thread, or a worker that outlives it).
+    """
+    env = options.get("env") or os.environ
+    program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if program is None:  # as Popen would say, not as setpriv would
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    wrapper = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+    popen = subprocess.Popen([*wrapper, program, *argv[1:]], **options)
     if Deadline.active is not None:
         Deadline.active.adopt(popen)
     return popen
@@ -146,15 +163,13 @@ def run(
     """Run a command to completion, capturing its output; a failure raises what
     ``error`` builds (a program's own error types, such as restic's)."""
     log.debug("running %s", display(argv))
-    proc = _started(
-        subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_environ(env),
-            cwd=cwd,
-        )
+    proc = _spawn(
+        argv,
+        stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_environ(env),
+        cwd=cwd,
     )
     try:
         out, err = proc.communicate(input_data)
@@ -205,15 +220,13 @@ class Process:
         log.debug("starting %s", display(argv))
         if on_stdout_line is not None:
             stdout = subprocess.PIPE
-        self.popen = _started(
-            subprocess.Popen(
-                self.argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=subprocess.PIPE,
-                env=_environ(env),
-                cwd=cwd,
-            )
+        self.popen = _spawn(
+            self.argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=_environ(env),
+            cwd=cwd,
         )
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads = [self._drain(self.popen.stderr, self._keep_stderr)]

@@ -520,9 +520,10 @@ def restore(
     )
 
 
-def unlock(repo: Repository) -> None:
-    """Remove locks restic itself proves stale; never ``--remove-all``."""
-    _run(repo, command("unlock"))
+def unlock(repo: Repository, limits: guard.Limits = guard.QUICK) -> str:
+    """Remove locks restic itself proves stale (older than 30 minutes, or of a dead
+    process on this host); never ``--remove-all``. Returns what restic said."""
+    return _run(repo, command("unlock"), limits).stdout.decode(errors="replace").strip()
 
 
 def stats(repo: Repository, snapshot_ids: Sequence[str] = (), mode: str = "raw-data") -> Stats:

@@ -141,6 +141,19 @@ def failures(manifest_path: Path, service: str) -> dict[str, float]:
     }
 
 
+def processes(name: str, marker: str) -> list[int]:
+    """Live processes called ``name`` whose environment contains ``marker`` (a URL)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            named = (proc / "comm").read_text().strip() == name
+            if named and marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # it ended while we looked
+            continue
+    return found
+
+
 def one_error(finished: Finished) -> str:
     """The single error line of a failed run, checked to be one readable line."""
     assert finished.code == 1, f"exit {finished.code}: {finished.stderr[-2000:]}"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +258,37 @@ def test_a_deadline_stops_the_command_and_names_the_cause(
     assert code == -signal.SIGTERM
     assert caught.value.reason == expected_reason
     assert str(caught.value) == expected_message
+
+
+def test_children_die_with_the_agent(tmp_path: Path) -> None:
+    """A command outlives no killed agent (a ``restic backup --stdin`` would otherwise
+    save the partial stream it had read as a snapshot)."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import sys, time; from backup_agent import execute; "
+        "p = execute.Process(['sleep', '60']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.popen.pid)); time.sleep(60)"
+    )
+    agent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert Path(f"/proc/{child}/comm").read_text().strip() == "sleep"
+        agent.kill()
+        agent.wait()
+        while alive(child):
+            assert time.monotonic() < deadline, "the child outlived the agent"
+            time.sleep(0.05)
+    finally:
+        agent.kill()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
