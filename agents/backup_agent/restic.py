@@ -79,14 +79,15 @@ def error(command: str, returncode: int, stderr_tail: str, what: str) -> Command
 
 
 def _readable(stderr_tail: str) -> str:
-    """Replace restic's JSON ``exit_error`` lines in a stderr tail by their message."""
+    """Replace restic's JSON lines in a stderr tail by their message, on one line (a
+    message may span several: ``check`` explains damaged packs in a paragraph)."""
     parts = []
     for part in stderr_tail.split(" | "):
         if part.startswith("{"):
             with contextlib.suppress(ValueError):
-                part = str(json.loads(part).get("message", part))
+                part = repository_errors.one_line(str(json.loads(part).get("message", part)))
         parts.append(part)
-    return " | ".join(parts)
+    return " | ".join(part for part in parts if part)
 
 
 # --- repository and results -------------------------------------------------------------
