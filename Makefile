@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Integration tests fail instead of skipping when a tool is missing.
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
-.PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench \
+.PHONY: help deps ensure-deps venv test unit integration faults lint format clean base-images images bench \
 	up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make bench       restore speed: drill vs. restic dump | mariadb (bench/results/)"
 	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
+	@echo "make faults      fault-injection suite: real faults on real processes (needs the images)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
 	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
@@ -51,6 +52,10 @@ unit: venv
 
 integration: venv
 	$(BIN)/pytest tests/integration
+
+# Real faults on real processes (tests/faults); some run the agent image.
+faults: venv base-images
+	$(BIN)/pytest tests/faults
 
 SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh
 

@@ -19,7 +19,9 @@ One scenario, in order, because each step needs the previous one and real minute
    nothing, so no freshness alert can fire for it: the rules say so); the real
    Alertmanager (Debian's) receives the firing alerts; `backup-agent status` shows
    it all, and with the backup server stopped BackupServerDown fires;
-6. the `make down-volumes` equivalent leaves no container, network or volume behind.
+6. (still with the backup server stopped) `make backup-now SERVICE=files` fails in
+   under two minutes naming the unreachable server, and BackupLastRunFailed fires;
+7. the `make down-volumes` equivalent leaves no container, network or volume behind.
 
 Docker is required: without it the test fails when BACKUP_AGENT_REQUIRE_INTEGRATION=1
 (CI, make test), and is skipped otherwise, like the integration tests' tools.
@@ -94,8 +96,7 @@ class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
-        # E2E_PROJECT_PREFIX: several runs on one shared engine, each under its own name.
-        prefix = os.environ.get("E2E_PROJECT_PREFIX", "agama-e2e")
+        prefix = os.environ.get("BACKUP_AGENT_E2E_PROJECT", "agama-e2e")  # several runs at once
         self.project = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.secrets = base / "secrets"
         self.files = base / "files"
@@ -583,3 +584,42 @@ def scenario(stack: Stack) -> None:
     say(f"BackupServerDown fired {took:.0f} s after the backup server stopped")
     row = status_rows(stack)["backup-server:8000"]
     assert "DOWN" in row and "BackupServerDown" in row, row
+
+    # 6. A newcomer's worst day: the backup server is down and `make backup-now` fails fast.
+    newcomer_with_the_backup_server_down(stack, prometheus)
+
+
+def newcomer_with_the_backup_server_down(stack: Stack, prometheus: Prometheus) -> None:
+    """`make backup-now SERVICE=files` with the backup server stopped fails in under two
+    minutes with one line naming the unreachable server (not restic's "Is there a
+    repository" hint after 15 minutes), counted by reason, and BackupLastRunFailed fires."""
+    stack.compose("start", "files-agent")
+    stack.compose("stop", "backup-server")
+    started = time.monotonic()
+    make = subprocess.run(
+        ["make", "--no-print-directory", "backup-now", "SERVICE=files"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - started
+    output = make.stdout + make.stderr
+    errors = [json.loads(line)["msg"] for line in output.splitlines() if '"level": "error"' in line]
+    assert make.returncode != 0 and len(errors) == 1, output[-3000:]
+    assert errors[0].startswith("backup server backup-server:8000 unreachable: "), errors
+    assert "Is there a repository" not in output and "\\n" not in errors[0]
+    assert took < 120, f"make backup-now took {took:.0f} s"
+    say(f"make backup-now with the backup server down: {took:.0f} s, {errors[0]!r}")
+    wait_for(
+        "BackupLastRunFailed for files",
+        lambda: prometheus.firing("BackupLastRunFailed", service="files"),
+        120,
+        every=5,
+    )
+    # The restarted agent's own catch-up runs fail the same way and count too.
+    reasons = prometheus.by("backup_failures_total{service='files'}", "reason")
+    assert set(reasons) == {"server_unreachable"} and reasons["server_unreachable"] >= 1, reasons
+    say("BackupLastRunFailed fired; backup_failures_total counts it as server_unreachable")
+    stack.compose("start", "backup-server")
