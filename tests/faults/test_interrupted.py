@@ -88,10 +88,15 @@ def test_sigkill_mid_backup_leaves_no_partial_snapshot_and_no_lock_in_the_way(
     agent = start_mid_dump(site, bulk, slow, tmp_path)
     try:
         assert agent.process is not None
+        restics = processes("restic", slow.url(REPO))
+        assert restics, "no restic was running mid-dump"
         agent.process.send_signal(signal.SIGKILL)
         agent.process.wait(10)
         wait_for("the dump's session to close", lambda: bulk.sessions() == 0, 10)
-        wait_for("restic to be gone", lambda: not processes("restic", slow.url(REPO)), 10)
+        # Gone means reaped too: restic counts a zombie's lock as live (its pid exists).
+        wait_for(
+            "restic to be gone", lambda: not any(Path(f"/proc/{p}").exists() for p in restics), 30
+        )
         assert site.snapshots() == [], "the partial dump became a snapshot"
 
         restarted(agent, slow)
