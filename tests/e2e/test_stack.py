@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 
+from backup_agent.jobs.mysql import scratch
 from tests.conftest import REQUIRED, need, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -92,12 +93,34 @@ def docker_ids(kind: str, *filters: str) -> set[str]:
     return set(out.split())
 
 
+def of_another_run(kind: str, ident: str, stack: Stack) -> bool:
+    """Whether a docker object belongs to another compose project or to another
+    verifier's drills (other runs may share the engine); anything else new is ours."""
+    out = subprocess.run(
+        ["docker", kind, "inspect", "--format", "{{json ." + LABELS[kind] + "}}", ident],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:  # gone meanwhile
+        return True
+    labels = json.loads(out.stdout) or {}
+    project = labels.get("com.docker.compose.project")
+    drill = labels.get(scratch.LABEL)
+    if project is not None:
+        return bool(project != stack.project)
+    return drill is not None and drill != stack.drill_owner()
+
+
+LABELS = {"container": "Config.Labels", "network": "Labels", "volume": "Labels"}
+
+
 class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
         prefix = os.environ.get("BACKUP_AGENT_E2E_PROJECT", "agama-e2e")  # several runs at once
         self.project = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self._drill_owner: str | None = None
         self.secrets = base / "secrets"
         self.files = base / "files"
         self.env = {
@@ -133,6 +156,20 @@ class Stack:
 
     def exec(self, service: str, *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return self.compose("exec", "-T", service, *argv, **kwargs)
+
+    def drill_owner(self) -> str:
+        """The label value of this stack's verifier's drill containers and volumes."""
+        script = (
+            "import os\n"
+            "from backup_agent import manifest\n"
+            "from backup_agent.jobs.mysql import scratch\n"
+            "m = manifest.load(os.environ['BACKUP_AGENT_MANIFEST'])\n"
+            "assert m.drill is not None\n"
+            "print(scratch.owner(m.drill.mysql, m.drill.scratch_dir))\n"
+        )
+        if self._drill_owner is None:
+            self._drill_owner = self.exec("verifier", "python3", "-c", script).stdout.strip()
+        return self._drill_owner
 
     def agent(self, service: str, *argv: str, **kwargs: Any) -> str:
         """``backup-agent ARGV`` in a running agent container; its stdout."""
@@ -382,12 +419,14 @@ def test_stack_backs_up_restores_alerts_and_cleans_up(stack: Stack) -> None:
     except BaseException:
         print(f"--- docker compose logs ({stack.project}) ---\n{stack.logs()}")
         raise
-    # 6. `make down-volumes`: nothing of the test's project is left.
+    stack.drill_owner()  # asked of the verifier while it runs
+    # 7. `make down-volumes`: nothing of the test's project is left.
     stack.down()
     label = f"label=com.docker.compose.project={stack.project}"
     for kind in ("container", "network", "volume"):
         assert docker_ids(kind, label) == set(), f"{kind}s of {stack.project} left behind"
-        assert docker_ids(kind) <= before[kind], f"new {kind}s left behind"
+        left = {i for i in docker_ids(kind) - before[kind] if not of_another_run(kind, i, stack)}
+        assert not left, f"new {kind}s left behind: {left}"
     say("down: no container, network or volume left")
 
 
