@@ -8,13 +8,15 @@ Roles: ``backup`` (a sidecar: the manifest's services, or the ones named),
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from backup_agent import execute, maintenance, restic, runs
+from backup_agent import execute, kit, maintenance, restic, runs
+from backup_agent import repository_errors as causes
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import require_drill
@@ -26,6 +28,10 @@ from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task
 
 log = logging.getLogger("backup_agent.agent")
 ROLES = ("backup", "maintenance", "verifier")
+# How long a starting sidecar waits for its repositories: on several machines the
+# backup server may come up after the application hosts (or be restarting).
+STARTUP_WAIT = 300.0
+STARTUP_POLL = 5.0
 
 
 def backup_tasks(
@@ -89,6 +95,54 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
     return [Task(DRILL, settings.schedule, drills, first_run=False)]
 
 
+def await_repositories(
+    manifest: Manifest,
+    names: Sequence[str],
+    limit: float = STARTUP_WAIT,
+    poll: float = STARTUP_POLL,
+) -> None:
+    """Wait until the repositories of the services ``names`` answer (``restic.preflight``)
+    while the backup server is unreachable or a repository not created yet, at most
+    ``limit`` seconds; then the first backups run (and report what is still wrong)."""
+    pending = {
+        repo.url: repo
+        for repo, services in manifest.repositories().values()
+        if set(services) & set(names)
+    }
+    deadline = time.monotonic() + limit
+    said: set[str] = set()
+    while pending:
+        for url, repo in list(pending.items()):
+            try:
+                restic.preflight(repo)
+            except BackupError as exc:
+                if exc.reason in (causes.UNREACHABLE, causes.MISSING) and (
+                    time.monotonic() < deadline
+                ):
+                    if url not in said:
+                        log.warning("waiting up to %.0f s for the repository: %s", limit, exc)
+                        said.add(url)
+                    continue
+                log.warning("starting without the repository: %s", exc)
+            else:
+                if url in said:
+                    log.info("repository %s answers", execute.mask(url))
+            del pending[url]
+        if pending:
+            time.sleep(poll)
+
+
+def recovery_kit_watch(manifest: Manifest, role: str) -> kit.Watch | None:
+    """The maintenance role's view of the recovery kit: the repository passwords and
+    the drill key it holds, against the record of the last export."""
+    record = manifest.maintenance.recovery_kit_file
+    if role != "maintenance" or not record:
+        return None
+    held: list[str | None] = [manifest.repository_for(s).password_file for s in manifest.services]
+    held.append(manifest.drill.key_file if manifest.drill else None)
+    return kit.Watch(record, kit.held_by(held))
+
+
 def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     """Run the role's tasks on schedule until SIGTERM."""
     if role == "verifier" and manifest.drill and manifest.drill.mysql.image:
@@ -96,7 +150,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     restic.require_version()
     registry = CollectorRegistry()
     report = manifest.drill.report_file if manifest.drill and role == "verifier" else None
-    metrics = Metrics(registry, role, report)
+    metrics = Metrics(registry, role, report, recovery_kit_watch(manifest, role))
     state = State(manifest.agent.state_dir)
     selected = list(names) or list(manifest.services)
 
@@ -125,6 +179,8 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         log.info(
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
+    if role == "backup":
+        await_repositories(manifest, selected)
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:

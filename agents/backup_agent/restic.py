@@ -144,6 +144,7 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    original: str | None = None  # the snapshot it was copied from (restic copy, tag)
 
     def tag(self, key: str) -> str | None:
         """Value of a ``key=value`` tag, or None."""
@@ -160,6 +161,7 @@ class Snapshot:
             paths=tuple(data.get("paths") or ()),
             tags=tuple(data.get("tags") or ()),
             summary=data.get("summary") or {},
+            original=data.get("original") or None,
         )
 
 
@@ -300,9 +302,15 @@ def require_version() -> tuple[int, int, int]:
     return found
 
 
-def init(repo: Repository) -> str:
-    """Create the repository; returns its id."""
-    for message in parse_messages(_run(repo, command("init")).stdout):
+def init(repo: Repository, chunker_from: Repository | None = None) -> str:
+    """Create the repository; returns its id. With ``chunker_from``, it takes that
+    repository's chunker parameters, so that data copied from it deduplicates."""
+    if chunker_from is None:
+        result = _run(repo, command("init"))
+    else:
+        argv = command("init", "--copy-chunker-params")
+        result = guard.run(argv, _with_source(repo, chunker_from), repo.url, guard.QUICK, error)
+    for message in parse_messages(result.stdout):
         if message.get("message_type") == "initialized":
             return str(message["id"])
     raise BackupError("restic init printed no repository id")
@@ -461,6 +469,30 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
             execute.mask(" | ".join(refused[-3:])),
             "could not remove snapshots",
         )
+
+
+def copy(repo: Repository, source: Repository, snapshot_ids: Sequence[str]) -> None:
+    """Copy these snapshots of ``source`` into ``repo`` (each keeps its id as ``original``)."""
+    if snapshot_ids:
+        argv = command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids)
+        guard.run(argv, _with_source(repo, source), repo.url, guard.LONG, error)
+
+
+def retag(repo: Repository, snapshot_id: str, tags: Sequence[str]) -> None:
+    """Replace a snapshot's tags (restic writes it anew, keeping ``original``)."""
+    args = [arg for tag in tags for arg in ("--set", tag)]
+    _run(repo, command("tag", "--retry-lock", RETRY_LOCK, *args, snapshot_id))
+
+
+def _with_source(repo: Repository, source: Repository) -> dict[str, str]:
+    """restic's environment for ``repo`` with ``source`` as its --from-repo."""
+    if source.credentials_file:
+        raise BackupError("a source repository behind rest-server credentials is not supported")
+    return {
+        **repo.env(),
+        "RESTIC_FROM_REPOSITORY": source.url,
+        "RESTIC_FROM_PASSWORD_FILE": source.password_file,
+    }
 
 
 def prune(repo: Repository) -> None:

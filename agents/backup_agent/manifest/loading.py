@@ -40,15 +40,21 @@ MAX_BYTES = 1 << 20
 
 
 @cache
-def schema() -> dict[str, Any]:
-    """The published JSON Schema (agents/backup_agent/schema/manifest.schema.json)."""
-    text = resources.files("backup_agent").joinpath("schema/manifest.schema.json").read_text()
+def schema(name: str = "manifest") -> dict[str, Any]:
+    """A published JSON Schema (agents/backup_agent/schema/NAME.schema.json): the
+    manifest's, or the inventory's."""
+    text = resources.files("backup_agent").joinpath(f"schema/{name}.schema.json").read_text()
     result: dict[str, Any] = json.loads(text)
     return result
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
     """Read and validate a manifest file; raises ``ManifestError`` listing every problem."""
+    return parse(read_document(path), str(path), environ)
+
+
+def read_document(path: str | Path) -> Any:
+    """The YAML document of a file, read within ``MAX_BYTES`` and ``MAX_NODES``."""
     source = str(path)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -58,7 +64,7 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
         raise ManifestError(source, [("(file)", reason or str(exc))]) from exc
     if len(text) > MAX_BYTES:
         raise ManifestError(source, [("(file)", f"larger than {MAX_BYTES} bytes")])
-    return parse(read_yaml(text, source), source, environ)
+    return read_yaml(text, source)
 
 
 def read_yaml(text: str, source: str) -> Any:
@@ -186,9 +192,9 @@ def expand_env(data: Any, environ: Mapping[str, str], path: str = "") -> tuple[A
     return walk(data, path), problems
 
 
-def schema_problems(data: Any) -> Problems:
-    """Every JSON Schema violation as (dotted path, message), in document order."""
-    validator = jsonschema.Draft202012Validator(schema())
+def schema_problems(data: Any, name: str = "manifest") -> Problems:
+    """Every violation of schema ``name`` as (dotted path, message), in document order."""
+    validator = jsonschema.Draft202012Validator(schema(name))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
         problems.extend(_describe(error))
