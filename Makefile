@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
 .PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench \
-	up down down-volumes ps logs backup-now drill restore-test snapshots plan e2e
+	up down down-volumes ps logs backup-now drill restore-test snapshots plan e2e \
+	host-bundle recovery-kit migrate
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -25,6 +26,9 @@ help:
 	@echo "make ps | logs [SERVICE=x] | plan | snapshots [SERVICE=x]"
 	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
 	@echo "make drill       restore drills now, through the verifier (old name: restore-test)"
+	@echo "make migrate     copy the old shared repository into one repository per service"
+	@echo "make recovery-kit KIT=FILE [INVENTORY=...]  export the recovery kit (keep it off every machine)"
+	@echo "make host-bundle HOST=machine [INVENTORY=...]  one machine's directory (deploy/bundles/HOST)"
 
 deps:
 	bash scripts/install-deps.sh
@@ -51,7 +55,8 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
-SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh
+SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh \
+	compose/hosts/*.sh
 
 lint: venv
 	$(BIN)/ruff check agents tests bench
@@ -114,6 +119,28 @@ snapshots:
 
 plan:
 	$(COMPOSE) exec verifier backup-agent plan
+
+# One repository per service: copy the snapshots of the old shared repository
+# (/srv/restic/agama, password compose/secrets/restic_password) into them, once.
+migrate:
+	$(COMPOSE) --profile migrate run --rm migrate
+
+# Several machines (manifests/inventory.yaml, or INVENTORY=): the secrets and the CA are
+# created once in $(DEPLOY)/secrets, and each machine gets one directory to copy there
+# and start with ./up.sh. AIRGAP=1: the stand-in images.
+DEPLOY ?= deploy
+host-bundle: venv
+	@test -n "$(HOST)" || { echo "usage: make host-bundle HOST=machine [INVENTORY=manifests/inventory.yaml]"; exit 2; }
+	$(BIN)/backup-agent bundle $(HOST) --inventory $(or $(INVENTORY),manifests/inventory.yaml) \
+		--secrets $(DEPLOY)/secrets --output $(DEPLOY)/bundles/$(HOST) $(if $(filter 1,$(AIRGAP)),--airgap)
+
+# The recovery kit, written to KIT (keep it off every machine): of the compose stack, or
+# with INVENTORY= of the machines. The export is recorded beside the secrets; on several
+# machines, give the backup server its new compose/secrets/recovery-kit.json.
+recovery-kit: venv
+	@test -n "$(KIT)" || { echo "usage: make recovery-kit KIT=FILE [INVENTORY=manifests/inventory.yaml]"; exit 2; }
+	$(BIN)/backup-agent -m manifests/compose.yaml recovery-kit export --output $(KIT) \
+		$(if $(INVENTORY),--inventory $(INVENTORY) --secrets $(DEPLOY)/secrets,--secrets $(or $(SECRETS_DIR),compose/secrets))
 
 # The end-to-end test alone (make test runs it too): own project, builds images (cached).
 e2e: venv base-images

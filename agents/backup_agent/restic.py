@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -111,6 +112,11 @@ class Repository:
         """
         env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
         if self.cacert:
+            if not os.access(self.cacert, os.R_OK):
+                raise BackupError(
+                    f"backup server {repository_errors.server_of(self.url)}: cannot read the CA "
+                    f"certificate {self.cacert} that must have signed its TLS certificate"
+                ).because(repository_errors.REFUSED)
             env["RESTIC_CACERT"] = self.cacert
         if self.credentials_file:
             user, password = read_credentials(self.credentials_file)
