@@ -39,6 +39,7 @@ from backup_agent.manifest.loading import read_document
 KIT_FORMAT = 1
 ITERATIONS = 100_000  # PBKDF2-SHA256: a record does not give away a weak password
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MANIFEST_KEY = re.compile(r"^manifest:.*$", re.MULTILINE)
 
 RUNBOOK = """\
 # backup-agent RECOVERY KIT of {project}, exported {exported}
@@ -46,22 +47,26 @@ RUNBOOK = """\
 # Keep it OFF every machine of the deployment (a safe, a password manager, paper) and
 # never in a backup it unlocks: whoever holds it can read every backup.
 #
-# When a machine is gone (README: "Disaster recovery runbook"), on any machine with
+# When a machine is gone (README: "Disaster recovery runbook"), on a machine with
 # backup-agent {version} and the project's compose files:
-#   1. backup-agent recovery-kit unpack THIS-FILE --to DIR
-#      (DIR/secrets, DIR/{inventory_file}, DIR/{manifest_file})
-#   2. backup-agent bundle MACHINE --inventory DIR/{inventory_file} --secrets DIR/secrets \\
-#        --output BUNDLE        and copy BUNDLE to the replacement machine
-#   3. there: ./up.sh SERVICE (the database or Grafana alone), restore it
-#        docker compose run --rm mysql-restore restore mysql
-#        docker compose run --rm grafana-restore restore grafana --force
-#        docker compose run --rm files-restore
-#      then ./up.sh (the agents back up at once)
-#   The backup server itself: its bundle from the kit, ./up.sh on the new machine with
-#   the old repository volume if it survived (else the repositories start empty and
-#   every agent backs up at once: docker compose exec SERVICE-agent backup-agent backup
-#   SERVICE), then a drill on the verifier.
-#   The compose stack on one machine: copy DIR/secrets/* to compose/secrets/, make up.
+#   backup-agent recovery-kit unpack THIS-FILE --to DIR
+{steps}"""
+MACHINES = """\
+#   backup-agent bundle MACHINE --inventory DIR/inventory.yaml --secrets DIR/secrets \\
+#     --output BUNDLE          then copy BUNDLE to the new machine, and there:
+#   ./up.sh mysql; docker compose run --rm mysql-restore restore mysql; ./up.sh
+#   ./up.sh grafana; docker compose stop grafana;
+#     docker compose run --rm grafana-restore restore grafana --force; ./up.sh
+#   ./up.sh files-agent; docker compose run --rm files-restore          (files)
+#   The backup server: its bundle, ./up.sh (with the old repository volume if it
+#   survived), then on each application machine
+#     docker compose exec SERVICE-agent backup-agent backup SERVICE
+#   and a drill on the verifier: docker compose exec verifier backup-agent drill
+"""
+ONE_MACHINE = """\
+#   cp DIR/secrets/* compose/secrets/ && make up          (the compose stack)
+#   scripts/compose.sh run --rm mysql-restore restore mysql
+#   make drill
 """
 
 
@@ -116,8 +121,7 @@ def export(
         project=inventory.project,
         exported=data["exported"],
         version=__version__,
-        inventory_file=inventory_file if not single else "(none: one machine)",
-        manifest_file=inventory.manifest_file.name,
+        steps=ONE_MACHINE if single else MACHINES,
     )
     text = header + yaml.dump(data, Dumper=_Literal, sort_keys=False, allow_unicode=True)
     if output is not None:
@@ -144,7 +148,9 @@ def unpack(kit: Path, target: Path) -> list[str]:
         raise BackupError(f"{kit}: not a backup-agent recovery kit (format {KIT_FORMAT})")
     files: dict[Any, Any] = {data.get("manifest_file"): data.get("manifest")}
     if "inventory" in data:
-        files[data.get("inventory_file")] = data.get("inventory")
+        # The manifest lies beside the unpacked inventory, whatever path it had.
+        text = _MANIFEST_KEY.sub(f"manifest: {data.get('manifest_file')}", str(data["inventory"]))
+        files[data.get("inventory_file")] = text
     stored = data.get("secrets")
     if not isinstance(stored, dict):
         raise BackupError(f"{kit}: no secrets in it")
@@ -251,7 +257,7 @@ class _Literal(yaml.SafeDumper):
 
 
 def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value.rstrip("\n") else None
+    style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
