@@ -147,7 +147,9 @@ class Guard:
         )
         if cause is not None:
             error.because(cause.reason)
-            error.args = (causes.message(cause, self.verb, self.url, self.stopped_after),)
+            # A hopeless cause is stopped at once: how long restic ran says nothing.
+            after = None if cause.hopeless else self.stopped_after
+            error.args = (causes.message(cause, self.verb, self.url, after),)
         return error
 
 
