@@ -110,7 +110,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[frozenset[str], 
     record = str(tmp_path_factory.mktemp("kit") / "recovery-kit.json")
     kit_registry = CollectorRegistry()
     Metrics(kit_registry, role="maintenance", recovery_kit=kit.Watch(record, {}))
-    (main, samples), (kit_main, kit_samples) = exported_names(registry), exported_names(kit_registry)
+    (main, samples), (kit_main, kit_samples) = (
+        exported_names(registry),
+        exported_names(kit_registry),
+    )
     return main | kit_main, samples | kit_samples
 
 
