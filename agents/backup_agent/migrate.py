@@ -7,7 +7,8 @@ it (the maintenance role: directly on the backup server), and creates that repos
 with the old one's chunker parameters when it is missing. A copy gets a new id, so
 the records that name a snapshot by ``of=ID`` (a dump's meta record, a drill record)
 are made to name the copy, and a drill record whose signature was valid is signed
-again with the drill key: what was trusted stays trusted, what was not stays not.
+again with the drill key (one that was not keeps its invalid signature): what was
+trusted stays trusted, what was not stays not.
 Running it again copies only what is new. The old repository is left as it is.
 """
 
@@ -84,18 +85,15 @@ def _repoint(
         kind, of = record.tag("kind"), record.tag("of")
         if kind not in RECORD_KINDS or of is None or of in here or of not in copy_of:
             continue
-        tags = [t for t in record.tags if not t.startswith(("of=", "mac="))]
+        tags = [t for t in record.tags if not t.startswith("of=")]
         tags.append(f"of={copy_of[of]}")
         if kind == DRILL_KIND:
-            valid = key is not None and hmac.compare_digest(
-                drill_signature(key, service, of), record.tag("mac") or ""
-            )
-            if not valid or key is None:
-                log.warning(
-                    "drill record %s is not signed validly: left as it was", record.short_id
-                )
-                continue
-            tags.append(f"mac={drill_signature(key, service, copy_of[of])}")
+            mac = record.tag("mac") or ""
+            if key is not None and hmac.compare_digest(drill_signature(key, service, of), mac):
+                tags = [t for t in tags if not t.startswith("mac=")]
+                tags.append(f"mac={drill_signature(key, service, copy_of[of])}")
+            else:  # it stays what it was: a record nobody can trust
+                log.warning("drill record %s has no valid signature", record.short_id)
         restic.retag(target, record.id, tags)
         count += 1
     return count

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,3 +238,44 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
         assert runner.stop()[0] == 0
     finally:
         runner.kill()
+
+
+def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
+    tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On several machines the backup server may start after the application hosts:
+    the sidecar waits while its repository is missing (or the server unreachable),
+    and goes on as soon as it answers."""
+    loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
+    repo = loaded.repository_for("docs")
+    moved = restic.Repository(
+        str(tmp_path / "later"), repo.password_file, repo.host, cache_dir=repo.cache_dir
+    )
+    waiting = replace(loaded, repository=moved)
+    creator = threading.Timer(3.0, restic.init, (moved,))
+    creator.start()
+    try:
+        with caplog.at_level("INFO", logger="backup_agent.agent"):
+            agent.await_repositories(waiting, ["docs"], limit=120, poll=0.5)
+    finally:
+        creator.join()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("waiting up to 120 s for the repository: no restic repository")
+        for m in messages
+    )
+    assert messages[-1] == f"repository {moved.url} answers"
+    restic.preflight(moved)
+
+
+def test_a_sidecar_does_not_wait_for_what_waiting_cannot_fix(
+    tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not the password\n")
+    repo = replace(loaded.repository, password_file=str(wrong))
+    with caplog.at_level("INFO", logger="backup_agent.agent"):
+        agent.await_repositories(replace(loaded, repository=repo), ["docs"], limit=600, poll=0.5)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("starting without the repository: wrong password")
