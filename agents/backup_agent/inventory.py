@@ -14,6 +14,7 @@ The compose role files (``compose/hosts/``) run the reference services ``mysql``
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -125,9 +126,16 @@ def load(path: str | Path) -> Inventory:
     if any(p == "manifest" or p == "(top)" for p, _ in problems):
         raise ManifestError(source, problems)
     manifest_file = Path(path).parent / data["manifest"]
+    # The manifest as the machines read it: their .env gives it the endpoints' ports.
+    ports = data.get("ports", {})
+    environ = {
+        **os.environ,
+        "REST_PORT": str(ports.get("rest", Ports.rest)),
+        "REST_VERIFIER_PORT": str(ports.get("rest_verifier", Ports.rest_verifier)),
+    }
     loaded: Manifest | None = None
     try:
-        loaded = manifests.load(manifest_file)
+        loaded = manifests.load(manifest_file, environ)
     except ManifestError as exc:
         problems += [("manifest", f"{exc.source}: {where}: {why}") for where, why in exc.problems]
     if problems:

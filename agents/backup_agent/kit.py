@@ -114,6 +114,16 @@ def export(
         "manifest": inventory.manifest_file.read_text(encoding="utf-8"),
         "secrets": values,
     }
+    salt = secrets.token_bytes(16)
+    record = {
+        "exported": now.timestamp(),
+        "exported_at": data["exported"],
+        "salt": salt.hex(),
+        "iterations": ITERATIONS,
+        "fingerprints": {n: fingerprint(v.encode(), salt) for n, v in values.items()},
+    }
+    # A backup server rebuilt from the kit knows the kit is current.
+    data["record"] = json.dumps(record, indent=1) + "\n"
     if not single:
         data["inventory_file"] = inventory_file
         data["inventory"] = Path(inventory.source).read_text(encoding="utf-8")
@@ -128,15 +138,7 @@ def export(
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-    salt = secrets.token_bytes(16)
-    record = {
-        "exported": now.timestamp(),
-        "exported_at": data["exported"],
-        "salt": salt.hex(),
-        "iterations": ITERATIONS,
-        "fingerprints": {n: fingerprint(v.encode(), salt) for n, v in values.items()},
-    }
-    write_in_place(secrets_dir / secret_store.RECORD, json.dumps(record, indent=1) + "\n")
+    write_in_place(secrets_dir / secret_store.RECORD, data["record"])
     return text
 
 
@@ -154,6 +156,7 @@ def unpack(kit: Path, target: Path) -> list[str]:
     stored = data.get("secrets")
     if not isinstance(stored, dict):
         raise BackupError(f"{kit}: no secrets in it")
+    stored = {**stored, secret_store.RECORD: data.get("record", "")}
     for name, value in [*files.items(), *stored.items()]:
         if not (isinstance(name, str) and _NAME.match(name) and isinstance(value, str)):
             raise BackupError(f"{kit}: {str(name)[:60]!r} is not a file name with text")
