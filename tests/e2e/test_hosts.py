@@ -156,6 +156,8 @@ class Deployment:
             "AGENT_IMAGE": AGENT_IMAGE,
             "SERVER_IMAGE": SERVER_IMAGE,
             "FILES_PATH": str(self.files),
+            # What ./up.sh sets, for the later `docker compose` commands on the verifier.
+            "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         }
         self.gateway = docker_gateway()
         ports = self.inventory["ports"]
