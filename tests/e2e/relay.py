@@ -21,12 +21,15 @@ from collections import Counter
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS record carrying a ClientHello
 
 
-def docker_gateway() -> str:
-    """The Docker host's address on the default bridge, where ``host-gateway`` points."""
-    gateway = "{{(index .IPAM.Config 0).Gateway}}"
-    argv = ["docker", "network", "inspect", "bridge", "--format", gateway]
+def docker_gateway(image: str) -> str:
+    """The address ``host-gateway`` stands for, as a container of ``image`` sees it."""
+    argv = ["docker", "run", "--rm", "--network", "none", "--add-host", "gateway:host-gateway"]
+    argv += ["--entrypoint", "getent", image, "hosts", "gateway"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    return out.strip()
+    address = out.split()[0] if out.split() else ""
+    if not address:
+        raise RuntimeError(f"host-gateway resolves to nothing in {image}: {out!r}")
+    return address
 
 
 class Relay:
@@ -74,10 +77,16 @@ class Relay:
         server.settimeout(None)
         with self._lock:
             self._open |= {client, server}
-        first = client.recv(65536)
-        if first:
-            self.first_bytes[port][first[0]] += 1
-            server.sendall(first)
+        try:
+            first = client.recv(65536)
+            if first:
+                self.first_bytes[port][first[0]] += 1
+                server.sendall(first)
+        except OSError:
+            first = b""
+        if not first:
+            self._close(client, server)
+            return
         threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
         self._pump(client, server)
 
@@ -88,10 +97,13 @@ class Relay:
         except OSError:
             pass
         finally:
-            for end in (source, target):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    end.close()
-            with self._lock:
-                self._open -= {source, target}
+            self._close(source, target)
+
+    def _close(self, *ends: socket.socket) -> None:
+        for end in ends:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                end.close()
+        with self._lock:
+            self._open -= set(ends)

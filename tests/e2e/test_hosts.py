@@ -159,7 +159,7 @@ class Deployment:
             # What ./up.sh sets, for the later `docker compose` commands on the verifier.
             "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         }
-        self.gateway = docker_gateway()
+        self.gateway = docker_gateway(AGENT_IMAGE)
         ports = self.inventory["ports"]
         addresses = {n: m["address"] for n, m in self.inventory["machines"].items()}
         metrics_host = {"mysql": "mh-db", "grafana": "mh-web", "files": "mh-web"}
