@@ -43,7 +43,7 @@ ROLE_FILES: dict[str, tuple[str, ...]] = {
         "grafana/dashboards",
     ),
 }
-SHARED = ("hosts/common.yml", "hosts/up.sh")
+SHARED = ("hosts/common.yml",)
 # Image variables of the role files, passed on from the environment of `bundle`.
 IMAGES = (
     "AGENT_IMAGE",
