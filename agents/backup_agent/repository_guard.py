@@ -138,19 +138,26 @@ class Guard:
         error = execute.error_for(
             process.argv, returncode, process.stderr_tail(), error=process.error
         )
-        cause = causes.classify(
-            self.verb,
-            returncode,
-            self.watch.classification_lines(),
-            self.url,
-            stopped_after=self.stopped_after,
-        )
-        if cause is not None:
-            error.because(cause.reason)
-            # A hopeless cause is stopped at once: how long restic ran says nothing.
-            after = None if cause.hopeless else self.stopped_after
-            error.args = (causes.message(cause, self.verb, self.url, after),)
-        return error
+        lines = self.watch.classification_lines()
+        return named(error, self.verb, returncode, lines, self.url, self.stopped_after)
+
+
+def named(
+    error: CommandError,
+    verb: str,
+    returncode: int,
+    stderr_lines: Sequence[str],
+    url: str,
+    stopped_after: float | None = None,
+) -> CommandError:
+    """``error`` with its cause's ``reason`` and one-line message, when a cause is found."""
+    cause = causes.classify(verb, returncode, stderr_lines, url, stopped_after=stopped_after)
+    if cause is not None:
+        error.because(cause.reason)
+        # A hopeless cause is stopped at once: how long restic ran says nothing.
+        after = None if cause.hopeless else stopped_after
+        error.args = (causes.message(cause, verb, url, after),)
+    return error
 
 
 def bounded(argv: Sequence[str], limits: Limits) -> list[str]:

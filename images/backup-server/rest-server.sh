@@ -66,10 +66,13 @@ if [ -n "${REST_TLS_CERT:-}" ] || [ -n "${REST_TLS_KEY:-}" ]; then
 fi
 
 # --prometheus-no-auth: Prometheus scrapes /metrics without the agents' credentials.
+# --log -: every request on stdout (docker logs), so that refused deletions (HTTP 403
+# in append-only mode: someone with an agent's credentials tried) are on record.
 exec restic-rest-server \
     --path /srv/restic \
     --listen "${REST_LISTEN:-:8000}" \
     --append-only \
+    --log - \
     --prometheus --prometheus-no-auth \
     --htpasswd-file "$htpasswd_file" \
     "${tls[@]}" \
