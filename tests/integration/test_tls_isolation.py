@@ -16,11 +16,11 @@ from backup_agent import repository_errors as causes
 from backup_agent.errors import BackupError
 from tests.conftest import need
 from tests.forge import forge
+from tests.net import HOST
 from tests.rest_server import RestServer
 
 pytestmark = pytest.mark.integration
 
-HOST = "127.0.0.1"
 USERS = {"mysql": "mysql-secret-0123456789", "grafana": "grafana-secret-0123456789"}
 
 
@@ -67,14 +67,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
     pki.ensure_server(tls, ["backup-server"], [HOST])
     tls_args = ["--tls", "--tls-cert", str(tls / pki.SERVER_CERT)]
     tls_args += ["--tls-key", str(tls / pki.SERVER_KEY)]
-    rest = RestServer(tmp_path, USERS, extra=["--private-repos", *tls_args])
+    rest = RestServer(USERS, extra=["--private-repos", *tls_args])
     found = Server(rest, tls, tmp_path)
     try:
         for service in USERS:
             restic.init(found.repo(service))
         yield found
     finally:
-        rest.stop()
+        rest.remove()
 
 
 def one_line(error: BaseException) -> str:
@@ -135,12 +135,16 @@ def test_a_certificate_from_another_ca_is_refused_naming_the_server(
 
 
 def test_a_certificate_for_other_names_is_refused_naming_the_server(server: Server) -> None:
-    """The certificate names backup-server and 127.0.0.1, not localhost."""
+    """A certificate for backup-server and 10.0.0.20 (the server moved), not the test
+    address the agent reaches it at."""
+    pki.ensure_server(server.tls, ["backup-server"], ["10.0.0.20"])
+    server.rest.stop()
+    server.rest.start()
     with pytest.raises(BackupError) as caught:
-        restic.preflight(server.repo("mysql", host="localhost"))
+        restic.preflight(server.repo("mysql"))
     assert caught.value.reason == causes.REFUSED
     assert one_line(caught.value) == (
-        f"backup server localhost:{server.rest.port} refused access: "
+        f"backup server {HOST}:{server.rest.port} refused access: "
         "TLS certificate does not name this host"
     )
 
