@@ -1,7 +1,7 @@
 """The network between the simulated machines of tests/e2e/test_hosts.py.
 
 Each machine is a compose project on its own Docker network that publishes its ports
-on its own loopback address (127.0.0.21, ...). A container cannot reach the host's
+on its own loopback address (127.0.0.11, ...). A container cannot reach the host's
 loopback, so the containers reach the other machines by name through the Docker
 host's gateway address (``host-gateway``), where this relay listens on the same port
 and forwards each connection to the published port on the destination machine's

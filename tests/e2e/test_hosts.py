@@ -3,8 +3,8 @@
 Five machines of tests/e2e/hosts/inventory.yaml, each a compose project of its own on
 its own Docker network, started from its own bundle (`backup-agent bundle`, then
 `./up.sh` in the bundle, as an operator does), publishing only on its own loopback
-address (127.0.0.21 backup server, .22 MySQL, .23 Grafana and files, .24 verifier,
-.25 monitoring). They reach each other only through those published ports: their
+address (127.0.0.11 backup server, .12 MySQL, .13 Grafana and files, .14 verifier,
+.15 monitoring). They reach each other only through those published ports: their
 containers resolve the other machines' names to the Docker host's gateway, where
 tests/e2e/relay.py forwards each port to the destination's published address, as the
 network between real machines would. One scenario, in order:
@@ -60,6 +60,7 @@ from tests.e2e.test_stack import (
     orders_sql,
     require_docker,
     say,
+    status_table,
     tag,
     tree_hashes,
     write_files,
@@ -167,6 +168,7 @@ class Deployment:
         routes = {
             ports["rest"]: addresses["mh-backup"],
             ports["rest_verifier"]: addresses["mh-backup"],
+            ports["prometheus"]: addresses["mh-monitor"],  # backup-agent status
         }
         routes |= {port: addresses[metrics_host[agent]] for agent, port in ports["metrics"].items()}
         self.relay = Relay(self.gateway, routes)
@@ -378,11 +380,16 @@ def scenario(d: Deployment) -> None:
         assert f"PASS {name}" in drill.stdout
 
     prometheus = Prometheus(f"{monitor.address}:{d.inventory['ports']['prometheus']}")
+    ports = d.inventory["ports"]
+    metrics = ports["metrics"]
     targets = {
-        ("backup-agent", "mh-db:27101"), ("backup-agent", "mh-web:27102"),
-        ("backup-agent", "mh-web:27103"), ("backup-maintenance", "mh-backup:27104"),
-        ("backup-verifier", "mh-verify:27105"), ("backup-server", "mh-backup:27000"),
-    }  # fmt: skip
+        ("backup-agent", f"mh-db:{metrics['mysql']}"),
+        ("backup-agent", f"mh-web:{metrics['grafana']}"),
+        ("backup-agent", f"mh-web:{metrics['files']}"),
+        ("backup-maintenance", f"mh-backup:{metrics['maintenance']}"),
+        ("backup-verifier", f"mh-verify:{metrics['verifier']}"),
+        ("backup-server", f"mh-backup:{ports['rest']}"),
+    }
 
     def all_up() -> bool:
         up = {(dict(k)["job"], dict(k)["instance"]): v for k, v in prometheus.query("up").items()}
@@ -394,9 +401,23 @@ def scenario(d: Deployment) -> None:
         "prometheus (monitoring machine): agents, backup server, maintenance, verifier up;"
         " kit current"
     )
+    wait_for(
+        "drill results in Prometheus",
+        lambda: (
+            prometheus.by("backup_drill_last_success", "service") == dict.fromkeys(SERVICES, 1.0)
+        ),
+        60,
+        every=5,
+    )
+    status = status_table(verify.exec("verifier", "backup-agent", "status").stdout)
+    for service in SERVICES:
+        assert " ok" in status[service] and "PASS" in status[service], status[service]
+    assert all(status[instance].split()[2] == "up" for _, instance in targets), status
+    say("status on the verification machine, from the monitoring machine's Prometheus:")
+    say("every service within its RPO with a passing drill, every machine's component up")
 
     # 2. Isolation, tried with plain restic from the MySQL sidecar.
-    server = "rest:https://backup-server:27000"
+    server = f"rest:https://backup-server:{ports['rest']}"
     code, out = attempt(
         db, "mysql-agent", f"{server}/grafana", "/run/secrets/restic_password_mysql", "snapshots"
     )
@@ -422,7 +443,7 @@ def scenario(d: Deployment) -> None:
         mysql_dump,
     )
     assert "403" in out and "unable to remove" in out, out
-    verifier_endpoint = "rest:https://backup-server-verifier:27001"
+    verifier_endpoint = f"rest:https://backup-server-verifier:{ports['rest_verifier']}"
     code, out = attempt(
         verify,
         "verifier",
@@ -472,11 +493,14 @@ def scenario(d: Deployment) -> None:
     stopped = time.monotonic()
     wait_for(
         "BackupServerDown",
-        lambda: prometheus.firing("BackupServerDown", instance="mh-backup:27000"),
+        lambda: prometheus.firing("BackupServerDown", instance=f"mh-backup:{ports['rest']}"),
         240,
         every=5,
     )
     say(f"BackupServerDown fired {time.monotonic() - stopped:.0f} s after rest-server stopped")
+    status = status_table(verify.exec("verifier", "backup-agent", "status").stdout)
+    row = status[f"mh-backup:{ports['rest']}"]
+    assert "DOWN" in row and "BackupServerDown" in row, row
     backup.compose("start", "backup-server")
 
     # 5. The Grafana machine is lost: Grafana and the files come back from the kit.

@@ -310,10 +310,15 @@ def snapshots(stack: Stack) -> list[dict[str, Any]]:
 
 
 def status_rows(stack: Stack) -> dict[str, str]:
-    """``backup-agent status`` in the verifier (Prometheus from the manifest): each line
-    by its first word (a service name, or a component's job: keyed by instance)."""
+    """``backup-agent status`` in the verifier (Prometheus from the manifest)."""
+    return status_table(stack.agent("verifier", "status"))
+
+
+def status_table(text: str) -> dict[str, str]:
+    """The lines of ``backup-agent status`` by their first word (a service name), or a
+    component's by its instance (the second word, after its job)."""
     rows: dict[str, str] = {}
-    for line in stack.agent("verifier", "status").splitlines():
+    for line in text.splitlines():
         words = line.split()
         if len(words) > 2 and words[0].startswith("backup-"):
             rows[words[1]] = line
