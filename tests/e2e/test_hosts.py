@@ -409,7 +409,10 @@ def scenario(d: Deployment) -> None:
         60,
         every=5,
     )
-    status = status_table(verify.exec("verifier", "backup-agent", "status").stdout)
+    shown = verify.exec("verifier", "backup-agent", "status").stdout
+    kit_line = next(line for line in shown.splitlines() if line.startswith("Recovery kit:"))
+    assert kit_line.endswith(", current"), kit_line
+    status = status_table(shown)
     for service in SERVICES:
         assert " ok" in status[service] and "PASS" in status[service], status[service]
     assert all(status[instance].split()[2] == "up" for _, instance in targets), status
