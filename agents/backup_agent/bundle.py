@@ -231,7 +231,7 @@ def env_file(inventory: Inventory, machine: Machine, environ: Mapping[str, str])
         values["COMPOSE_PROFILES"] = "dashboard"
     else:
         monitor = inventory.running("monitoring")
-        values["PROMETHEUS_URL"] = f"http://{monitor.name}:{ports.prometheus}"
+        values["PROMETHEUS_ADDRESS"] = f"{monitor.name}:{ports.prometheus}"
     for other in inventory.machines.values():
         if other.name != machine.name:
             values[f"PEER_{other.env_name}"] = other.address

@@ -137,9 +137,9 @@ def test_the_env_file_says_where_to_publish_and_where_the_peers_are() -> None:
     assert values["COMPOSE_PROFILES"] == "dashboard"  # the monitoring machine's Grafana
     assert values["PEER_BACKUP"] == "10.0.0.20" and "PEER_VERIFY" not in values
     assert values["AGENT_IMAGE"] == "me/agent:1" and "SERVER_IMAGE" not in values
-    assert "PROMETHEUS_URL" not in values  # its own Prometheus, by service name
+    assert "PROMETHEUS_ADDRESS" not in values  # its own Prometheus, by service name
     db = bundle.env_file(loaded, loaded.machine("db"), {})
     assert "FILES_PATH=/home/backup/backup" in db.splitlines()
     assert "COMPOSE_PROFILES" not in db
     # backup-agent status on another machine reads the monitoring machine's Prometheus.
-    assert f"PROMETHEUS_URL=http://verify:{loaded.ports.prometheus}" in db.splitlines()
+    assert f"PROMETHEUS_ADDRESS=verify:{loaded.ports.prometheus}" in db.splitlines()
