@@ -20,7 +20,7 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
 	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
-	@echo "make e2e         end-to-end test of the whole compose stack only"
+	@echo "make e2e         end-to-end tests only: the compose stack, and five simulated machines"
 	@echo "make up          start the compose stack (images, secrets, waits until healthy)"
 	@echo "make down        remove its containers and network; data volumes are kept"
 	@echo "make down-volumes  remove its containers, network and volumes (all data!)"

@@ -141,7 +141,9 @@ class Deployment:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.prefix = f"mh-{uuid.uuid4().hex[:8]}"
+        # Several runs at once on one engine: BACKUP_AGENT_E2E_PROJECT, as in test_stack.
+        prefix = os.environ.get("BACKUP_AGENT_E2E_PROJECT", "agama-hosts")
+        self.prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.inventory: dict[str, Any] = yaml.safe_load(INVENTORY.read_text())
         self.admin = base / "admin"  # the administrator's machine: inventory and secrets
         self.safe = base / "safe"  # off every machine: the recovery kit
