@@ -101,10 +101,12 @@ def await_repositories(
     names: Sequence[str],
     limit: float = STARTUP_WAIT,
     poll: float = STARTUP_POLL,
+    on_poll: Callable[[], None] = lambda: None,
 ) -> None:
     """Wait until the repositories of the services ``names`` answer (``restic.preflight``)
     while the backup server is unreachable or a repository not created yet, at most
-    ``limit`` seconds; then the first backups run (and report what is still wrong)."""
+    ``limit`` seconds; then the first backups run (and report what is still wrong).
+    ``on_poll`` runs between attempts (the metrics follow one-shot runs meanwhile)."""
     pending = {
         repo.url: repo
         for repo, services in manifest.repositories().values()
@@ -130,6 +132,7 @@ def await_repositories(
                     log.info("repository %s answers", execute.mask(url))
             del pending[url]
         if pending:
+            on_poll()
             time.sleep(poll)
 
 
@@ -197,7 +200,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
     if role == "backup":
-        await_repositories(manifest, selected)
+        await_repositories(manifest, selected, on_poll=publish)
         remove_stale_locks(manifest, selected)
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).

@@ -263,11 +263,15 @@ def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
     waiting = replace(loaded, repository=moved)
     creator = threading.Timer(3.0, restic.init, (moved,))
     creator.start()
+    polls: list[int] = []  # the agent publishes its metrics between attempts
     try:
         with caplog.at_level("INFO", logger="backup_agent.agent"):
-            agent.await_repositories(waiting, ["docs"], limit=120, poll=0.5)
+            agent.await_repositories(
+                waiting, ["docs"], limit=120, poll=0.5, on_poll=lambda: polls.append(1)
+            )
     finally:
         creator.join()
+    assert polls, "nothing ran while the sidecar waited"
     messages = [r.getMessage() for r in caplog.records]
     assert any(
         m.startswith("waiting up to 120 s for the repository: no restic repository")
