@@ -389,7 +389,9 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         found = {snap.id: snap for snaps in listed.values() for snap in snaps}
         ordered = sorted(found.values(), key=lambda snap: snap.time)
-        print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
+        # As restic prints them: ``original`` only for a copied snapshot.
+        fields = [{k: v for k, v in asdict(s).items() if k != "original" or v} for s in ordered]
+        print(json.dumps(fields, default=str, indent=2))
         return EXIT_OK
     trust = Trust.of(loaded)
     print(views.snapshots(judge(listed[n], loaded.services[n], trust) for n in names))
