@@ -102,16 +102,18 @@ def await_repositories(
     limit: float = STARTUP_WAIT,
     poll: float = STARTUP_POLL,
     on_poll: Callable[[], None] = lambda: None,
-) -> None:
-    """Wait until the repositories of the services ``names`` answer (``restic.preflight``)
-    while the backup server is unreachable or a repository not created yet, at most
-    ``limit`` seconds; then the first backups run (and report what is still wrong).
+) -> list[restic.Repository]:
+    """Wait, at most ``limit`` seconds, while a repository of the services ``names`` does
+    not exist yet (the backup server's repository-init still running); returns those
+    that answer (``restic.preflight``). Anything else is not waited for: an unreachable
+    backup server fails the first backup at once, counted and alerted, as it should.
     ``on_poll`` runs between attempts (the metrics follow one-shot runs meanwhile)."""
     pending = {
         repo.url: repo
         for repo, services in manifest.repositories().values()
         if set(services) & set(names)
     }
+    answered: list[restic.Repository] = []
     deadline = time.monotonic() + limit
     said: set[str] = set()
     while pending:
@@ -119,21 +121,21 @@ def await_repositories(
             try:
                 restic.preflight(repo)
             except BackupError as exc:
-                if exc.reason in (causes.UNREACHABLE, causes.MISSING) and (
-                    time.monotonic() < deadline
-                ):
+                if exc.reason == causes.MISSING and time.monotonic() < deadline:
                     if url not in said:
                         log.warning("waiting up to %.0f s for the repository: %s", limit, exc)
                         said.add(url)
                     continue
                 log.warning("starting without the repository: %s", exc)
             else:
+                answered.append(repo)
                 if url in said:
                     log.info("repository %s answers", execute.mask(url))
             del pending[url]
         if pending:
             on_poll()
             time.sleep(poll)
+    return answered
 
 
 def recovery_kit_watch(manifest: Manifest, role: str) -> kit.Watch | None:
@@ -147,13 +149,11 @@ def recovery_kit_watch(manifest: Manifest, role: str) -> kit.Watch | None:
     return kit.Watch(record, kit.held_by(held))
 
 
-def remove_stale_locks(manifest: Manifest, names: Sequence[str]) -> None:
+def remove_stale_locks(repositories: Sequence[restic.Repository]) -> None:
     """Remove the locks a killed restic of this host left (SIGKILL, OOM): restic proves
     them stale by their dead process id. Backups are not blocked by them, but retention
     and checks would be until they are 30 minutes old."""
-    for repo, served in manifest.repositories().values():
-        if not set(served) & set(names):
-            continue
+    for repo in repositories:
         try:
             said = restic.unlock(repo, guard.PREFLIGHT)
         except BackupError as exc:
@@ -200,8 +200,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
     if role == "backup":
-        await_repositories(manifest, selected, on_poll=publish)
-        remove_stale_locks(manifest, selected)
+        remove_stale_locks(await_repositories(manifest, selected, on_poll=publish))
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:

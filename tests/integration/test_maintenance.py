@@ -21,7 +21,7 @@ from backup_agent.state import RETENTION, State
 from tests.agent_process import Agent, metric
 from tests.conftest import ManifestFactory, files_spec, wait_for
 from tests.forge import forge
-from tests.net import free_port
+from tests.net import HOST, free_port
 from tests.rest_server import RestServer
 
 pytestmark = pytest.mark.integration
@@ -252,9 +252,9 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
 def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
     tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """On several machines the backup server may start after the application hosts:
-    the sidecar waits while its repository is missing (or the server unreachable),
-    and goes on as soon as it answers."""
+    """On a new backup server, repository-init may still be running when a sidecar
+    starts: the sidecar waits while its repository is missing, and goes on as soon as
+    it answers."""
     loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
     repo = loaded.repository_for("docs")
     moved = restic.Repository(
@@ -266,7 +266,7 @@ def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
     polls: list[int] = []  # the agent publishes its metrics between attempts
     try:
         with caplog.at_level("INFO", logger="backup_agent.agent"):
-            agent.await_repositories(
+            answered = agent.await_repositories(
                 waiting, ["docs"], limit=120, poll=0.5, on_poll=lambda: polls.append(1)
             )
     finally:
@@ -278,17 +278,28 @@ def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
         for m in messages
     )
     assert messages[-1] == f"repository {moved.url} answers"
+    assert [r.url for r in answered] == [moved.url]  # its stale locks are looked for
     restic.preflight(moved)
 
 
 def test_a_sidecar_does_not_wait_for_what_waiting_cannot_fix(
     tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A wrong password, or a backup server that does not answer: the first backup runs
+    at once and fails with its cause, counted and alerted (tests/faults/test_unreachable.py)."""
     loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not the password\n")
-    repo = replace(loaded.repository, password_file=str(wrong))
-    with caplog.at_level("INFO", logger="backup_agent.agent"):
-        agent.await_repositories(replace(loaded, repository=repo), ["docs"], limit=600, poll=0.5)
-    (message,) = [r.getMessage() for r in caplog.records]
-    assert message.startswith("starting without the repository: wrong password")
+    closed = f"rest:http://{HOST}:{free_port()}/docs"
+    for repo, cause in (
+        (replace(loaded.repository, password_file=str(wrong)), "wrong password"),
+        (replace(loaded.repository, url=closed), f"backup server {HOST}:"),
+    ):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="backup_agent.agent"):
+            answered = agent.await_repositories(
+                replace(loaded, repository=repo), ["docs"], limit=600, poll=0.5
+            )
+        (message,) = [r.getMessage() for r in caplog.records]
+        assert message.startswith(f"starting without the repository: {cause}"), message
+        assert answered == []
