@@ -345,7 +345,8 @@ def scenario(d: Deployment) -> None:
     assert not (db.bundle / "compose" / "secrets" / "restic_password_grafana").exists()
     d.relay.start()
 
-    # 1. Every machine at once: the sidecars wait for the backup server.
+    # 1. Every machine at once: a sidecar that finds no repository yet waits for it; one
+    # that cannot reach the backup server yet fails and backs up at its next minute.
     expected_files = write_files(d.files)
     say(f"starting {', '.join(m.project for m in machines.values())}")
     starting = [
