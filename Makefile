@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
 .PHONY: help deps ensure-deps venv test unit integration faults lint format clean base-images images bench \
-	up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e
+	up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e \
+	host-bundle recovery-kit migrate
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -19,7 +20,7 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
 	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
-	@echo "make e2e         end-to-end test of the whole compose stack only"
+	@echo "make e2e         end-to-end tests only: the compose stack, and five simulated machines"
 	@echo "make up          start the compose stack (images, secrets, waits until healthy)"
 	@echo "make down        remove its containers and network; data volumes are kept"
 	@echo "make down-volumes  remove its containers, network and volumes (all data!)"
@@ -27,6 +28,9 @@ help:
 	@echo "make status      every service against its RPO and RTO, snapshots, components, alerts"
 	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
 	@echo "make drill       restore drills now, through the verifier (old name: restore-test)"
+	@echo "make migrate     copy the old shared repository into one repository per service"
+	@echo "make recovery-kit KIT=FILE [INVENTORY=...]  export the recovery kit (keep it off every machine)"
+	@echo "make host-bundle HOST=machine [INVENTORY=...]  one machine's directory (deploy/bundles/HOST)"
 
 deps:
 	bash scripts/install-deps.sh
@@ -57,7 +61,8 @@ integration: venv
 faults: venv base-images
 	$(BIN)/pytest tests/faults
 
-SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh
+SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh \
+	compose/hosts/*.sh
 
 lint: venv
 	$(BIN)/ruff check agents tests bench
@@ -124,6 +129,28 @@ status:
 
 plan:
 	$(COMPOSE) exec verifier backup-agent plan
+
+# One repository per service: copy the snapshots of the old shared repository
+# (/srv/restic/agama, password compose/secrets/restic_password) into them, once.
+migrate:
+	$(COMPOSE) --profile migrate run --rm migrate
+
+# Several machines (manifests/inventory.yaml, or INVENTORY=): the secrets and the CA are
+# created once in $(DEPLOY)/secrets, and each machine gets one directory to copy there
+# and start with ./up.sh. AIRGAP=1: the stand-in images.
+DEPLOY ?= deploy
+host-bundle: venv
+	@test -n "$(HOST)" || { echo "usage: make host-bundle HOST=machine [INVENTORY=manifests/inventory.yaml]"; exit 2; }
+	$(BIN)/backup-agent bundle $(HOST) --inventory $(or $(INVENTORY),manifests/inventory.yaml) \
+		--secrets $(DEPLOY)/secrets --output $(DEPLOY)/bundles/$(HOST) $(if $(filter 1,$(AIRGAP)),--airgap)
+
+# The recovery kit, written to KIT (keep it off every machine): of the compose stack, or
+# with INVENTORY= of the machines. The export is recorded beside the secrets; on several
+# machines, give the backup server its new compose/secrets/recovery-kit.json.
+recovery-kit: venv
+	@test -n "$(KIT)" || { echo "usage: make recovery-kit KIT=FILE [INVENTORY=manifests/inventory.yaml]"; exit 2; }
+	$(BIN)/backup-agent -m manifests/compose.yaml recovery-kit export --output $(KIT) \
+		$(if $(INVENTORY),--inventory $(INVENTORY) --secrets $(DEPLOY)/secrets,--secrets $(or $(SECRETS_DIR),compose/secrets))
 
 # The end-to-end test alone (make test runs it too): own project, builds images (cached).
 e2e: venv base-images

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `docker compose` for the stack, from anywhere, with the same files every time:
-#   compose/docker-compose.yml
+#   compose/docker-compose.yml  (it includes the role files of compose/hosts/)
 #   + compose/airgap.yml   when `make up` chose the stand-ins (marker compose/.airgap),
 #                          or AIRGAP=1 (AIRGAP=0: never)
 #   + $STACK_FILES         extra override files, colon-separated (the e2e test's)
@@ -27,7 +27,7 @@ if [ -z "${DOCKER_GID:-}" ] && [ -S "$socket" ]; then
     DOCKER_GID=$(stat -c %g "$socket")
     export DOCKER_GID
 fi
-# compose resolves a relative SECRETS_DIR against compose/; make it the caller's.
+# compose resolves a relative SECRETS_DIR against compose/hosts/; make it the caller's.
 if [ -n "${SECRETS_DIR:-}" ]; then
     SECRETS_DIR=$(cd "$SECRETS_DIR" && pwd)
     export SECRETS_DIR

@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 . /etc/os-release
 
 trixie_pkgs=(restic restic-rest-server docker-compose)
-main_pkgs=(python3 python3-venv mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap shellcheck ca-certificates make)
+main_pkgs=(python3 python3-venv mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap shellcheck ca-certificates openssl make)
 
 if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
     src=/etc/apt/sources.list.d/debian.sources

@@ -8,13 +8,15 @@ Roles: ``backup`` (a sidecar: the manifest's services, or the ones named),
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from backup_agent import execute, maintenance, restic, runs
+from backup_agent import execute, kit, maintenance, restic, runs
+from backup_agent import repository_errors as causes
 from backup_agent import repository_guard as guard
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
@@ -27,6 +29,10 @@ from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task
 
 log = logging.getLogger("backup_agent.agent")
 ROLES = ("backup", "maintenance", "verifier")
+# How long a starting sidecar waits for its repositories: on several machines the
+# backup server may come up after the application hosts (or be restarting).
+STARTUP_WAIT = 300.0
+STARTUP_POLL = 5.0
 
 
 def backup_tasks(
@@ -90,13 +96,64 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
     return [Task(DRILL, settings.schedule, drills, first_run=False)]
 
 
-def remove_stale_locks(manifest: Manifest, names: Sequence[str]) -> None:
+def await_repositories(
+    manifest: Manifest,
+    names: Sequence[str],
+    limit: float = STARTUP_WAIT,
+    poll: float = STARTUP_POLL,
+    on_poll: Callable[[], None] = lambda: None,
+) -> list[restic.Repository]:
+    """Wait, at most ``limit`` seconds, while a repository of the services ``names`` does
+    not exist yet (the backup server's repository-init still running); returns those
+    that answer (``restic.preflight``). Anything else is not waited for: an unreachable
+    backup server fails the first backup at once, counted and alerted, as it should.
+    ``on_poll`` runs between attempts (the metrics follow one-shot runs meanwhile)."""
+    pending = {
+        repo.url: repo
+        for repo, services in manifest.repositories().values()
+        if set(services) & set(names)
+    }
+    answered: list[restic.Repository] = []
+    deadline = time.monotonic() + limit
+    said: set[str] = set()
+    while pending:
+        for url, repo in list(pending.items()):
+            try:
+                restic.preflight(repo)
+            except BackupError as exc:
+                if exc.reason == causes.MISSING and time.monotonic() < deadline:
+                    if url not in said:
+                        log.warning("waiting up to %.0f s for the repository: %s", limit, exc)
+                        said.add(url)
+                    continue
+                log.warning("starting without the repository: %s", exc)
+            else:
+                answered.append(repo)
+                if url in said:
+                    log.info("repository %s answers", execute.mask(url))
+            del pending[url]
+        if pending:
+            on_poll()
+            time.sleep(poll)
+    return answered
+
+
+def recovery_kit_watch(manifest: Manifest, role: str) -> kit.Watch | None:
+    """The maintenance role's view of the recovery kit: the repository passwords and
+    the drill key it holds, against the record of the last export."""
+    record = manifest.maintenance.recovery_kit_file
+    if role != "maintenance" or not record:
+        return None
+    held: list[str | None] = [manifest.repository_for(s).password_file for s in manifest.services]
+    held.append(manifest.drill.key_file if manifest.drill else None)
+    return kit.Watch(record, kit.held_by(held))
+
+
+def remove_stale_locks(repositories: Sequence[restic.Repository]) -> None:
     """Remove the locks a killed restic of this host left (SIGKILL, OOM): restic proves
     them stale by their dead process id. Backups are not blocked by them, but retention
     and checks would be until they are 30 minutes old."""
-    for repo, served in manifest.repositories().values():
-        if not set(served) & set(names):
-            continue
+    for repo in repositories:
         try:
             said = restic.unlock(repo, guard.PREFLIGHT)
         except BackupError as exc:
@@ -113,7 +170,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     restic.require_version()
     registry = CollectorRegistry()
     report = manifest.drill.report_file if manifest.drill and role == "verifier" else None
-    metrics = Metrics(registry, role, report)
+    metrics = Metrics(registry, role, report, recovery_kit_watch(manifest, role))
     state = State(manifest.agent.state_dir)
     selected = list(names) or list(manifest.services)
 
@@ -143,7 +200,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
     if role == "backup":
-        remove_stale_locks(manifest, selected)
+        remove_stale_locks(await_repositories(manifest, selected, on_poll=publish))
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:

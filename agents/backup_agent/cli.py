@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
@@ -19,15 +20,20 @@ from prometheus_client import CollectorRegistry
 from backup_agent import (
     __version__,
     agent,
+    bundle,
     drill,
     execute,
+    inventory,
+    kit,
     logs,
     maintenance,
     manifest,
+    migrate,
     plan,
     readout,
     restic,
     runs,
+    secret_store,
     views,
 )
 from backup_agent.errors import (
@@ -198,11 +204,74 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true", help="write into a non-empty target")
     restore.add_argument("--dry-run", action="store_true", help="say what would happen")
     restore.set_defaults(handler=cmd_restore)
+
+    secrets = verbs.add_parser(
+        "secrets",
+        help="create the deployment's missing secrets, its CA and the backup server's "
+        "TLS certificate (nothing is printed)",
+    )
+    secrets.add_argument("--dir", required=True, help="the secrets directory")
+    secrets.add_argument(
+        "--inventory", help="the machines (default: every role on one machine, --manifest)"
+    )
+    secrets.set_defaults(handler=cmd_secrets)
+
+    bundle_ = verbs.add_parser(
+        "bundle", help="write one machine's directory: compose files, .env, its secrets"
+    )
+    bundle_.add_argument("machine", help="the machine, by its name in the inventory")
+    bundle_.add_argument("--inventory", required=True, help="the inventory file")
+    bundle_.add_argument("--secrets", required=True, help="the secrets directory")
+    bundle_.add_argument("--output", required=True, help="the bundle directory to write")
+    bundle_.add_argument(
+        "--compose-dir", default="compose", help="the compose files (default: %(default)s)"
+    )
+    bundle_.add_argument(
+        "--airgap", action="store_true", help="use the stand-in images (compose/airgap.yml)"
+    )
+    bundle_.set_defaults(handler=cmd_bundle)
+
+    kit_ = verbs.add_parser(
+        "recovery-kit", help="export everything needed when a machine is gone, or unpack it"
+    )
+    kit_verbs = kit_.add_subparsers(dest="kit_verb", required=True)
+    export = kit_verbs.add_parser(
+        "export", help="write the kit (keep it off every machine) and record the export"
+    )
+    export.add_argument("--secrets", required=True, help="the secrets directory")
+    export.add_argument(
+        "--inventory", help="the machines (default: every role on one machine, --manifest)"
+    )
+    export.add_argument("--output", required=True, help="the kit file; '-' prints it")
+    export.add_argument("--force", action="store_true", help="replace an existing kit file")
+    export.set_defaults(handler=cmd_kit_export)
+    unpack = kit_verbs.add_parser(
+        "unpack", help="secrets, inventory and manifest from a kit, into a new directory"
+    )
+    unpack.add_argument("kit", help="the kit file")
+    unpack.add_argument("--to", required=True, help="a new or empty directory")
+    unpack.set_defaults(handler=cmd_kit_unpack)
+
+    migrate_ = verbs.add_parser(
+        "migrate",
+        help="copy a shared repository's snapshots into one repository per service "
+        "(maintenance role)",
+    )
+    migrate_.add_argument("--from", dest="source", required=True, help="the shared repository")
+    migrate_.add_argument("--from-password-file", required=True, help="its password file")
+    migrate_.add_argument("--dry-run", action="store_true", help="say what would be copied")
+    migrate_.set_defaults(handler=cmd_migrate)
     return top
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    loaded = manifest.load(args.file or args.manifest)
+    path = args.file or args.manifest
+    if inventory.is_inventory(path):
+        machines = inventory.load(path).machines.values()
+        described = "; ".join(f"{m.name} ({', '.join(m.roles)})" for m in machines)
+        print(f"{path}: ok: {described}")
+        return EXIT_OK
+    loaded = manifest.load(path)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     services = ", ".join(f"{s.name} ({s.type})" for s in loaded.services.values())
@@ -320,7 +389,9 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         found = {snap.id: snap for snaps in listed.values() for snap in snaps}
         ordered = sorted(found.values(), key=lambda snap: snap.time)
-        print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
+        # As restic prints them: ``original`` only for a copied snapshot.
+        fields = [{k: v for k, v in asdict(s).items() if k != "original" or v} for s in ordered]
+        print(json.dumps(fields, default=str, indent=2))
         return EXIT_OK
     trust = Trust.of(loaded)
     print(views.snapshots(judge(listed[n], loaded.services[n], trust) for n in names))
@@ -370,6 +441,74 @@ def cmd_restore(args: argparse.Namespace) -> int:
     )
     for line in result.verified:
         print(f"{service.name}: {line}")
+    return EXIT_OK
+
+
+def _inventory(args: argparse.Namespace) -> inventory.Inventory:
+    if args.inventory:
+        return inventory.load(args.inventory)
+    return inventory.Inventory.single(manifest.load(args.manifest))
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    created = secret_store.ensure(_inventory(args), Path(args.dir))
+    what = f"created {' '.join(created)}" if created else "all present"
+    print(f"secrets: {what} in {args.dir} (group {secret_store.GROUP}, mode 0640)")
+    return EXIT_OK
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    loaded = inventory.load(args.inventory)
+    written = bundle.write(
+        loaded,
+        args.machine,
+        Path(args.secrets),
+        Path(args.compose_dir),
+        Path(args.output),
+        airgap=args.airgap,
+        environ=os.environ,
+    )
+    secrets = ", ".join(sorted(p.name for p in (written / "compose" / "secrets").iterdir()))
+    print(f"{written}: bundle of {args.machine}: copy it there and run ./up.sh")
+    print(f"  secrets: {secrets}")
+    return EXIT_OK
+
+
+def cmd_kit_export(args: argparse.Namespace) -> int:
+    loaded = _inventory(args)
+    output = None if args.output == "-" else Path(args.output)
+    text = kit.export(
+        loaded, Path(args.secrets), output, single=not args.inventory, force=args.force
+    )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"recovery kit written to {output}: keep it off every machine")
+    record = Path(args.secrets) / secret_store.RECORD
+    print(f"export recorded in {record}; the backup server needs this file", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_kit_unpack(args: argparse.Namespace) -> int:
+    written = kit.unpack(Path(args.kit), Path(args.to))
+    print(f"{args.to}: {', '.join(written)}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    loaded = _load(args, "maintenance")
+    source = restic.Repository(
+        url=args.source,
+        password_file=args.from_password_file,
+        host=loaded.repository.host,
+        cacert=loaded.repository.cacert,
+    )
+    for moved in migrate.migrate(loaded, source, dry_run=args.dry_run):
+        verb = "would copy" if args.dry_run else "copied"
+        print(
+            f"{moved.service}: {verb} {moved.copied}, already there {moved.present}, "
+            f"records re-pointed {moved.repointed}"
+        )
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from backup_agent import __version__
+from backup_agent import __version__, kit
 from backup_agent.drill import read_report
 from backup_agent.manifest import Manifest, Service
 from backup_agent.repository_errors import REASONS
@@ -76,11 +76,17 @@ class Metrics:
     """Every metric the agents export, and the functions that set them."""
 
     def __init__(
-        self, registry: CollectorRegistry, role: str = "backup", report_file: str | None = None
+        self,
+        registry: CollectorRegistry,
+        role: str = "backup",
+        report_file: str | None = None,
+        recovery_kit: kit.Watch | None = None,
     ) -> None:
         self.registry = registry
         if report_file:
             registry.register(DrillReportCollector(report_file))
+        if recovery_kit:
+            registry.register(RecoveryKitCollector(recovery_kit))
         self.gauges = {
             name: Gauge(f"{PREFIX}_{name}", doc, ("service",), registry=registry)
             for name, doc in SERVICE_GAUGES.items()
@@ -277,3 +283,25 @@ class DrillReportCollector(Collector):
             result.add_metric([name], 1.0 if entry.get("passed") else 0.0)
             duration.add_metric([name], float(entry.get("seconds", 0.0)))
         yield from (success_time, result, duration)
+
+
+class RecoveryKitCollector(Collector):
+    """Whether the secrets this role holds are in the last recovery kit (maintenance
+    role), read from the export record at every scrape."""
+
+    def __init__(self, watch: kit.Watch) -> None:
+        self.watch = watch
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self.watch.status()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_recovery_kit_timestamp_seconds",
+            "When the last recovery kit was exported; 0 if none ever was.",
+            value=status.exported,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_recovery_kit_current",
+            "1 if every secret this role holds is in the last recovery kit, unchanged; "
+            "0 if one changed since, or no kit was exported.",
+            value=1.0 if status.current else 0.0,
+        )

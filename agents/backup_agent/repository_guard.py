@@ -154,7 +154,9 @@ def named(
     cause = causes.classify(verb, returncode, stderr_lines, url, stopped_after=stopped_after)
     if cause is not None:
         error.because(cause.reason)
-        error.args = (causes.message(cause, verb, url, stopped_after),)
+        # A hopeless cause is stopped at once: how long restic ran says nothing.
+        after = None if cause.hopeless else stopped_after
+        error.args = (causes.message(cause, verb, url, after),)
     return error
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,6 +113,11 @@ class Repository:
         """
         env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
         if self.cacert:
+            if not os.access(self.cacert, os.R_OK):
+                raise BackupError(
+                    f"backup server {repository_errors.server_of(self.url)}: cannot read the CA "
+                    f"certificate {self.cacert} that must have signed its TLS certificate"
+                ).because(repository_errors.REFUSED)
             env["RESTIC_CACERT"] = self.cacert
         if self.credentials_file:
             user, password = read_credentials(self.credentials_file)
@@ -145,6 +151,7 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    original: str | None = None  # the snapshot it was copied from (restic copy, tag)
 
     def tag(self, key: str) -> str | None:
         """Value of a ``key=value`` tag, or None."""
@@ -161,6 +168,7 @@ class Snapshot:
             paths=tuple(data.get("paths") or ()),
             tags=tuple(data.get("tags") or ()),
             summary=data.get("summary") or {},
+            original=data.get("original") or None,
         )
 
 
@@ -303,9 +311,15 @@ def require_version() -> tuple[int, int, int]:
     return found
 
 
-def init(repo: Repository) -> str:
-    """Create the repository; returns its id."""
-    for message in parse_messages(_run(repo, command("init")).stdout):
+def init(repo: Repository, chunker_from: Repository | None = None) -> str:
+    """Create the repository; returns its id. With ``chunker_from``, it takes that
+    repository's chunker parameters, so that data copied from it deduplicates."""
+    if chunker_from is None:
+        result = _run(repo, command("init"))
+    else:
+        argv = command("init", "--copy-chunker-params")
+        result = guard.run(argv, _with_source(repo, chunker_from), repo.url, guard.QUICK, error)
+    for message in parse_messages(result.stdout):
         if message.get("message_type") == "initialized":
             return str(message["id"])
     raise BackupError("restic init printed no repository id")
@@ -475,6 +489,30 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
             "could not remove snapshots",
         )
         raise guard.named(error, "forget", 0, lines, repo.url)
+
+
+def copy(repo: Repository, source: Repository, snapshot_ids: Sequence[str]) -> None:
+    """Copy these snapshots of ``source`` into ``repo`` (each keeps its id as ``original``)."""
+    if snapshot_ids:
+        argv = command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids)
+        guard.run(argv, _with_source(repo, source), repo.url, guard.LONG, error)
+
+
+def retag(repo: Repository, snapshot_id: str, tags: Sequence[str]) -> None:
+    """Replace a snapshot's tags (restic writes it anew, keeping ``original``)."""
+    args = [arg for tag in tags for arg in ("--set", tag)]
+    _run(repo, command("tag", "--retry-lock", RETRY_LOCK, *args, snapshot_id))
+
+
+def _with_source(repo: Repository, source: Repository) -> dict[str, str]:
+    """restic's environment for ``repo`` with ``source`` as its --from-repo."""
+    if source.credentials_file:
+        raise BackupError("a source repository behind rest-server credentials is not supported")
+    return {
+        **repo.env(),
+        "RESTIC_FROM_REPOSITORY": source.url,
+        "RESTIC_FROM_PASSWORD_FILE": source.password_file,
+    }
 
 
 def prune(repo: Repository) -> None:

@@ -139,6 +139,9 @@ def status(manifest: Manifest, readout: Readout, now: float) -> str:
         "",
         repository_line(manifest, readout),
     ]
+    kit_line = recovery_kit_line(manifest, readout)
+    if kit_line:
+        parts.append(kit_line)
     if components:
         parts += ["", table(COMPONENT_HEADER, components)]
     others = [a for a in alerts if id(a) not in shown]
@@ -238,6 +241,23 @@ def repository_line(manifest: Manifest, readout: Readout) -> str:
     share = total / limit
     warning = "  NEARLY FULL" if share >= NEARLY_FULL else ""
     return f"Repository: {size(total)} stored of {size(limit)} ({share:.0%}){warning}"
+
+
+def recovery_kit_line(manifest: Manifest, readout: Readout) -> str | None:
+    """When the recovery kit was last exported and whether it still holds every secret
+    (the maintenance role's ``backup_recovery_kit_*``); None when nothing watches it."""
+    exported = readout.find("backup_recovery_kit_timestamp_seconds")
+    if not exported:
+        if manifest.maintenance.recovery_kit_file:
+            return "Recovery kit: no data (the maintenance role is not reporting)"
+        return None
+    newest = max(s.value for s in exported)
+    if newest <= 0:
+        return "Recovery kit: NEVER EXPORTED (backup-agent recovery-kit export)"
+    current = readout.find("backup_recovery_kit_current")
+    if any(s.value != 1 for s in current):
+        return f"Recovery kit: exported {when(newest)}, OUTDATED: secrets changed since"
+    return f"Recovery kit: exported {when(newest)}, current"
 
 
 def component_rows(readout: Readout, alerts: Sequence[Alert]) -> tuple[list[list[str]], set[int]]:

@@ -1,7 +1,11 @@
 #!/bin/bash
-# Entrypoint of the rest-server service (images/backup-server): builds rest-server's
+# Entrypoint of the rest-server services (images/backup-server): builds rest-server's
 # htpasswd file from the agents' credential files, then runs rest-server in
-# append-only mode. Extra arguments are passed on to restic-rest-server.
+# append-only mode. Extra arguments are passed on to restic-rest-server (the agents'
+# endpoint adds --private-repos: user S reaches only /S).
+#
+#   REST_LISTEN                 listen address (default :8000)
+#   REST_TLS_CERT, REST_TLS_KEY serve TLS with this certificate and key (PEM files)
 #
 # Credential files: one per agent, one line `user:password` (the same file the agent
 # reads as repository.credentials_file). Found as /run/secrets/rest_* (docker secrets),
@@ -53,14 +57,23 @@ mv -f "$tmp" "$htpasswd_file"
 trap - EXIT
 echo "rest-server: ${#seen[@]} user(s) from credential files: ${!seen[*]}"
 
+tls=()
+if [ -n "${REST_TLS_CERT:-}" ] || [ -n "${REST_TLS_KEY:-}" ]; then
+    for f in "${REST_TLS_CERT:-}" "${REST_TLS_KEY:-}"; do
+        [ -r "$f" ] || die "TLS: '$f' is not a readable file (set REST_TLS_CERT and REST_TLS_KEY)"
+    done
+    tls=(--tls --tls-cert "$REST_TLS_CERT" --tls-key "$REST_TLS_KEY")
+fi
+
 # --prometheus-no-auth: Prometheus scrapes /metrics without the agents' credentials.
 # --log -: every request on stdout (docker logs), so that refused deletions (HTTP 403
 # in append-only mode: someone with an agent's credentials tried) are on record.
 exec restic-rest-server \
     --path /srv/restic \
-    --listen :8000 \
+    --listen "${REST_LISTEN:-:8000}" \
     --append-only \
     --log - \
     --prometheus --prometheus-no-auth \
     --htpasswd-file "$htpasswd_file" \
+    "${tls[@]}" \
     "$@"

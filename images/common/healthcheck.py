@@ -4,16 +4,20 @@ Any HTTP status below 500 counts (401 from an authenticated endpoint still prove
 server is up); a refused connection, a timeout or a 5xx makes the container unhealthy.
 The agent image checks its metrics (127.0.0.1:9464), the backup-server image its
 rest-server (127.0.0.1:8000); a compose service overrides HEALTHCHECK_URL as needed.
+An https URL is checked against HEALTHCHECK_CAFILE (a rest-server over TLS: the check
+also proves its certificate).
 """
 
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
 
 url = os.environ.get("HEALTHCHECK_URL", "http://127.0.0.1:9464/metrics")
+context = ssl.create_default_context(cafile=os.environ.get("HEALTHCHECK_CAFILE") or None)
 try:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - fixed local URL
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310
         status = response.status
 except urllib.error.HTTPError as exc:
     status = exc.code

@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose.sh"
 OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
 IMAGES = (
-    "local/backup-agent:dev",
-    "local/backup-server:dev",
+    os.environ.get("AGENT_IMAGE", "local/backup-agent:dev"),
+    os.environ.get("SERVER_IMAGE", "local/backup-server:dev"),
     "local/mariadb:11.8",
     "local/prometheus:debian",
     "local/alertmanager:debian",
@@ -347,10 +347,15 @@ def snapshots(stack: Stack) -> list[dict[str, Any]]:
 
 
 def status_rows(stack: Stack) -> dict[str, str]:
-    """``backup-agent status`` in the verifier (Prometheus from the manifest): each line
-    by its first word (a service name, or a component's job: keyed by instance)."""
+    """``backup-agent status`` in the verifier (Prometheus from the manifest)."""
+    return status_table(stack.agent("verifier", "status"))
+
+
+def status_table(text: str) -> dict[str, str]:
+    """The lines of ``backup-agent status`` by their first word (a service name), or a
+    component's by its instance (the second word, after its job)."""
     rows: dict[str, str] = {}
-    for line in stack.agent("verifier", "status").splitlines():
+    for line in text.splitlines():
         words = line.split()
         if len(words) > 2 and words[0].startswith("backup-"):
             rows[words[1]] = line
@@ -364,15 +369,19 @@ def tag(snapshot: dict[str, Any], key: str) -> str | None:
 
 
 def on_server(stack: Stack) -> set[str]:
-    """Snapshot ids read directly from the repository directory on the backup server."""
+    """Snapshot ids read directly from each service's repository directory on the
+    backup server (/srv/restic/SERVICE, password restic_password_SERVICE)."""
     out = stack.exec(
         "maintenance",
         "sh",
         "-c",
-        "RESTIC_REPOSITORY=/srv/restic/agama RESTIC_PASSWORD_FILE=/run/secrets/restic_password"
-        " exec restic snapshots --json --no-lock",
+        'for s in "$@"; do RESTIC_REPOSITORY=/srv/restic/$s'
+        " RESTIC_PASSWORD_FILE=/run/secrets/restic_password_$s"
+        " restic snapshots --json --no-lock || exit 1; done",
+        "sh",
+        *SERVICES,
     ).stdout
-    return {s["id"] for s in json.loads(out)}
+    return {s["id"] for line in out.splitlines() for s in json.loads(line)}
 
 
 def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | None:
@@ -481,9 +490,11 @@ def scenario(stack: Stack) -> None:
         "exec",
         "-T",
         "-e",
-        "RESTIC_REPOSITORY=rest:http://backup-server:8000/agama",
+        "RESTIC_REPOSITORY=rest:https://backup-server:8000/mysql",
         "-e",
-        "RESTIC_PASSWORD_FILE=/run/secrets/restic_password",
+        "RESTIC_PASSWORD_FILE=/run/secrets/restic_password_mysql",
+        "-e",
+        "RESTIC_CACERT=/run/secrets/ca.pem",
         "mysql-agent",
         "sh",
         "-c",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from backup_agent.state import RETENTION, State
 from tests.agent_process import Agent, metric
 from tests.conftest import ManifestFactory, files_spec, wait_for
 from tests.forge import forge
-from tests.net import free_port
+from tests.net import HOST, free_port
 from tests.rest_server import RestServer
 
 pytestmark = pytest.mark.integration
@@ -245,3 +247,59 @@ def test_the_maintenance_role_publishes_the_repository_at_start_up(
         assert runner.stop()[0] == 0
     finally:
         runner.kill()
+
+
+def test_a_starting_sidecar_waits_for_its_repository_then_backs_up(
+    tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a new backup server, repository-init may still be running when a sidecar
+    starts: the sidecar waits while its repository is missing, and goes on as soon as
+    it answers."""
+    loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
+    repo = loaded.repository_for("docs")
+    moved = restic.Repository(
+        str(tmp_path / "later"), repo.password_file, repo.host, cache_dir=repo.cache_dir
+    )
+    waiting = replace(loaded, repository=moved)
+    creator = threading.Timer(3.0, restic.init, (moved,))
+    creator.start()
+    polls: list[int] = []  # the agent publishes its metrics between attempts
+    try:
+        with caplog.at_level("INFO", logger="backup_agent.agent"):
+            answered = agent.await_repositories(
+                waiting, ["docs"], limit=120, poll=0.5, on_poll=lambda: polls.append(1)
+            )
+    finally:
+        creator.join()
+    assert polls, "nothing ran while the sidecar waited"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("waiting up to 120 s for the repository: no restic repository")
+        for m in messages
+    )
+    assert messages[-1] == f"repository {moved.url} answers"
+    assert [r.url for r in answered] == [moved.url]  # its stale locks are looked for
+    restic.preflight(moved)
+
+
+def test_a_sidecar_does_not_wait_for_what_waiting_cannot_fix(
+    tmp_path: Path, make_manifest: ManifestFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong password, or a backup server that does not answer: the first backup runs
+    at once and fails with its cause, counted and alerted (tests/faults/test_unreachable.py)."""
+    loaded = make_manifest({"docs": files_spec([str(tmp_path)])})
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not the password\n")
+    closed = f"rest:http://{HOST}:{free_port()}/docs"
+    for repo, cause in (
+        (replace(loaded.repository, password_file=str(wrong)), "wrong password"),
+        (replace(loaded.repository, url=closed), f"backup server {HOST}:"),
+    ):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="backup_agent.agent"):
+            answered = agent.await_repositories(
+                replace(loaded, repository=repo), ["docs"], limit=600, poll=0.5
+            )
+        (message,) = [r.getMessage() for r in caplog.records]
+        assert message.startswith(f"starting without the repository: {cause}"), message
+        assert answered == []

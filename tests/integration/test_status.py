@@ -29,7 +29,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
-from backup_agent import drill, manifest, restic
+from backup_agent import drill, manifest, pki, restic
 from backup_agent.metrics import Metrics
 from backup_agent.state import CHECK, RETENTION, Run, State, backup_task
 from backup_agent.survey import ServiceSurvey, Survey
@@ -96,6 +96,10 @@ class Prometheus:
         targets = {**targets, "prometheus": f"{HOST}:{self.port}"}
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+            if "tls_config" in job:  # rest-server over TLS: a CA of the test's own
+                need("openssl")
+                pki.ensure_ca(base, "test")
+                job["tls_config"]["ca_file"] = str(base / pki.CA_CERT)
             job["scrape_interval"] = "1s"
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         config["rule_files"] = [str(RULES)]

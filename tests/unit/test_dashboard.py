@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from backup_agent import drill, manifest
+from backup_agent import drill, kit, manifest
 from backup_agent.metrics import Metrics
 from tests.conftest import need
 
@@ -97,7 +97,8 @@ def load_yaml(path: Path) -> Json:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[frozenset[str], frozenset[str]]:
-    """Names from a registry with agama.yaml's services declared and a drill report read."""
+    """Names from a registry with agama.yaml's services declared and a drill report read,
+    and from the maintenance role's recovery-kit collector."""
     report = str(tmp_path_factory.mktemp("drills") / "report.json")
     result = drill.DrillResult("mysql", True, 12.0, 1800.0, 7200.0, 1.0e9, "abc", ["ok"])
     drill.update_report(report, [result], {"passed": True})
@@ -105,7 +106,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[frozenset[str], 
     metrics = Metrics(registry, role="backup", report_file=report)
     loaded = manifest.load(AGAMA)
     metrics.declare(loaded, list(loaded.services))
-    return exported_names(registry)
+    # The maintenance role's recovery-kit metrics (read from the export record).
+    record = str(tmp_path_factory.mktemp("kit") / "recovery-kit.json")
+    kit_registry = CollectorRegistry()
+    Metrics(kit_registry, role="maintenance", recovery_kit=kit.Watch(record, {}))
+    (main, samples), (kit_main, kit_samples) = (
+        exported_names(registry),
+        exported_names(kit_registry),
+    )
+    return main | kit_main, samples | kit_samples
 
 
 @pytest.fixture(scope="module")

@@ -215,25 +215,47 @@ def test_no_limit_is_said() -> None:
     assert "Repository: 2.0 KiB stored, no size limit set (repository.size_limit)" in text
 
 
+@pytest.mark.parametrize(
+    ("exported", "current", "shown"),
+    [
+        (None, None, "Recovery kit: no data (the maintenance role is not reporting)"),
+        (0, 0, "Recovery kit: NEVER EXPORTED (backup-agent recovery-kit export)"),
+        (NOW - HOUR, 0, "Recovery kit: exported 2026-12-01 11:00, OUTDATED: secrets changed since"),
+        (NOW - HOUR, 1, "Recovery kit: exported 2026-12-01 11:00, current"),
+    ],
+)
+def test_the_recovery_kit_is_said(exported: float | None, current: float, shown: str) -> None:
+    watched = manifest.parse({**LOADED_DATA, "maintenance": {"recovery_kit_file": "/kit.json"}})
+    samples: list[Sample] = []
+    if exported is not None:
+        samples = [
+            maintenance("backup_recovery_kit_timestamp_seconds", exported),
+            maintenance("backup_recovery_kit_current", current),
+        ]
+    text = views.status(watched, Readout("test", samples, []), NOW)
+    assert shown in text.splitlines()
+    # Without a kit record in the manifest and nothing reported, nothing is said.
+    assert "Recovery kit" not in views.status(LOADED, Readout("test", [], []), NOW)
+
+
 # --- snapshots --------------------------------------------------------------------------
 
 TIME = datetime(2026, 12, 1, 22, 0, 5, tzinfo=UTC)
-LOADED = manifest.parse(
-    {
-        "version": 1,
-        "repository": {"url": "/srv/repo", "password_file": "/pw", "host": "agama"},
-        "services": {
-            "docs": {
-                "type": "files",
-                "schedule": {"incremental": "0 22 * * 1-6", "full": "0 22 * * 0"},
-                "rpo": "1d",
-                "rto": {"target": "30m", "limit": "2h"},
-                "files": {"paths": ["/srv"]},
-            }
-        },
-        "retention": {"keep_within": "3w", "max_age": "31d"},
-    }
-)
+LOADED_DATA = {
+    "version": 1,
+    "repository": {"url": "/srv/repo", "password_file": "/pw", "host": "agama"},
+    "services": {
+        "docs": {
+            "type": "files",
+            "schedule": {"incremental": "0 22 * * 1-6", "full": "0 22 * * 0"},
+            "rpo": "1d",
+            "rto": {"target": "30m", "limit": "2h"},
+            "files": {"paths": ["/srv"]},
+        }
+    },
+    "retention": {"keep_within": "3w", "max_age": "31d"},
+}
+LOADED = manifest.parse(LOADED_DATA)
 KEY = b"k" * 32
 
 

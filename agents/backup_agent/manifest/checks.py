@@ -200,7 +200,9 @@ class _Checker:
 
     def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> model.Maintenance:
         optional: dict[str, Any] = {
-            k: spec[k] for k in ("read_data_subsets", "repository_url") if k in spec
+            k: spec[k]
+            for k in ("read_data_subsets", "repository_url", "recovery_kit_file")
+            if k in spec
         }
         if "deadline" in spec:
             optional["deadline"] = parse_duration(spec["deadline"])

@@ -55,15 +55,22 @@ _FORBIDDEN_MULTILINE = re.compile(rf"[\x00-\x08\x0b-\x1f{_OTHERS}]")
 
 
 @cache
-def schema() -> dict[str, Any]:
-    """The published JSON Schema (agents/backup_agent/schema/manifest.schema.json)."""
-    text = resources.files("backup_agent").joinpath("schema/manifest.schema.json").read_text()
+def schema(name: str = "manifest") -> dict[str, Any]:
+    """A published JSON Schema (agents/backup_agent/schema/NAME.schema.json): the
+    manifest's, or the inventory's."""
+    text = resources.files("backup_agent").joinpath(f"schema/{name}.schema.json").read_text()
     result: dict[str, Any] = json.loads(text)
     return result
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
     """Read and validate a manifest file; raises ``ManifestError`` listing every problem."""
+    return parse(read_document(path), str(path), environ)
+
+
+def read_document(path: str | Path) -> Any:
+    """The YAML document of a file, read as strictly as a manifest (size, nodes, depth,
+    duplicate keys)."""
     source = str(path)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -73,7 +80,7 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
         raise error(source, [("(file)", reason or str(exc))]) from exc
     if len(text) > MAX_BYTES:
         raise error(source, [("(file)", f"larger than {MAX_BYTES} bytes")])
-    return parse(read_yaml(text, source), source, environ)
+    return read_yaml(text, source)
 
 
 class _Loader(yaml.SafeLoader):
@@ -413,9 +420,9 @@ _Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
 )
 
 
-def schema_problems(data: Any) -> Problems:
-    """Every JSON Schema violation as (dotted path, message), in document order."""
-    validator = _Validator(schema())
+def schema_problems(data: Any, name: str = "manifest") -> Problems:
+    """Every violation of schema ``name`` as (dotted path, message), in document order."""
+    validator = _Validator(schema(name))
     problems: Problems = []
     for found in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
         problems += [p for p in _describe(found) if p not in problems]

@@ -221,6 +221,7 @@ class Maintenance:
     read_data_subsets: int = 4
     repository_url: str | None = None
     deadline: timedelta = timedelta(hours=6)  # for each retention or check run
+    recovery_kit_file: str | None = None  # the record of the last recovery-kit export
 
 
 @dataclass(frozen=True)
