@@ -12,11 +12,14 @@ servers) and ``checks`` (what a drill proves).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from backup_agent import snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import BackupResult, RestoreRequest, RestoreResult, require_drill
 from backup_agent.jobs.mysql import record
+from backup_agent.jobs.mysql.binlog.chain import dump_tags
+from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
 from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
 from backup_agent.jobs.mysql.client import connect, where
 from backup_agent.jobs.mysql.dump import dump_command, stream_dump
@@ -41,7 +44,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
             "%s: %s is not InnoDB; its dump is not transactionally consistent", service.name, table
         )
     argv = dump_command(options, info)
-    scanner = DumpScanner(trusted_rows=True)  # the stream comes from the dump tool
+    scanner = PositionWatcher(DumpScanner(trusted_rows=True))  # from the dump tool
     summary, stats = stream_dump(
         argv,
         manifest.repository_for(service.name),
@@ -59,7 +62,16 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "client": argv[0],
         "tables": scanner.close(),  # rows per db.table, counted in the dump itself
     }
-    record.write(manifest, service, summary.snapshot_id, details)
+    position, seen_at = scanner.coordinates.result(), scanner.coordinates.seen_at
+    tags: dict[str, str] = {}
+    if position is not None and seen_at is not None:
+        details["binlog"] = {**asdict(position), "consistent_by": seen_at.isoformat()}
+        tags = dump_tags(position, seen_at)
+    elif info.log_bin:
+        log.warning(
+            "%s: the dump names no binlog position: no point-in-time restore from it", service.name
+        )
+    record.write(manifest, service, summary.snapshot_id, details, tags)
     return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.size)
 
 
