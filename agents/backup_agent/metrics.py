@@ -22,8 +22,9 @@ from prometheus_client.registry import Collector
 
 from backup_agent import __version__
 from backup_agent.drill import read_report
+from backup_agent.jobs.mysql.binlog.pitr import Shipped
 from backup_agent.manifest import Manifest, Service
-from backup_agent.state import CHECK, RETENTION, State, backup_task
+from backup_agent.state import CHECK, RETENTION, SHIPPING, State, backup_task, binlog_task
 from backup_agent.survey import Survey
 
 PREFIX = "backup"
@@ -53,6 +54,25 @@ SERVICE_GAUGES = {
     "newest_snapshot_bytes": "Bytes the newest trusted snapshot read (restic's summary).",
     "typical_snapshot_bytes": "Median bytes read by the snapshots before the newest; 0 if none.",
     "orphaned_snapshots": "Snapshots tagged with a service the manifest does not name.",
+}
+# Per-service gauges of point-in-time recovery (MySQL services that ship binlogs).
+BINLOG_GAUGES = {
+    "binlog_last_success_timestamp_seconds": (
+        "End of the last successful binlog shipping run: everything committed before it is"
+        " in the repository; 0 if none."
+    ),
+    "binlog_rpo_seconds": "RPO of the shipped binlogs (binlog.rpo in the manifest).",
+    "pitr_window_seconds": (
+        "Length of the point-in-time window that ends at the newest shipment: every second"
+        " in it is restorable; 0 if none."
+    ),
+    "binlog_covered_until_timestamp_seconds": (
+        "End of the point-in-time window: the newest shipment of the newest dump's chain."
+    ),
+    "binlog_chain_broken": (
+        "1 while the newest dump's binlog chain is broken (a binlog purged before it was"
+        " shipped, or no dump with a position): the next dump starts a new chain."
+    ),
 }
 # Limits from the manifest the maintenance role's alerts compare against.
 LIMIT_GAUGES = {
@@ -110,6 +130,22 @@ class Metrics:
             ("service",),
             registry=registry,
         )
+        self.binlog = {
+            name: Gauge(f"{PREFIX}_{name}", doc, ("service",), registry=registry)
+            for name, doc in BINLOG_GAUGES.items()
+        }
+        self.chain_breaks = Counter(
+            f"{PREFIX}_binlog_chain_breaks_total",
+            "Shipping runs that found binlogs purged on the server before they were shipped.",
+            ("service",),
+            registry=registry,
+        )
+        self.shipped_bytes = Counter(
+            f"{PREFIX}_binlog_shipped_bytes_total",
+            "Bytes of binary logs shipped into the repository.",
+            ("service",),
+            registry=registry,
+        )
         self.limits = {
             name: Gauge(f"{PREFIX}_{name}", doc, registry=registry)
             for name, doc in LIMIT_GAUGES.items()
@@ -144,6 +180,15 @@ class Metrics:
             for kind in service.schedules:
                 for result in ("success", "failure"):
                     self.runs.labels(name, kind, result)
+            if service.binlog is not None:
+                self.binlog["binlog_rpo_seconds"].labels(name).set(
+                    service.binlog.rpo.total_seconds()
+                )
+                self.binlog["binlog_last_success_timestamp_seconds"].labels(name)
+                self.chain_breaks.labels(name)
+                self.shipped_bytes.labels(name)
+                for result in ("success", "failure"):
+                    self.runs.labels(name, SHIPPING, result)
 
     def backup_started(self, service: Service) -> None:
         self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
@@ -183,6 +228,34 @@ class Metrics:
         if latest_success.last_success:
             self.service(name, "last_read_bytes").set(latest_success.last_bytes)
             self.service(name, "previous_read_bytes").set(latest_success.previous_bytes)
+
+    def publish_binlog(self, service: Service, state: State) -> None:
+        """The last successful shipping run, from the state file."""
+        task = binlog_task(service.name)
+        if service.binlog is not None and state.known(task):
+            self.binlog["binlog_last_success_timestamp_seconds"].labels(service.name).set(
+                state.run(task).last_success
+            )
+
+    def binlog_shipped(self, service: Service, shipped: Shipped) -> None:
+        """What one shipping run stored, and the newest dump's chain afterwards."""
+        name, status = service.name, shipped.status
+        self.shipped_bytes.labels(name).inc(shipped.bytes)
+        if shipped.gap:
+            self.chain_breaks.labels(name).inc()
+        self.binlog["binlog_chain_broken"].labels(name).set(1 if status.broken else 0)
+        self.binlog["pitr_window_seconds"].labels(name).set(status.window.total_seconds())
+        if status.covered_until is not None:
+            self.binlog["binlog_covered_until_timestamp_seconds"].labels(name).set(
+                status.covered_until.timestamp()
+            )
+
+    def binlog_ended(self, service: Service, state: State, reason: str = "") -> None:
+        """Count a finished shipping run (failed, for ``reason``) and republish."""
+        self.runs.labels(service.name, SHIPPING, "failure" if reason else "success").inc()
+        if reason:
+            self.failures.labels(service.name, reason).inc()
+        self.publish_binlog(service, state)
 
     def waited(self, service: str, seconds: float) -> None:
         self.waits.labels(service).inc()

@@ -6,7 +6,8 @@ The package's modules, in the order a backup and a drill use them:
 and scanned), ``scan`` (row counts and client commands read from the
 stream), ``record`` (the ``kind=meta`` record beside each dump), ``load`` and
 ``parallel`` (streaming a dump back into a server), ``scratch`` (disposable drill
-servers) and ``checks`` (what a drill proves).
+servers) and ``checks`` (what a drill proves). ``binlog`` is point-in-time recovery:
+binary logs shipped beside the dumps, replayed on top of one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from backup_agent import snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import BackupResult, RestoreRequest, RestoreResult, require_drill
 from backup_agent.jobs.mysql import record
+from backup_agent.jobs.mysql.binlog import pitr
 from backup_agent.jobs.mysql.binlog.chain import dump_tags
 from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
 from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
@@ -81,6 +83,8 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
     server. Databases that already hold tables are refused unless ``force``.
     """
+    if request.to_point:
+        return pitr.restore(manifest, service, request)
     options = service.options
     assert isinstance(options, MysqlOptions)
     snapshot, meta = record.select_dump(manifest, service, request.snapshot)
@@ -95,13 +99,16 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
 
 
 def drill(manifest: Manifest, service: Service) -> RestoreResult:
-    """Restore the newest dump into a disposable server and prove it complete.
+    """Restore the newest dump into a disposable server and prove it complete; with
+    shipped binlogs, restore a point in time instead (``binlog.pitr.drill``).
 
     Proofs: the stream's SHA-256 and size equal the record, every table of the dump
     exists with the row count read from the dump at backup time, and the manifest's
     sanity queries hold. The disposable server is removed (or the scratch databases
     dropped) afterwards, also on failure.
     """
+    if service.binlog is not None:
+        return pitr.drill(manifest, service)  # the newest dump is proven on the way
     options = service.options
     assert isinstance(options, MysqlOptions)
     settings = require_drill(manifest)
@@ -112,7 +119,7 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:
                 checks += check_tables(cur, meta, options.allow_empty)
-                checks += check_sanity(cur, options.sanity_queries, snapshot, service)
+                checks += check_sanity(cur, options.sanity_queries, snapshot.time, service.rpo)
         finally:
             if not settings.mysql.image:
                 drop_databases(target, record.databases(meta))

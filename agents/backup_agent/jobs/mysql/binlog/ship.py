@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 RECORD_FILE = "binlog.json"
 # Bytes of server files one shipment reads at most (whole files; at least one): after
 # an outage, shipping catches up over several runs instead of never finishing one.
-SHIPMENT_BUDGET = 1 << 30
+SHIPMENT_BUDGET = 256 << 20
 
 
 @dataclass(frozen=True)
