@@ -45,7 +45,9 @@ RECORD_KINDS = frozenset({META_KIND, DRILL_KIND})
 # A binlog shipment's own tags, enough to plan restores and retention without reading
 # it: ``binlog=FILE@CREATED:START-END[:closed];...`` (byte ranges of server files) and
 # ``until=TIME`` (every transaction committed before TIME is shipped by then).
-SEGMENT_TAG = re.compile(r"\A([A-Za-z0-9_.-]+)@(\d{1,10}):(\d{1,15})-(\d{1,15})(:closed)?\Z")
+SEGMENT_TAG = re.compile(
+    r"\A([A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.\d{6,10})@(\d{1,10}):(\d{1,15})-(\d{1,15})(:closed)?\Z"
+)
 TIME_TAG = "%Y%m%dT%H%M%SZ"
 # Service types whose data snapshots need a meta record to be trusted (and to be proven).
 TYPES_WITH_RECORD = frozenset({"mysql"})
@@ -165,11 +167,21 @@ def _binlog_doubt(snapshot: restic.Snapshot, service: Service, trust: Trust) -> 
         until = datetime.strptime(snapshot.tag("until") or "", TIME_TAG).replace(tzinfo=UTC)
     except ValueError:
         return "a binlog shipment without a valid until tag"
-    if not all(SEGMENT_TAG.match(segment) for segment in segments) or len(snapshot.paths) != 1:
+    if not all(_sound(segment) for segment in segments) or len(snapshot.paths) != 1:
         return "a binlog shipment whose tags do not describe its segments"
     if until > snapshot.time + trust.clock_skew:
         return f"a binlog shipment claiming binlogs written after it was made ({until.isoformat()})"
     return None
+
+
+def _sound(segment: str) -> bool:
+    """A segment tag that names a binlog file and a range that is not reversed (an empty
+    one only when it closes its file)."""
+    match = SEGMENT_TAG.match(segment)
+    if not match:
+        return False
+    start, end = int(match.group(3)), int(match.group(4))
+    return end > start or (end == start and bool(match.group(5)))
 
 
 def drill_signature(key: bytes, service: str, snapshot_id: str) -> str:

@@ -13,6 +13,7 @@ long as the shipped segments are contiguous. A target inside a chain is restorab
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -43,7 +44,14 @@ def stamp(moment: datetime) -> str:
 
 
 def unstamp(value: str) -> datetime:
-    return datetime.strptime(value, TIME_TAG).replace(tzinfo=UTC)
+    """The inverse of ``stamp``; ValueError for anything else."""
+    if len(value) != 16 or value[8] != "T" or value[15] != "Z" or not value[:8].isdigit():
+        raise ValueError(f"not a time tag: {value[:20]!r}")
+    if not value[9:15].isdigit():
+        raise ValueError(f"not a time tag: {value[:20]!r}")
+    year, month, day = int(value[0:4]), int(value[4:6]), int(value[6:8])
+    hour, minute, second = int(value[9:11]), int(value[11:13]), int(value[13:15])
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -83,16 +91,21 @@ class Shipment:
         return tags
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _shipment(snapshot: restic.Snapshot) -> Shipment | None:
+    """Parsed once per snapshot: retention and ``plan`` read the same ones many times."""
+    try:
+        return Shipment.of(snapshot)
+    except (BinlogError, ValueError) as exc:
+        log.warning("ignoring binlog snapshot %s: %s", snapshot.short_id, exc)
+        return None
+
+
 def shipments_of(trusted: Iterable[restic.Snapshot]) -> list[Shipment]:
-    """The shipments among trusted binlog snapshots, oldest first; one whose segments
-    name impossible ranges is left out with a warning."""
-    found = []
-    for snapshot in trusted:
-        try:
-            found.append(Shipment.of(snapshot))
-        except (BinlogError, ValueError) as exc:
-            log.warning("ignoring binlog snapshot %s: %s", snapshot.short_id, exc)
-    return sorted(found, key=lambda s: s.time)
+    """The shipments among trusted binlog snapshots, oldest first (the trust rule has
+    checked their tags; one that still does not parse is left out with a warning)."""
+    found = (_shipment(snapshot) for snapshot in trusted)
+    return sorted((s for s in found if s is not None), key=lambda s: s.time)
 
 
 @dataclass(frozen=True, order=True)
@@ -215,55 +228,72 @@ def build_chain(
     earlier.
     """
     by_file: dict[FileKey, list[tuple[Shipment, Segment]]] = {}
+    by_name: dict[str, list[FileKey]] = {}
     for shipment in shipments:
         for segment in shipment.segments:
-            by_file.setdefault((segment.file, segment.created), []).append((shipment, segment))
+            key = (segment.file, segment.created)
+            if key not in by_file:
+                by_name.setdefault(segment.file, []).append(key)
+            by_file.setdefault(key, []).append((shipment, segment))
     limit = (opened_by + CLOCK_TOLERANCE).timestamp() if opened_by else float("inf")
-    named = [key for key in by_file if key[0] == start.file and key[1] <= limit]
-    key: FileKey | None = max(named, key=lambda k: k[1], default=None)
+    named = [key for key in by_name.get(start.file, ()) if key[1] <= limit]
+    current: FileKey | None = max(named, key=lambda k: k[1], default=None)
     files: list[tuple[FileKey, tuple[Piece, ...]]] = []
     pos = 0
-    while key is not None:
-        pieces: list[Piece] = []
-        pos, closed = 0, False
-        while not closed:
-            covering = [
-                (ship, seg)
-                for ship, seg in by_file[key]
-                if seg.start <= pos and (pos < seg.end or (pos == seg.end and seg.closed))
-            ]
-            if not covering:
-                break
-            ship, seg = max(covering, key=lambda item: (item[1].end, item[1].closed))
-            if seg.end > pos:
-                pieces.append(Piece(ship, seg, pos, seg.end))
-            pos, closed = seg.end, seg.closed
+    while current is not None:
+        pieces, reached, closed = _follow(by_file[current])
         if not pieces:
             break
-        files.append((key, tuple(pieces)))
+        files.append((current, tuple(pieces)))
+        pos = reached
         if not closed:
             break
-        following = [k for k in by_file if k[0] == next_name(key[0]) and k[1] >= key[1]]
-        key = min(following, key=lambda k: k[1], default=None)
+        following = [k for k in by_name.get(next_name(current[0]), ()) if k[1] >= current[1]]
+        current = min(following, key=lambda k: k[1], default=None)
     end = Coordinates(files[-1][0][0], pos) if files else Coordinates(start.file, 0)
-    used = {id(piece.segment) for _, pieces in files for piece in pieces}
-    inside = [s for s in shipments if s.segments and all(_held(g, files, used) for g in s.segments)]
-    covered = max((s.until for s in inside), default=None) if files else None
     gtids = [p.segment.last_gtid for _, pieces in files for p in pieces if p.segment.last_gtid]
-    chain = Chain(start, tuple(files), end, covered, last_gtid=gtids[-1] if gtids else None)
+    last_gtid = gtids[-1] if gtids else None
+    chain = Chain(start, tuple(files), end, _covered(files, shipments), last_gtid=last_gtid)
     return replace(chain, broken=_why_broken(chain, shipments))
 
 
-def _held(
-    segment: Segment, files: Sequence[tuple[FileKey, Sequence[Piece]]], used: set[int]
-) -> bool:
-    """Whether the chain holds every byte of ``segment``."""
-    if id(segment) in used:
-        return True
-    for (name, created), pieces in files:
-        if (name, created) == (segment.file, segment.created):
-            return segment.end <= pieces[-1].end
-    return False
+def _follow(shipped: Sequence[tuple[Shipment, Segment]]) -> tuple[list[Piece], int, bool]:
+    """One file's pieces from offset 0: at each offset, of the segments starting at or
+    before it, the one reaching furthest (closed ones first at equal reach)."""
+    ordered = sorted(shipped, key=lambda item: item[1].start)
+    pieces: list[Piece] = []
+    pos, closed, index = 0, False, 0
+    best: tuple[Shipment, Segment] | None = None
+    while not closed:
+        while index < len(ordered) and ordered[index][1].start <= pos:
+            candidate = ordered[index][1]
+            if best is None or (candidate.end, candidate.closed) > (best[1].end, best[1].closed):
+                best = ordered[index]
+            index += 1
+        if best is None or best[1].end < pos or (best[1].end == pos and not best[1].closed):
+            break
+        ship, seg = best
+        if seg.end > pos:
+            pieces.append(Piece(ship, seg, pos, seg.end))
+        pos, closed = seg.end, seg.closed
+    return pieces, pos, closed
+
+
+def _covered(
+    files: Sequence[tuple[FileKey, Sequence[Piece]]], shipments: Sequence[Shipment]
+) -> datetime | None:
+    """The newest ``until`` of the shipments the chain holds entirely, counting only
+    their segments of the chain's first file and later ones."""
+    if not files:
+        return None
+    reach = {key: pieces[-1].end for key, pieces in files}
+    first = (files[0][0][1], order(files[0][0][0]))
+    covered = None
+    for shipment in shipments:
+        relevant = [g for g in shipment.segments if (g.created, order(g.file)) >= first]
+        if relevant and all(g.end <= reach.get((g.file, g.created), -1) for g in relevant):
+            covered = shipment.until if covered is None else max(covered, shipment.until)
+    return covered
 
 
 def _why_broken(chain: Chain, shipments: Sequence[Shipment]) -> str | None:

@@ -8,6 +8,7 @@ MariaDB and MySQL share the v4 layout; only their GTID events differ.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
 import re
@@ -50,6 +51,7 @@ class BinlogGap(BinlogError):
     reason = "binlog_gap"
 
 
+@functools.lru_cache(maxsize=4096)
 def split_name(name: str) -> tuple[str, int]:
     """``mysql-bin.000042`` -> ``("mysql-bin", 42)``; refuses anything else."""
     match = NAME.match(name)
