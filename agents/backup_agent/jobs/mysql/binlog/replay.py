@@ -268,12 +268,16 @@ def _statement(event: Event) -> bytes | None:
 
 
 def replay_command(
-    program: str, files: Sequence[Path], span: Span, database: str | None = None
+    program: str,
+    flags: Sequence[str],
+    files: Sequence[Path],
+    span: Span,
+    database: str | None = None,
 ) -> list[str]:
     """argv turning local binlog files into SQL from the span's start to its stop
     (``--stop-position`` applies to the last file). With one ``database``, statements
     run while another database was the default one are left out."""
-    argv = [program, "--no-defaults", *replay_flags(program)]
+    argv = [program, "--no-defaults", *flags]
     argv.append(f"--start-position={span.start.position}")
     if span.stop is not None:
         argv.append(f"--stop-position={span.stop}")
@@ -282,12 +286,13 @@ def replay_command(
     return [*argv, *map(str, files)]
 
 
-def replay_flags(program: str) -> tuple[str, ...]:
-    """What the binlog tool needs to replay into a server that already ran some of the
-    same transactions: MariaDB's tool refuses out-of-order GTIDs by default (an earlier
-    restore leaves them), and Oracle's makes the server skip GTIDs it has executed
-    (a restore in place after a DROP would silently apply nothing)."""
-    offered = set(re.findall(r"^\s+(--[a-z-]+)", client_help(program), re.MULTILINE))
+def replay_flags(help_text: str) -> tuple[str, ...]:
+    """What the binlog tool (by its ``--help``) needs to replay into a server that
+    already ran some of the same transactions: MariaDB's tool refuses out-of-order
+    GTIDs by default (an earlier restore leaves them), and Oracle's makes the server
+    skip GTIDs it has executed (a restore in place after a DROP would silently apply
+    nothing)."""
+    offered = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", help_text, re.MULTILINE))
     wanted = ("--skip-gtid-strict-mode",) if "--gtid-strict-mode" in offered else ()
     return (*wanted, *(flag for flag in ("--skip-gtids",) if flag in offered))
 
@@ -311,7 +316,8 @@ class Replayed:
     GTID, and per table the rows written minus the rows deleted (MariaDB's tool
     counts each row event's rows)."""
 
-    file_index: int = -1
+    file_index: int = -1  # of the file being read
+    change_index: int = -1  # of the file holding the last change
     end: int | None = None
     gtid: str | None = None
     rows: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -341,7 +347,7 @@ class Replayed:
             self.file_index += 1
         if text.startswith(_FRAMES):
             return
-        self.end = int(match.group(1))
+        self.end, self.change_index = int(match.group(1)), self.file_index
         if gtid := _GTID.match(text):
             self.gtid = gtid.group(1).decode()
         elif table := _TABLE_MAP.match(text):
@@ -356,9 +362,9 @@ class Replayed:
             self._pending = (mapped_table, sign) if mapped_table else None
 
     def position(self, files: Sequence[Path]) -> Position | None:
-        if self.file_index < 0 or self.file_index >= len(files):
+        if not 0 <= self.change_index < len(files):
             return None
-        return Position(files[self.file_index].name, self.end, self.gtid)
+        return Position(files[self.change_index].name, self.end, self.gtid)
 
 
 @dataclass(frozen=True)
@@ -404,7 +410,7 @@ def replay(
         files = rebuild_files(repo, plan, workdir)
         span = inspect(files, plan.chain.start, plan.target, databases)
         database = databases[0] if len(databases) == 1 else None
-        argv = replay_command(tool, span.files, span, database)
+        argv = replay_command(tool, replay_flags(client_help(tool)), span.files, span, database)
         seen = Replayed()
         decoder = execute.Process(argv, env={"TZ": "UTC"}, stdout=execute.PIPE)
         client = execute.Process([*client_argv, *CLIENT_FLAGS], stdin=execute.PIPE)
