@@ -11,11 +11,12 @@ forged binlogs cannot make the replay touch the restoring host or other database
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ from prometheus_client import CollectorRegistry
 
 from backup_agent import restic, runs
 from backup_agent.drill import drill
-from backup_agent.errors import CommandError
+from backup_agent.errors import BackupError, CommandError
 from backup_agent.jobs import mysql
 from backup_agent.jobs.base import RestoreRequest
-from backup_agent.jobs.mysql.binlog import pitr
+from backup_agent.jobs.mysql.binlog import events, pitr
+from backup_agent.jobs.mysql.binlog.chain import Coordinates, Shipment, Target, dump_tags
 from backup_agent.jobs.mysql.binlog.events import BinlogError
 from backup_agent.jobs.mysql.binlog.heartbeat import Beating
+from backup_agent.jobs.mysql.binlog.ship import RECORD_FILE
 from backup_agent.manifest import Manifest, MysqlOptions, Service
 from backup_agent.metrics import Metrics
 from backup_agent.state import State
+from tests.binlog_files import BinlogWriter
 from tests.conftest import ManifestFactory, need
 from tests.mariadb_server import MariaDB
 
@@ -161,6 +165,11 @@ class Writer(threading.Thread):
         self.join(30)
         if self.error:
             raise self.error
+
+
+def options_of(service: Service) -> MysqlOptions:
+    assert isinstance(service.options, MysqlOptions)
+    return service.options
 
 
 def utc(local: Any) -> datetime:
@@ -300,7 +309,7 @@ def test_a_binlog_purged_before_shipping_breaks_the_chain_until_the_next_dump(
 
     # Reading binlogs needs REPLICATION SLAVE: without it, a clear failure and no snapshot.
     lister = user([source], tmp_path, "lister", ("BINLOG MONITOR ON *.*",))
-    no_slave = replace(service, options=replace(service.options, defaults_file=lister))
+    no_slave = replace(service, options=replace(options_of(service), defaults_file=lister))
     with pytest.raises(CommandError, match="REPLICATION SLAVE"):
         runs.run_binlog(manifest, no_slave, state, metrics)
     assert restic.snapshots(manifest.repository_for("db"), {"kind": "binlog"}) == []
@@ -337,7 +346,7 @@ def test_a_binlog_purged_before_shipping_breaks_the_chain_until_the_next_dump(
     assert value("backup_binlog_chain_broken") == 1
     broken = pitr.listing(manifest, service)
     with pytest.raises(BinlogError, match="stops at"):
-        pitr.plan(manifest, service, pitr.Target(time=broken.shipments[-1].until))
+        pitr.plan(manifest, service, Target(time=broken.shipments[-1].until))
 
     # The next dump starts a new chain: restores after it work again.
     new_dump = mysql.backup(manifest, service, "full")
@@ -377,14 +386,11 @@ def test_the_drill_proves_a_point_in_time_and_fails_when_it_should(
         {"heartbeat": heartbeat},
         drill=drill_section(scratch_mariadb, tmp_path),
     )
-    assert service.binlog is not None and service.binlog.heartbeat is not None
-    service = replace(
-        service,
-        options=replace(service.options, sanity_queries=(("rows", sanity[0]["sql"]),)),
-    )
-    options = service.options
-    assert isinstance(options, MysqlOptions)
-    beating = Beating("db", options, service.binlog.heartbeat)  # as the agent's own user
+    binlog = service.binlog
+    assert binlog is not None and binlog.heartbeat is not None
+    options = replace(options_of(service), sanity_queries=(("rows", sanity[0]["sql"]),))
+    service = replace(service, options=options)
+    beating = Beating("db", options, binlog.heartbeat)  # as the agent's own user
     beating.start()
     writer = Writer(source)
     writer.start()
@@ -404,7 +410,7 @@ def test_the_drill_proves_a_point_in_time_and_fails_when_it_should(
     checks = "\n".join(passed.checks)
     assert "as planned" in checks and "tables hold the dump's rows plus" in checks
     assert "heartbeat " in checks and "sanity query 'rows' holds" in checks
-    at_random = replace(service, binlog=replace(service.binlog, drill_target="random"))
+    at_random = replace(service, binlog=replace(binlog, drill_target="random"))
     for _ in range(2):
         assert drill(manifest, at_random).passed
 
@@ -424,6 +430,86 @@ def test_the_drill_proves_a_point_in_time_and_fails_when_it_should(
         service,
         options=replace(options, sanity_queries=(("none", "SELECT COUNT(*) = 0 FROM shop.ticks"),)),
     )
-    failed = drill(manifest, replace(failing, binlog=replace(service.binlog, heartbeat=None)))
+    failed = drill(manifest, replace(failing, binlog=replace(binlog, heartbeat=None)))
     assert not failed.passed and "sanity query 'none'" in (failed.error or "")
     assert scratch_mariadb.execute(f"SHOW DATABASES LIKE '{DB}'") == []
+
+
+def forge(
+    manifest: Manifest, dump_id: str, record: dict[str, Any], writer: BinlogWriter, at: int
+) -> datetime:
+    """What a compromised sidecar can do: a new record of a real dump naming a position
+    in a binlog it forged, and a shipment of that binlog, all trusted by their tags."""
+    repo = manifest.repository_for("db")
+    now = datetime.now(UTC).replace(microsecond=0)
+    name = "mysql-bin.000001"
+    tags = dump_tags(Coordinates(name, at), now - timedelta(seconds=20))
+    restic.backup_bytes(
+        repo,
+        "db.meta.json",
+        json.dumps(record).encode(),
+        {"service": "db", "kind": "meta", "of": dump_id, **tags},
+    )
+    data = writer.bytes()
+    upload = Path(manifest.work_dir) / "forged" / uuid.uuid4().hex
+    upload.mkdir(parents=True)
+    (upload / name).write_bytes(data)
+    fmt = events.read_format(data)
+    segment = events.describe(name, fmt.created, data, 0, fmt.checksum)
+    (upload / RECORD_FILE).write_text(json.dumps({"segments": [asdict(segment)]}))
+    draft = Shipment("", str(upload), now, now, (segment,))
+    restic.backup(repo, [str(upload)], draft.tags("db"))
+    return now - timedelta(seconds=1)
+
+
+Forgery = Callable[[BinlogWriter, int, Path], object]
+SHELL = b"DO 1\n\\! touch %s\nDO 2"  # the client's \! would run the shell command
+LOCAL = b"LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE ticks (note)"
+FORGED: list[tuple[str, Forgery, str]] = [
+    # A statement the client would run as its shell command without binary mode.
+    (
+        "client command",
+        lambda w, t, m: w.query(t, SHELL % str(m).encode(), b"shop"),
+        "Unknown command",
+    ),
+    # LOAD DATA LOCAL would read a file of the restoring host into the database.
+    ("load data local", lambda w, t, m: w.query(t, LOCAL, b"shop"), "local infile"),
+    # A row event for a table outside the dump: BINLOG REPLAY would write it anyway.
+    ("other database", lambda w, t, m: w.table_map(t, b"mysql", b"global_priv"), "outside the"),
+    # A LOAD DATA event of statement-based logging.
+    ("load data event", lambda w, t, m: w.event(t, 18, bytes(30)), "LOAD DATA event"),
+]
+
+
+@pytest.mark.parametrize(("what", "add", "refusal"), FORGED, ids=[f[0] for f in FORGED])
+def test_forged_binlogs_cannot_make_the_replay_touch_the_host_or_other_databases(
+    what: str,
+    add: Forgery,
+    refusal: str,
+    source: MariaDB,
+    scratch_mariadb: MariaDB,
+    make_manifest: ManifestFactory,
+    tmp_path: Path,
+) -> None:
+    agent_cnf = user([source], tmp_path, "agent", AGENT_GRANTS)
+    restore_cnf = user([source, scratch_mariadb], tmp_path, "restorer", RESTORE_GRANTS)
+    manifest, service = manifest_for(make_manifest, source, agent_cnf, restore_cnf)
+    dump = mysql.backup(manifest, service, "full")
+    scratch_mariadb.execute("SET GLOBAL local_infile = 1")  # the server would accept it
+    accounts = scratch_mariadb.execute("SELECT COUNT(*) FROM mysql.global_priv")
+    marker = tmp_path / "PWNED"
+    when = int(time.time()) - 10
+    writer = BinlogWriter(created=when - 5)
+    start = writer.gtid(when, 1)
+    add(writer, when, marker)
+    writer.xid(when)
+    record = {k: v for k, v in dump.details.items() if k != "binlog"}
+    target = forge(manifest, dump.snapshot_id, record, writer, start)
+    scratch_mariadb.execute(f"DROP DATABASE IF EXISTS {DB}")
+    request = RestoreRequest(target=scratch_mariadb.socket, to_time=target)
+    with pytest.raises(BackupError, match=refusal):
+        mysql.restore(manifest, service, request)
+    assert not marker.exists()
+    assert scratch_mariadb.execute("SELECT COUNT(*) FROM shop.ticks") == [(0,)]
+    assert scratch_mariadb.execute("SELECT COUNT(*) FROM mysql.global_priv") == accounts
+    scratch_mariadb.execute(f"DROP DATABASE IF EXISTS {DB}")
