@@ -198,7 +198,7 @@ def test_binlog_shipping_is_caught_up_apart_from_the_dump() -> None:
     ]
     recent = {
         "full": (T0 - timedelta(days=2)).timestamp(),
-        SHIPPING: (T0 - timedelta(minutes=1)).timestamp(),
+        SHIPPING: (T0 - timedelta(seconds=20)).timestamp(),  # after the 12:00 slot
     }
     due, first = scheduler(tasks, clock, lambda t: recent[t.id.kind]).missed(T0)
     assert kinds(due) == [("db", "full")] and first == []
