@@ -10,9 +10,11 @@ One scenario, in order, because each step needs the previous one and real minute
    and files into FILES_PATH; wait for the scheduled backups; find the snapshots on
    the backup server's disk;
 3. try to delete a snapshot with an agent's credentials: refused, nothing lost;
-4. drop the database; the restore drills pass through the verifier; `backup-agent
-   restore mysql` brings the data back exactly (same checksums, rows, view, routine);
-   the Grafana and files snapshots hold what was written;
+4. the restore drills pass through the verifier (MySQL's: a point-in-time restore to
+   the end of the shipped binlogs, with its heartbeat); drop the database; `backup-agent
+   restore mysql` brings the data back exactly (same checksums, rows, view, routine),
+   from the dump and again to a point in time (`--to-time`, the binlogs the agent
+   shipped); the Grafana and files snapshots hold what was written;
 5. the real Prometheus: every target up, freshness and drill metrics present; then
    with the database stopped BackupStale fires for mysql once its 2-minute RPO has
    passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
@@ -37,7 +39,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,9 @@ class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
-        self.project = f"agama-e2e-{uuid.uuid4().hex[:8]}"
+        # E2E_PROJECT names the compose project (default agama-e2e), so that parallel
+        # runs on one engine can tell their containers, networks and volumes apart.
+        self.project = f"{os.environ.get('E2E_PROJECT', 'agama-e2e')}-{uuid.uuid4().hex[:8]}"
         self.secrets = base / "secrets"
         self.files = base / "files"
         self.env = {
@@ -326,7 +330,7 @@ def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | Non
     newest: dict[str, dict[str, Any]] = {}
     for snap in snapshots(stack):
         started = datetime.fromisoformat(snap["time"]).timestamp()
-        if tag(snap, "kind") not in ("meta", "drill") and started > since:
+        if tag(snap, "kind") not in ("meta", "drill", "binlog") and started > since:
             newest[str(tag(snap, "service"))] = snap
     return newest if set(newest) == set(SERVICES) else None
 
@@ -444,17 +448,22 @@ def scenario(stack: Stack) -> None:
     assert on_server(stack) >= server_side, "a snapshot was deleted with an agent's credentials"
     say("forget with the mysql agent's credentials: refused (403), nothing lost")
 
-    # 4. Lose the database; drills pass; the restore brings it back exactly.
-    original = fingerprint(stack)
-    assert original[0].split("\t")[-1] != "NULL", original
-    stack.mysql("DROP DATABASE agama;")
-    assert "agama" not in stack.mysql("SHOW DATABASES;").split()
+    # 4. Drills pass; lose the database; restores bring it back exactly.
     drill = stack.exec("verifier", "backup-agent", "drill", check=False, timeout=600)
     say(f"restore drills:\n{drill.stdout}")
     assert drill.returncode == 0, drill.stdout + drill.stderr[-3000:]
     for name in (*SERVICES, "repository check"):
         assert f"PASS {name}" in drill.stdout
     assert "sanity query 'orders restored' holds" in drill.stdout
+    assert "as planned" in drill.stdout and "heartbeat " in drill.stdout, "no point-in-time proof"
+    original = fingerprint(stack)
+    assert original[0].split("\t")[-1] != "NULL", original
+    point = datetime.now(UTC)
+    time.sleep(1.1)  # shipped now, the binlogs reach past the point's second
+    shipped = json.loads(stack.agent("mysql-agent", "backup", "mysql", "--kind", "binlog"))
+    assert shipped["gap"] is None and shipped["status"]["broken"] is None, shipped
+    stack.mysql("DROP DATABASE agama;")
+    assert "agama" not in stack.mysql("SHOW DATABASES;").split()
     drills = docker_ids(
         "container", "label=backup-agent.drill", f"network={stack.project}_drill-net"
     )
@@ -469,6 +478,14 @@ def scenario(stack: Stack) -> None:
     assert "matches the backup record" in restored.stdout, restored.stdout
     assert fingerprint(stack) == original, "restored database differs from the original"
     say(f"mysql restored exactly: {original[0]!r}")
+    stack.mysql("DROP DATABASE agama;")
+    at = point.strftime("%Y-%m-%d %H:%M:%S")
+    to_point = stack.compose(
+        "run", "--rm", "-T", "mysql-restore", "restore", "mysql", "--to-time", at
+    )
+    assert "as planned" in to_point.stdout, to_point.stdout
+    assert fingerprint(stack) == original, "the point-in-time restore differs from the original"
+    say(f"mysql restored to {at} UTC from the dump and the shipped binlogs")
 
     # 5a. Prometheus sees every target and the freshness and drill metrics.
     prometheus = Prometheus(stack.address("prometheus", 9090))
