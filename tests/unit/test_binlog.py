@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -624,3 +625,31 @@ def test_what_the_tool_handed_the_client_is_read_back(size: int) -> None:
     assert seen.file_index == 1 and seen.end == 1623 and seen.gtid == "0-1-7"
     assert seen.rows == {("app", "t"): 2} and seen.counted
     assert seen.position(files) == replay.Position("mysql-bin.000001", 1623, "0-1-7")
+
+
+def test_the_position_proof() -> None:
+    span = replay.Span(
+        (Path("a.000001"),),
+        Coordinates("a.000001", 4),
+        None,
+        replay.Position("a.000001", 900, "0-1-5"),
+        3,
+    )
+
+    def result(
+        got: replay.Position | None, last: replay.Position = span.last
+    ) -> replay.ReplayResult:
+        return replay.ReplayResult(("a.000001",), 1000, replace(span, last=last), got, {}, True)
+
+    assert "as planned" in result(replay.Position("a.000001", 900, "0-1-5")).proven_position()
+    for short in (
+        replay.Position("a.000001", 800, "0-1-4"),
+        replay.Position("a.000001", 900, "0-1-6"),
+        None,
+    ):
+        with pytest.raises(BinlogError, match=r"expected a\.000001:900"):
+            result(short).proven_position()
+    nothing = replay.Position("a.000001", None)
+    assert "nothing to replay" in result(None, nothing).proven_position()
+    with pytest.raises(BinlogError):
+        result(replay.Position("a.000001", 900), nothing).proven_position()
