@@ -17,13 +17,15 @@ import time
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from backup_agent import __version__
 from backup_agent.drill import read_report
+from backup_agent.jobs.mysql.binlog.events import BinlogGap
 from backup_agent.jobs.mysql.binlog.pitr import Shipped
 from backup_agent.manifest import Manifest, Service
+from backup_agent.repository_errors import REASONS
 from backup_agent.state import CHECK, RETENTION, SHIPPING, State, backup_task, binlog_task
 from backup_agent.survey import Survey
 
@@ -78,6 +80,9 @@ BINLOG_GAUGES = {
 LIMIT_GAUGES = {
     "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
     "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
+    "repository_size_limit_bytes": (
+        "repository.size_limit (rest-server --max-size): what the server stores at most; 0 if none."
+    ),
 }
 # Per-maintenance-task gauges (label ``task``: retention, check).
 TASK_GAUGES = {
@@ -111,13 +116,9 @@ class Metrics:
             ("service", "kind", "result"),
             registry=registry,
         )
-        self.failures = Counter(
-            f"{PREFIX}_failures_total",
-            "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
-            "wrong_password, repository_not_writable, locked, dump_failed, timeout, ...).",
-            ("service", "reason"),
-            registry=registry,
-        )
+        # (service, reason) -> failed backups, as the state file counts them.
+        self.failure_counts: dict[tuple[str, str], int] = {}
+        registry.register(FailureCollector(self.failure_counts))
         self.waits = Counter(
             f"{PREFIX}_task_waits_total",
             "Times a due backup waited for another task of the agent.",
@@ -177,6 +178,9 @@ class Metrics:
             self.service(name, "last_attempt_timestamp_seconds")
             self.waits.labels(name)
             self.wait_seconds.labels(name)
+            # Zero from the start, so that the first failure is an increase (alerts).
+            for reason in (*REASONS, *((BinlogGap.reason,) if service.binlog else ())):
+                self.failure_counts.setdefault((name, reason), 0)
             for kind in service.schedules:
                 for result in ("success", "failure"):
                     self.runs.labels(name, kind, result)
@@ -194,19 +198,11 @@ class Metrics:
         self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
 
     def backup_ended(
-        self,
-        service: Service,
-        kind: str,
-        state: State,
-        added_bytes: int | None,
-        reason: str = "",
+        self, service: Service, kind: str, state: State, added_bytes: int | None
     ) -> None:
-        """Count a finished backup (``added_bytes`` None: it failed, for ``reason``) and
-        republish."""
+        """Count a finished backup (``added_bytes`` None: it failed) and republish."""
         result = "failure" if added_bytes is None else "success"
         self.runs.labels(service.name, kind, result).inc()
-        if reason:
-            self.failures.labels(service.name, reason).inc()
         if added_bytes is not None:
             self.service(service.name, "last_added_bytes").set(added_bytes)
         self.publish_backups(service, state)
@@ -217,6 +213,7 @@ class Metrics:
         runs = [state.run(task) for task in tasks if state.known(task)]
         if not runs:
             return
+        self.publish_failures(service, state)
         latest_run = max(runs, key=lambda r: r.last_run)
         latest_success = max(runs, key=lambda r: r.last_success)
         name = service.name
@@ -229,6 +226,18 @@ class Metrics:
             self.service(name, "last_read_bytes").set(latest_success.last_bytes)
             self.service(name, "previous_read_bytes").set(latest_success.previous_bytes)
 
+    def publish_failures(self, service: Service, state: State) -> None:
+        """Failures by reason, summed over the service's tasks (binlog shipping too)."""
+        tasks = [backup_task(service.name, kind) for kind in service.schedules]
+        if service.binlog is not None:
+            tasks.append(binlog_task(service.name))
+        failures: dict[str, int] = {}
+        for run in (state.run(task) for task in tasks if state.known(task)):
+            for reason, count in run.failures.items():
+                failures[reason] = failures.get(reason, 0) + count
+        for reason, count in failures.items():
+            self.failure_counts[(service.name, reason)] = count
+
     def publish_binlog(self, service: Service, state: State) -> None:
         """The last successful shipping run, from the state file."""
         task = binlog_task(service.name)
@@ -236,6 +245,7 @@ class Metrics:
             self.binlog["binlog_last_success_timestamp_seconds"].labels(service.name).set(
                 state.run(task).last_success
             )
+            self.publish_failures(service, state)
 
     def binlog_shipped(self, service: Service, shipped: Shipped) -> None:
         """What one shipping run stored, and the newest dump's chain afterwards."""
@@ -250,11 +260,9 @@ class Metrics:
                 status.covered_until.timestamp()
             )
 
-    def binlog_ended(self, service: Service, state: State, reason: str = "") -> None:
-        """Count a finished shipping run (failed, for ``reason``) and republish."""
-        self.runs.labels(service.name, SHIPPING, "failure" if reason else "success").inc()
-        if reason:
-            self.failures.labels(service.name, reason).inc()
+    def binlog_ended(self, service: Service, state: State, *, succeeded: bool) -> None:
+        """Count a finished shipping run and republish (failures by reason from ``state``)."""
+        self.runs.labels(service.name, SHIPPING, "success" if succeeded else "failure").inc()
         self.publish_binlog(service, state)
 
     def waited(self, service: str, seconds: float) -> None:
@@ -299,6 +307,26 @@ class Metrics:
         self.limits["retention_max_age_seconds"].set(manifest.retention.max_age.total_seconds())
         if manifest.drill is not None:
             self.limits["drill_max_age_seconds"].set(manifest.drill.max_age.total_seconds())
+        self.limits["repository_size_limit_bytes"].set(manifest.size_limit or 0)
+
+
+class FailureCollector(Collector):
+    """``backup_failures_total{service,reason}``: failed backups by cause, from the state
+    file, so that failures of one-shot runs (``make backup-now``) count too."""
+
+    def __init__(self, counts: dict[tuple[str, str], int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            f"{PREFIX}_failures",
+            "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
+            "wrong_password, repository_not_writable, locked, dump_failed, timeout, empty, ...).",
+            labels=["service", "reason"],
+        )
+        for (service, reason), count in sorted(self.counts.copy().items()):  # scrape thread
+            family.add_metric([service, reason], count)
+        yield family
 
 
 class DrillReportCollector(Collector):

@@ -233,22 +233,26 @@ def dump_detail(lines: list[str], final: str) -> str:
     return f"{program} failed ({how}){last}"
 
 
+# One line per cause: {server} host:port, {location} the repository, {detail}, {after}.
+MESSAGES = {
+    UNREACHABLE: "backup server {server} unreachable: {detail}{after}",
+    REFUSED: "backup server {server} refused access: {detail}{after}",
+    MISSING: "no restic repository at {location} (backup-agent init creates it)",
+    WRONG_PASSWORD: "wrong password for the restic repository at {location}",
+    NOT_WRITABLE: "backup server {server} cannot store the repository: {detail}{after}",
+    LOCKED: "restic repository at {location} is locked: {detail}",
+    DUMP_FAILED: "dump failed: {detail}",
+    TIMEOUT: "restic {verb} against {server} timed out: {detail}",
+}
+
+
 def message(cause: Cause, verb: str, url: str, stopped_after: float | None = None) -> str:
     """One line for people: the cause, where, and how long restic was given."""
-    server = server_of(url)
     after = f" (restic {verb} gave up after {stopped_after:.0f} s)" if stopped_after else ""
-    if cause.reason == UNREACHABLE:
-        return f"backup server {server} unreachable: {cause.detail}{after}"
-    if cause.reason == REFUSED:
-        return f"backup server {server} refused access: {cause.detail}{after}"
-    if cause.reason == MISSING:
-        return f"no restic repository at {location_of(url)} (backup-agent init creates it)"
-    if cause.reason == WRONG_PASSWORD:
-        return f"wrong password for the restic repository at {location_of(url)}"
-    if cause.reason == NOT_WRITABLE:
-        return f"backup server {server} cannot store the repository: {cause.detail}{after}"
-    if cause.reason == LOCKED:
-        return f"restic repository at {location_of(url)} is locked: {cause.detail}"
-    if cause.reason == DUMP_FAILED:
-        return f"dump failed: {cause.detail}"
-    return f"restic {verb} against {server} timed out: {cause.detail}"
+    return MESSAGES.get(cause.reason, MESSAGES[TIMEOUT]).format(
+        server=server_of(url),
+        location=location_of(url),
+        detail=cause.detail,
+        after=after,
+        verb=verb,
+    )

@@ -1,10 +1,10 @@
 """One run of a task, recorded the same way whoever starts it (scheduler or operator).
 
 ``recorded`` wraps any task in start/success/failure bookkeeping in the state file and
-one structured log line, even when the task raises; ``run_backup`` adds the backup
-metrics, ``run_binlog`` (a MySQL service's binlog shipping) those of point-in-time
-recovery. An interrupted run (SIGTERM) is not recorded, so the scheduler catches it
-up after a restart.
+one structured log line, even when the task raises (a failure is counted by its
+``reason``); ``run_backup`` adds the backup metrics, ``run_binlog`` (a MySQL service's
+binlog shipping) those of point-in-time recovery. An interrupted run (SIGTERM) is not
+recorded, so the scheduler catches it up after a restart.
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ def recorded(state: State, task: TaskId) -> Iterator[Outcome]:
     started_wall, started = time.time(), time.monotonic()
     log.info("started", extra=fields)
 
-    def failed(run: Run) -> None:
+    def ended(run: Run) -> None:
         run.last_run, run.last_duration = started_wall, time.monotonic() - started
 
     def succeeded(run: Run) -> None:
-        failed(run)
+        ended(run)
         run.last_success = time.time()
         run.successes += 1
         if outcome.read_bytes is not None:
@@ -64,7 +64,13 @@ def recorded(state: State, task: TaskId) -> Iterator[Outcome]:
     except Interrupted:
         log.warning("interrupted", extra=fields)
         raise
-    except Exception:
+    except Exception as exc:
+        reason = exc.reason if isinstance(exc, BackupError) else "bug"
+
+        def failed(run: Run) -> None:
+            ended(run)
+            run.failures[reason] = run.failures.get(reason, 0) + 1
+
         state.update(task, failed)
         raise
     run = state.update(task, succeeded)
@@ -88,11 +94,8 @@ def run_backup(
             outcome.read_bytes = result.bytes_read
     except Interrupted:
         raise
-    except BackupError as exc:
-        metrics.backup_ended(service, kind, state, None, exc.reason)
-        raise
     except Exception:
-        metrics.backup_ended(service, kind, state, None, "bug")
+        metrics.backup_ended(service, kind, state, None)  # counted by reason in ``state``
         raise
     metrics.backup_ended(service, kind, state, result.bytes_added)
     log.info(
@@ -129,13 +132,10 @@ def run_binlog(
                 )
     except Interrupted:
         raise
-    except BackupError as exc:
-        metrics.binlog_ended(service, state, exc.reason)
-        raise
     except Exception:
-        metrics.binlog_ended(service, state, "bug")
+        metrics.binlog_ended(service, state, succeeded=False)  # by reason in ``state``
         raise
-    metrics.binlog_ended(service, state)
+    metrics.binlog_ended(service, state, succeeded=True)
     if shipped.shipments:
         log.info(
             "binlogs shipped",

@@ -23,6 +23,7 @@ from backup_agent.manifest.model import (
     Heartbeat,
     Maintenance,
     Manifest,
+    Monitoring,
     MysqlOptions,
     Options,
     Retention,
@@ -30,6 +31,7 @@ from backup_agent.manifest.model import (
     Service,
     format_duration,
     parse_duration,
+    parse_size,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "Heartbeat",
     "Maintenance",
     "Manifest",
+    "Monitoring",
     "MysqlOptions",
     "Options",
     "Retention",
@@ -59,6 +62,7 @@ __all__ = [
     "longest_gap",
     "parse",
     "parse_duration",
+    "parse_size",
     "schema",
     "schema_problems",
 ]
