@@ -75,7 +75,7 @@ def test_failure_causes_start_at_zero(
 ) -> None:
     """Every cause exists at zero from the start: the first failure is an increase that
     BackupServerUnreachable sees (a series that appears at 1 has no increase)."""
-    registry, metrics, state, loaded = setup
+    registry, _, _, _ = setup
     for reason in ("server_unreachable", "access_refused", "repository_not_writable", "timeout"):
         assert value(registry, "backup_failures_total", service="files", reason=reason) == 0
 
