@@ -482,10 +482,17 @@ def scenario(stack: Stack) -> None:
     assert "as planned" in drill.stdout and "heartbeat " in drill.stdout, "no point-in-time proof"
     original = fingerprint(stack)
     assert original[0].split("\t")[-1] != "NULL", original
+    # A point in time, then an order committed after it and shipped at once: a restore
+    # to the point must hold everything before it and not that order.
     point = datetime.now(UTC)
-    time.sleep(1.1)  # shipped now, the binlogs reach past the point's second
+    time.sleep(1.1)
+    stack.mysql(
+        f"INSERT INTO agama.orders (id, customer, amount, created) VALUES"
+        f" ({ROWS + 1}, 'after the point', 1.00, NOW(6));"
+    )
     shipped = json.loads(stack.agent("mysql-agent", "backup", "mysql", "--kind", "binlog"))
-    assert shipped["gap"] is None and shipped["status"]["broken"] is None, shipped
+    assert shipped["shipments"] >= 1 and shipped["gap"] is None, shipped
+    assert shipped["status"]["broken"] is None, shipped
     stack.mysql("DROP DATABASE agama;")
     assert "agama" not in stack.mysql("SHOW DATABASES;").split()
     drills = docker_ids(
@@ -508,8 +515,8 @@ def scenario(stack: Stack) -> None:
         "run", "--rm", "-T", "mysql-restore", "restore", "mysql", "--to-time", at
     )
     assert "as planned" in to_point.stdout, to_point.stdout
-    assert fingerprint(stack) == original, "the point-in-time restore differs from the original"
-    say(f"mysql restored to {at} UTC from the dump and the shipped binlogs")
+    assert fingerprint(stack) == original, "the point-in-time restore differs from the point"
+    say(f"mysql restored to {at} UTC from the dump and the shipped binlogs, not the order after")
 
     # 5a. Prometheus sees every target and the freshness and drill metrics.
     prometheus = Prometheus(stack.address("prometheus", 9090))
