@@ -482,7 +482,12 @@ def scenario(stack: Stack) -> None:
     for name in (*SERVICES, "repository check"):
         assert f"PASS {name}" in drill.stdout
     assert "sanity query 'orders restored' holds" in drill.stdout
-    assert "as planned" in drill.stdout and "heartbeat " in drill.stdout, "no point-in-time proof"
+    # MySQL's drill restores to the window's end: through the newest dump's binlogs, or
+    # the dump alone when it is newer than every shipment (dumps run every minute here;
+    # the --to-time restore below always replays).
+    replayed = "as planned" in drill.stdout or "nothing to replay" in drill.stdout
+    assert "point in time " in drill.stdout and replayed, "no point-in-time proof"
+    assert "heartbeat " in drill.stdout, "the recovered heartbeat was not checked"
     original = fingerprint(stack)
     assert original[0].split("\t")[-1] != "NULL", original
     # A point in time, then an order committed after it and shipped at once: a restore
