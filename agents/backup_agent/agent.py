@@ -21,11 +21,12 @@ from backup_agent import repository_guard as guard
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import require_drill
+from backup_agent.jobs.mysql.binlog.heartbeat import Beating
 from backup_agent.jobs.mysql.scratch import prepare_verifier
-from backup_agent.manifest import Manifest
+from backup_agent.manifest import Manifest, MysqlOptions
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
-from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task
+from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task, binlog_task
 
 log = logging.getLogger("backup_agent.agent")
 ROLES = ("backup", "maintenance", "verifier")
@@ -38,8 +39,9 @@ STARTUP_POLL = 5.0
 def backup_tasks(
     manifest: Manifest, names: Sequence[str], state: State, metrics: Metrics
 ) -> list[Task]:
-    """One task per schedule of each named service."""
-    return [
+    """One task per schedule of each named service, and binlog shipping for those
+    that ship binlogs."""
+    tasks = [
         Task(
             backup_task(name, kind),
             schedule,
@@ -49,6 +51,25 @@ def backup_tasks(
         for service in [manifest.service(name)]
         for kind, schedule in service.schedules.items()
     ]
+    for name in names:
+        service = manifest.service(name)
+        if service.binlog is not None:
+            run = partial(runs.run_binlog, manifest, service, state, metrics)
+            tasks.append(Task(binlog_task(name), service.binlog.schedule, run))
+    return tasks
+
+
+def heartbeats(manifest: Manifest, names: Sequence[str]) -> list[Beating]:
+    """A started heartbeat thread for each named service that has one."""
+    started = []
+    for name in names:
+        service = manifest.service(name)
+        if service.binlog is not None and service.binlog.heartbeat is not None:
+            assert isinstance(service.options, MysqlOptions)
+            beating = Beating(name, service.options, service.binlog.heartbeat)
+            beating.start()
+            started.append(beating)
+    return started
 
 
 def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> list[Task]:
@@ -179,6 +200,7 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         if role == "backup":
             for name in selected:
                 metrics.publish_backups(manifest.service(name), state)
+                metrics.publish_binlog(manifest.service(name), state)
         elif role == "maintenance":
             metrics.publish_maintenance(state)
 
@@ -216,4 +238,9 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
             metrics.waited(task.id.name, seconds)
 
     log.info("agent started: role %s, tasks %s", role, ", ".join(str(t.id) for t in tasks))
-    Scheduler(tasks, last_run, on_wait, on_tick=publish).run_forever()
+    beating = heartbeats(manifest, selected) if role == "backup" else []
+    try:
+        Scheduler(tasks, last_run, on_wait, on_tick=publish).run_forever()
+    finally:
+        for thread in beating:
+            thread.stop.set()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prometheus_client import CollectorRegistry
 
@@ -43,12 +44,13 @@ from backup_agent.errors import (
     BackupError,
     Interrupted,
     ManifestError,
+    UsageError,
 )
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
 from backup_agent.metrics import Metrics
 from backup_agent.snapshots import Trust, judge
-from backup_agent.state import DRILL, State
+from backup_agent.state import DRILL, SHIPPING, State
 
 log = logging.getLogger("backup_agent")
 
@@ -119,8 +121,9 @@ def parser() -> argparse.ArgumentParser:
     backup.add_argument("service")
     backup.add_argument(
         "--kind",
-        choices=manifest.BACKUP_KINDS,
-        help="snapshot kind (files: incremental or full); default: the kind scheduled today",
+        choices=(*manifest.BACKUP_KINDS, SHIPPING),
+        help="snapshot kind (files: incremental or full; mysql: binlog ships the binary logs"
+        " now); default: the kind scheduled today",
     )
     backup.set_defaults(handler=cmd_backup)
 
@@ -201,6 +204,22 @@ def parser() -> argparse.ArgumentParser:
         "(default: the configured server or data directory)",
     )
     restore.add_argument("--include", action="append", default=[], help="files: path to restore")
+    point = restore.add_mutually_exclusive_group()
+    point.add_argument(
+        "--to-time",
+        type=point_in_time,
+        metavar="TIME",
+        help="mysql with shipped binlogs: restore what was committed before this second"
+        " ('2026-12-01 14:32:05' is UTC; or give a zone: '...+01:00', '... Europe/Berlin')",
+    )
+    point.add_argument(
+        "--to-gtid", metavar="GTID", help="mysql: replay up to and including this transaction"
+    )
+    point.add_argument(
+        "--to-position",
+        metavar="FILE:OFFSET",
+        help="mysql: replay the events that start before this binlog position",
+    )
     restore.add_argument("--force", action="store_true", help="write into a non-empty target")
     restore.add_argument("--dry-run", action="store_true", help="say what would happen")
     restore.set_defaults(handler=cmd_restore)
@@ -302,7 +321,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     service = loaded.service(args.service)
     kind = args.kind or service.kind_for(datetime.now(UTC))
     state = State(loaded.agent.state_dir)
-    result = runs.run_backup(loaded, service, kind, state, Metrics(CollectorRegistry()))
+    metrics = Metrics(CollectorRegistry())
+    if kind == SHIPPING:
+        shipped = runs.run_binlog(loaded, service, state, metrics)
+        print(json.dumps(asdict(shipped), default=str))
+        return EXIT_OK
+    result = runs.run_backup(loaded, service, kind, state, metrics)
     print(json.dumps(asdict(result), default=str))
     return EXIT_OK
 
@@ -418,6 +442,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def point_in_time(text: str) -> datetime:
+    """A restore target time: ISO 8601 with an offset or ``Z``, or a trailing zone name
+    (``2026-12-01 14:32:05 Europe/Berlin``); without either it is UTC."""
+    value, _, zone = text.strip().rpartition(" ")
+    tz: ZoneInfo | None = None
+    if value and ("/" in zone or zone in ("UTC", "GMT")):
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise argparse.ArgumentTypeError(f"unknown time zone {zone!r}") from None
+    else:
+        value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time like '2026-12-01 14:32:05' (UTC) or '...+01:00'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz or UTC)
+    elif tz is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} names an offset and a zone: give one")
+    return moment
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     loaded = _load(args)
     service = loaded.service(args.service)
@@ -427,7 +476,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
         include=tuple(args.include),
         force=args.force,
         dry_run=args.dry_run,
+        to_time=args.to_time,
+        to_gtid=args.to_gtid,
+        to_position=args.to_position,
     )
+    if request.to_point and (service.binlog is None or args.snapshot != "latest"):
+        why = "ships no binlogs" if service.binlog is None else "takes no --snapshot with it"
+        raise UsageError(f"restore to a point: {service.name} {why}")
     started = time.monotonic()
     result = JOBS[service.type].restore(loaded, service, request)
     log.info(

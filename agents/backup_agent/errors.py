@@ -44,6 +44,12 @@ class ManifestError(BackupError):
         super().__init__("\n".join(lines))
 
 
+class UsageError(BackupError):
+    """The command line asks for something that cannot be done as asked."""
+
+    exit_code = EXIT_USAGE
+
+
 class CommandError(BackupError):
     """An external command failed. Shows the (masked) command, exit code and stderr tail."""
 

@@ -22,9 +22,11 @@ from prometheus_client.registry import Collector
 
 from backup_agent import __version__, kit
 from backup_agent.drill import read_report
+from backup_agent.jobs.mysql.binlog.events import BinlogGap
+from backup_agent.jobs.mysql.binlog.pitr import Shipped
 from backup_agent.manifest import Manifest, Service
 from backup_agent.repository_errors import REASONS
-from backup_agent.state import CHECK, RETENTION, State, backup_task
+from backup_agent.state import CHECK, RETENTION, SHIPPING, State, backup_task, binlog_task
 from backup_agent.survey import Survey
 
 PREFIX = "backup"
@@ -54,6 +56,25 @@ SERVICE_GAUGES = {
     "newest_snapshot_bytes": "Bytes the newest trusted snapshot read (restic's summary).",
     "typical_snapshot_bytes": "Median bytes read by the snapshots before the newest; 0 if none.",
     "orphaned_snapshots": "Snapshots tagged with a service the manifest does not name.",
+}
+# Per-service gauges of point-in-time recovery (MySQL services that ship binlogs).
+BINLOG_GAUGES = {
+    "binlog_last_success_timestamp_seconds": (
+        "End of the last successful binlog shipping run: everything committed before it is"
+        " in the repository; 0 if none."
+    ),
+    "binlog_rpo_seconds": "RPO of the shipped binlogs (binlog.rpo in the manifest).",
+    "pitr_window_seconds": (
+        "Length of the point-in-time window that ends at the newest shipment: every second"
+        " in it is restorable; 0 if none."
+    ),
+    "binlog_covered_until_timestamp_seconds": (
+        "End of the point-in-time window: the newest shipment of the newest dump's chain."
+    ),
+    "binlog_chain_broken": (
+        "1 while the newest dump's binlog chain is broken (a binlog purged before it was"
+        " shipped, or no dump with a position): the next dump starts a new chain."
+    ),
 }
 # Limits from the manifest the maintenance role's alerts compare against.
 LIMIT_GAUGES = {
@@ -116,6 +137,22 @@ class Metrics:
             ("service",),
             registry=registry,
         )
+        self.binlog = {
+            name: Gauge(f"{PREFIX}_{name}", doc, ("service",), registry=registry)
+            for name, doc in BINLOG_GAUGES.items()
+        }
+        self.chain_breaks = Counter(
+            f"{PREFIX}_binlog_chain_breaks_total",
+            "Shipping runs that found binlogs purged on the server before they were shipped.",
+            ("service",),
+            registry=registry,
+        )
+        self.shipped_bytes = Counter(
+            f"{PREFIX}_binlog_shipped_bytes_total",
+            "Bytes of binary logs shipped into the repository.",
+            ("service",),
+            registry=registry,
+        )
         self.limits = {
             name: Gauge(f"{PREFIX}_{name}", doc, registry=registry)
             for name, doc in LIMIT_GAUGES.items()
@@ -148,11 +185,20 @@ class Metrics:
             self.waits.labels(name)
             self.wait_seconds.labels(name)
             # Zero from the start, so that the first failure is an increase (alerts).
-            for reason in REASONS:
+            for reason in (*REASONS, *((BinlogGap.reason,) if service.binlog else ())):
                 self.failure_counts.setdefault((name, reason), 0)
             for kind in service.schedules:
                 for result in ("success", "failure"):
                     self.runs.labels(name, kind, result)
+            if service.binlog is not None:
+                self.binlog["binlog_rpo_seconds"].labels(name).set(
+                    service.binlog.rpo.total_seconds()
+                )
+                self.binlog["binlog_last_success_timestamp_seconds"].labels(name)
+                self.chain_breaks.labels(name)
+                self.shipped_bytes.labels(name)
+                for result in ("success", "failure"):
+                    self.runs.labels(name, SHIPPING, result)
 
     def backup_started(self, service: Service) -> None:
         self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
@@ -173,12 +219,7 @@ class Metrics:
         runs = [state.run(task) for task in tasks if state.known(task)]
         if not runs:
             return
-        failures: dict[str, int] = {}
-        for run in runs:
-            for reason, count in run.failures.items():
-                failures[reason] = failures.get(reason, 0) + count
-        for reason, count in failures.items():
-            self.failure_counts[(service.name, reason)] = count
+        self.publish_failures(service, state)
         latest_run = max(runs, key=lambda r: r.last_run)
         latest_success = max(runs, key=lambda r: r.last_success)
         name = service.name
@@ -190,6 +231,45 @@ class Metrics:
         if latest_success.last_success:
             self.service(name, "last_read_bytes").set(latest_success.last_bytes)
             self.service(name, "previous_read_bytes").set(latest_success.previous_bytes)
+
+    def publish_failures(self, service: Service, state: State) -> None:
+        """Failures by reason, summed over the service's tasks (binlog shipping too)."""
+        tasks = [backup_task(service.name, kind) for kind in service.schedules]
+        if service.binlog is not None:
+            tasks.append(binlog_task(service.name))
+        failures: dict[str, int] = {}
+        for run in (state.run(task) for task in tasks if state.known(task)):
+            for reason, count in run.failures.items():
+                failures[reason] = failures.get(reason, 0) + count
+        for reason, count in failures.items():
+            self.failure_counts[(service.name, reason)] = count
+
+    def publish_binlog(self, service: Service, state: State) -> None:
+        """The last successful shipping run, from the state file."""
+        task = binlog_task(service.name)
+        if service.binlog is not None and state.known(task):
+            self.binlog["binlog_last_success_timestamp_seconds"].labels(service.name).set(
+                state.run(task).last_success
+            )
+            self.publish_failures(service, state)
+
+    def binlog_shipped(self, service: Service, shipped: Shipped) -> None:
+        """What one shipping run stored, and the newest dump's chain afterwards."""
+        name, status = service.name, shipped.status
+        self.shipped_bytes.labels(name).inc(shipped.bytes)
+        if shipped.gap:
+            self.chain_breaks.labels(name).inc()
+        self.binlog["binlog_chain_broken"].labels(name).set(1 if status.broken else 0)
+        self.binlog["pitr_window_seconds"].labels(name).set(status.window.total_seconds())
+        if status.covered_until is not None:
+            self.binlog["binlog_covered_until_timestamp_seconds"].labels(name).set(
+                status.covered_until.timestamp()
+            )
+
+    def binlog_ended(self, service: Service, state: State, *, succeeded: bool) -> None:
+        """Count a finished shipping run and republish (failures by reason from ``state``)."""
+        self.runs.labels(service.name, SHIPPING, "success" if succeeded else "failure").inc()
+        self.publish_binlog(service, state)
 
     def waited(self, service: str, seconds: float) -> None:
         self.waits.labels(service).inc()

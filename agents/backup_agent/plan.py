@@ -4,7 +4,10 @@ Shows the next two weeks of runs (backups, maintenance and the drills), flags ru
 of different owners that overlap (by expected or measured duration), and simulates
 the retention policy against each schedule with the same code that applies it
 (``retention.plan_service``) to give the worst-case number and age of restore
-points per service.
+points per service, and for MySQL services that ship binlogs the point-in-time
+window (from the oldest kept dump to the newest shipment). Binlog shipping runs too
+often to list: ``plan`` says how often it runs instead, and leaves it out of the
+overlaps (a shipment takes seconds and holds no exclusive lock).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from backup_agent import restic
+from backup_agent.jobs.mysql.binlog.chain import Coordinates, dump_tags, stamp
 from backup_agent.manifest import Manifest, Schedule, Service, format_duration
 from backup_agent.retention import plan_service
-from backup_agent.snapshots import Judgement
+from backup_agent.snapshots import BINLOG_KIND, META_KIND, Judgement
 from backup_agent.state import CHECK, DRILL, RETENTION, TaskId, backup_task
 
 WINDOW = timedelta(days=14)
@@ -126,9 +131,77 @@ def simulate_retention(manifest: Manifest, service: Service, start: datetime) ->
     return RestorePoints(service.name, min(counts), max(counts), min(ages), max(ages))
 
 
-def _fake_snapshot(number: int, when: datetime, service: str, kind: str) -> restic.Snapshot:
+def _fake_snapshot(
+    number: int, when: datetime, service: str, kind: str, **tags: str
+) -> restic.Snapshot:
     ident = f"{number:08x}"
-    return restic.Snapshot(ident, ident, when, "plan", (), (f"service={service}", f"kind={kind}"))
+    labels = (f"service={service}", f"kind={kind}", *(f"{k}={v}" for k, v in tags.items()))
+    return restic.Snapshot(ident, ident, when, "plan", ("/spool",), labels)
+
+
+@dataclass(frozen=True)
+class PitrWindow:
+    """The point-in-time window over the simulated year, after the policy has settled."""
+
+    service: str
+    shortest: timedelta
+    longest: timedelta
+
+
+def _position(moment: datetime) -> Coordinates:
+    """Where a simulated server's binlog is at ``moment``: a file a day, a byte a second."""
+    seconds = int(moment.timestamp())
+    return Coordinates(f"sim-bin.{seconds // 86400:06d}", seconds % 86400)
+
+
+# Shipments in the simulation: one an hour (the window's length does not depend on how
+# finely the binlogs are cut), into one binlog file a day.
+SIMULATED_SHIPPING = timedelta(hours=1)
+
+
+def simulate_window(manifest: Manifest, service: Service, start: datetime) -> PitrWindow:
+    """Dumps on the service's schedule, each recording a binlog position, hourly binlog
+    shipments, and retention on its schedule: the window is measured at each retention
+    run from the oldest kept dump to the newest kept shipment."""
+    end = start + SIMULATED
+    settle = start + manifest.retention.max_age + manifest.retention.keep_within
+    shipping = Schedule("0 * * * *", ZoneInfo("UTC"))
+    events = heapq.merge(
+        *(
+            ((t, 2, kind) for t in schedule.fires_until(start, end, MAX_RUNS))
+            for kind, schedule in service.schedules.items()
+        ),
+        ((t, 1, BINLOG_KIND) for t in shipping.fires_until(start, end, MAX_RUNS)),
+        ((t, 0, "") for t in manifest.maintenance.retention.fires_until(start, end, MAX_RUNS)),
+    )
+    trusted: list[restic.Snapshot] = []
+    records: dict[str, restic.Snapshot] = {}
+    binlogs: list[restic.Snapshot] = []
+    lengths: list[timedelta] = []
+    for number, (when, order, kind) in enumerate(events):
+        if order == 2:  # a dump, at a position of the day's file (one byte a second)
+            dump = _fake_snapshot(number, when, service.name, kind)
+            at = dump_tags(_position(when), when)
+            records[dump.id] = _fake_snapshot(number, when, service.name, META_KIND, **at)
+            trusted.append(dump)
+        elif order == 1:  # the hour before: a segment of its day's file, closed at midnight
+            hour = _position(when - SIMULATED_SHIPPING)
+            day = int((when - SIMULATED_SHIPPING).timestamp()) // 86400 * 86400
+            ends = hour.position + 3600
+            closed = ":closed" if ends >= 86400 else ""
+            segment = f"{hour.file}@{day}:{hour.position}-{ends}{closed}"
+            tags = {"binlog": segment, "until": stamp(when)}
+            binlogs.append(_fake_snapshot(number, when, service.name, BINLOG_KIND, **tags))
+        else:
+            judged = Judgement(service.name, trusted=trusted, records=records, binlogs=binlogs)
+            kept = {s.id for s in plan_service(judged, manifest.retention, when).keep}
+            trusted = [s for s in trusted if s.id in kept]
+            binlogs = [s for s in binlogs if s.id in kept]
+            if when >= settle and trusted and binlogs:
+                lengths.append(binlogs[-1].time - trusted[0].time)
+    if not lengths:
+        return PitrWindow(service.name, timedelta(), timedelta())
+    return PitrWindow(service.name, min(lengths), max(lengths))
 
 
 def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta]) -> str:
@@ -140,6 +213,13 @@ def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta])
         local = run.start.astimezone(tz)
         took = format_duration(run.duration)
         lines.append(f"  {local:%a %Y-%m-%d %H:%M}  {run.owner:<12} {run.what:<12} ~{took}")
+    for service in manifest.services.values():
+        if service.binlog is not None:
+            every = service.binlog.every
+            lines.append(
+                f"  (and every {format_duration(every)}: {service.name} binlog shipping, "
+                f"{int(timedelta(days=1) / every)} runs a day, not listed)"
+            )
     clashes = overlaps(runs)
     lines.append("")
     if clashes:
@@ -168,6 +248,20 @@ def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta])
         if points.fewest <= 1:
             line += "  WARNING: at times only one restore point"
         lines.append(line)
+    shipping = [s for s in manifest.services.values() if s.binlog is not None]
+    if shipping:
+        lines += [
+            "",
+            "Point-in-time recovery (binlogs shipped between dumps), simulated over a year:",
+        ]
+    for service in shipping:
+        assert service.binlog is not None
+        window = simulate_window(manifest, service, start)
+        lines.append(
+            f"  {service.name:<12} any second of the last {_days(window.shortest)}-"
+            f"{_days(window.longest)}, to within {format_duration(service.binlog.every)}"
+            f" (binlog rpo {format_duration(service.binlog.rpo)})"
+        )
     return "\n".join(lines)
 
 

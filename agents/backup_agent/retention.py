@@ -9,7 +9,13 @@ and reported, whatever their date. Per service:
 - the newest trusted data snapshot is always kept, whatever its age, and so is the
   newest one that passed a drill (a signed drill record): a client that can only
   append cannot push every proven backup out by writing plausible new ones;
-- records (a dump's ``meta``, a ``drill`` record) follow their snapshot.
+- records (a dump's ``meta``, a ``drill`` record) follow their snapshot;
+- binlog shipments (MySQL, point-in-time recovery) are kept exactly as long as the
+  dumps they extend: every shipment the chain of a kept dump reads is kept (the
+  chain runs from the dump's position to as far as shipping reached, so a kept dump
+  is never left with a chain cut short), and so is every shipment newer than the
+  newest dump (the start of the next dump's chain, after a break). The rest, binlogs
+  no kept dump can replay, go with the dumps they extended.
 
 ``check_plan`` refuses a plan that would remove a service's newest snapshot, its
 newest drilled snapshot, or every snapshot.
@@ -23,8 +29,16 @@ from datetime import datetime
 
 from backup_agent import restic
 from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.binlog.chain import (
+    build_chain,
+    dump_points,
+    needed_snapshots,
+    shipments_of,
+)
 from backup_agent.manifest import Retention
-from backup_agent.snapshots import RECORD_KINDS, Judgement
+from backup_agent.snapshots import BINLOG_KIND, RECORD_KINDS, Judgement
+
+NOT_DATA = RECORD_KINDS | {BINLOG_KIND}  # kinds that restore nothing on their own
 
 
 @dataclass(frozen=True)
@@ -54,17 +68,40 @@ def plan_service(judged: Judgement, retention: Retention, now: datetime) -> Serv
         ]
     remove = [record for snap in doomed for record in judged.chain(snap)]
     removed = {s.id for s in remove}
-    keep = [
-        record for snap in judged.trusted if snap.id not in removed for record in judged.chain(snap)
-    ]
+    kept = [snap for snap in judged.trusted if snap.id not in removed]
+    keep = [record for snap in kept for record in judged.chain(snap)]
+    binlogs, stale = binlogs_to_keep(judged, kept)
     return ServicePlan(
         judged.service,
-        keep=tuple(keep) + tuple(snap for snap, _ in judged.untrusted),
-        remove=tuple(remove),
+        keep=tuple(keep) + tuple(binlogs) + tuple(snap for snap, _ in judged.untrusted),
+        remove=tuple(remove) + tuple(stale),
         untrusted=tuple(judged.untrusted),
         newest=newest,
         newest_drilled=drilled,
     )
+
+
+def binlogs_to_keep(
+    judged: Judgement, kept: Sequence[restic.Snapshot]
+) -> tuple[list[restic.Snapshot], list[restic.Snapshot]]:
+    """The binlog shipments the kept dumps need, and those no kept dump can replay."""
+    if not judged.binlogs:
+        return [], []
+    shipments = shipments_of(judged.binlogs)
+    needed: set[str] = set()
+    chain = None
+    for dump in dump_points(kept, judged.records):
+        if chain is not None and chain.broken is None and chain.holds(dump.coordinates):
+            continue  # its chain is the rest of this one: nothing more to keep
+        chain = build_chain(dump.coordinates, shipments, dump.consistent_by)
+        needed |= needed_snapshots(chain)
+    newest = judged.latest
+    keep: list[restic.Snapshot] = []
+    stale: list[restic.Snapshot] = []
+    for snapshot in judged.binlogs:
+        pending = newest is None or snapshot.time >= newest.time
+        (keep if snapshot.id in needed or pending else stale).append(snapshot)
+    return keep, stale
 
 
 def check_plan(plans: Sequence[ServicePlan]) -> None:
@@ -77,9 +114,7 @@ def check_plan(plans: Sequence[ServicePlan]) -> None:
                 raise BackupError(
                     f"refusing retention: it would remove the {what} snapshot of {plan.service}"
                 )
-        if plan.newest is not None and not any(
-            s.tag("kind") not in RECORD_KINDS for s in plan.keep
-        ):
+        if plan.newest is not None and not any(s.tag("kind") not in NOT_DATA for s in plan.keep):
             raise BackupError(
                 f"refusing retention: it would remove every snapshot of {plan.service}"
             )

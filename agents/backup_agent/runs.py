@@ -2,8 +2,9 @@
 
 ``recorded`` wraps any task in start/success/failure bookkeeping in the state file and
 one structured log line, even when the task raises (a failure is counted by its
-``reason``); ``run_backup`` adds the backup metrics. An interrupted run (SIGTERM) is
-not recorded, so the scheduler catches it up after a restart.
+``reason``); ``run_backup`` adds the backup metrics, ``run_binlog`` (a MySQL service's
+binlog shipping) those of point-in-time recovery. An interrupted run (SIGTERM) is not
+recorded, so the scheduler catches it up after a restart.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from backup_agent import execute, restic
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import BackupResult
+from backup_agent.jobs.mysql.binlog import pitr
+from backup_agent.jobs.mysql.binlog.events import BinlogGap
 from backup_agent.manifest import Manifest, Service
 from backup_agent.metrics import Metrics
-from backup_agent.state import Run, State, TaskId, backup_task
+from backup_agent.state import Run, State, TaskId, backup_task, binlog_task
 
 log = logging.getLogger("backup_agent.run")
+# No binlog shipping run lasts longer (nor shorter than its interval): catching up after
+# an outage takes several runs if need be, each keeping what it stored.
+DEADLINE = timedelta(minutes=10)
 
 
 @dataclass
@@ -102,3 +109,36 @@ def run_backup(
         },
     )
     return result
+
+
+def run_binlog(
+    manifest: Manifest, service: Service, state: State, metrics: Metrics
+) -> pitr.Shipped:
+    """One binlog shipping run with its bookkeeping and metrics. A gap (binlogs purged
+    before they were shipped) fails the run after what could be shipped is stored."""
+    deadline = max(service.binlog.every if service.binlog else DEADLINE, DEADLINE)
+    try:
+        with (
+            recorded(state, binlog_task(service.name)) as outcome,
+            execute.Deadline(deadline.total_seconds(), f"binlog shipping of {service.name}"),
+        ):
+            restic.preflight(manifest.repository_for(service.name))
+            shipped = pitr.ship_service(manifest, service)
+            outcome.read_bytes = shipped.bytes
+            metrics.binlog_shipped(service, shipped)
+            if shipped.gap:
+                raise BinlogGap(
+                    f"binlog chain broken: {shipped.gap}; the next dump starts a new one"
+                )
+    except Interrupted:
+        raise
+    except Exception:
+        metrics.binlog_ended(service, state, succeeded=False)  # by reason in ``state``
+        raise
+    metrics.binlog_ended(service, state, succeeded=True)
+    if shipped.shipments:
+        log.info(
+            "binlogs shipped",
+            extra={"service": service.name, "kind": "binlog", "bytes": shipped.bytes},
+        )
+    return shipped

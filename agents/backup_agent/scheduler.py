@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.manifest import BACKUP_KINDS, Schedule
-from backup_agent.state import TaskId
+from backup_agent.state import SHIPPING, TaskId
 
 log = logging.getLogger("backup_agent.scheduler")
 TICK = 30.0
@@ -40,9 +40,11 @@ class Task:
     first_run: bool = True
 
     @property
-    def owner(self) -> tuple[str, str]:
-        """Tasks with one owner (a service's backups of several kinds) run one at a time."""
-        return self.id.role, self.id.name
+    def owner(self) -> tuple[str, str, str]:
+        """Tasks with one owner (a service's backups of several kinds) are caught up once
+        and collapse to one run when due together. A service's binlog shipping is an
+        owner of its own: a dump never stands in for a shipment, nor one for a dump."""
+        return self.id.role, self.id.name, self.id.kind if self.id.kind == SHIPPING else ""
 
     def next_after(self, moment: datetime) -> datetime:
         return next(self.schedule.fires(moment))
@@ -50,7 +52,7 @@ class Task:
 
 def one_per_owner(due: Sequence[tuple[datetime, Task]]) -> list[tuple[datetime, Task]]:
     """Collapse due slots to one run per owner: its earliest due time, most thorough kind."""
-    chosen: dict[tuple[str, str], tuple[datetime, Task]] = {}
+    chosen: dict[tuple[str, str, str], tuple[datetime, Task]] = {}
     for when, task in sorted(due, key=lambda item: item[0]):
         if task.owner not in chosen:
             chosen[task.owner] = (when, task)
@@ -89,7 +91,7 @@ class Scheduler:
         """What to run at start-up, due now and once per owner: owners whose last run
         (of any kind) is older than a slot that has passed, and separately, owners
         that never ran (a first start, not a catch-up)."""
-        last: dict[tuple[str, str], float | None] = {}
+        last: dict[tuple[str, str, str], float | None] = {}
         for task in self.tasks:
             recorded = self.last_run(task)
             previous = last.get(task.owner)

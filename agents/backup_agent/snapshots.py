@@ -2,8 +2,10 @@
 restore, a drill or an incremental backup uses.
 
 Every snapshot is tagged ``service=NAME`` and ``kind=KIND``: ``full`` or
-``incremental`` for data, ``meta`` for the record a MySQL dump gets beside it, and
-``drill`` for the signed record the verifier writes when a drill passed. A repository
+``incremental`` for data, ``meta`` for the record a MySQL dump gets beside it,
+``drill`` for the signed record the verifier writes when a drill passed, and
+``binlog`` for a shipment of a MySQL server's binary logs, which is never restored
+on its own (it extends a dump: ``jobs/mysql/binlog``). A repository
 is written by sidecars that may be compromised, so one rule, ``judge``, decides what
 is trusted, and restore, drill, the files job's parent, retention and the metrics all
 use it. A data snapshot is trusted when:
@@ -12,6 +14,10 @@ use it. A data snapshot is trusted when:
 - it was written under the manifest's host name (or one of ``repository.former_hosts``);
 - it is not dated in the future by more than ``repository.clock_skew``;
 - for MySQL, a record (``kind=meta``, ``of=ID``) points back to it, trusted the same way.
+
+A binlog shipment is trusted by the same host and date rules when the service ships
+binlogs (``binlog:`` in the manifest), its tags are well formed and it claims no
+binlog written after it was made; it is never "latest".
 
 Untrusted snapshots are reported (log, ``backup_untrusted_snapshots``), never used and
 never removed by retention. Drill records carry an HMAC made with ``drill.key_file``,
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +40,15 @@ from backup_agent.manifest import Manifest, Service
 
 META_KIND = "meta"
 DRILL_KIND = "drill"
+BINLOG_KIND = "binlog"
 RECORD_KINDS = frozenset({META_KIND, DRILL_KIND})
+# A binlog shipment's own tags, enough to plan restores and retention without reading
+# it: ``binlog=FILE@CREATED:START-END[:closed];...`` (byte ranges of server files) and
+# ``until=TIME`` (every transaction committed before TIME is shipped by then).
+SEGMENT_TAG = re.compile(
+    r"\A([A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.\d{6,10})@(\d{1,10}):(\d{1,15})-(\d{1,15})(:closed)?\Z"
+)
+TIME_TAG = "%Y%m%dT%H%M%SZ"
 # Service types whose data snapshots need a meta record to be trusted (and to be proven).
 TYPES_WITH_RECORD = frozenset({"mysql"})
 
@@ -72,6 +87,7 @@ class Judgement:
     untrusted: list[tuple[restic.Snapshot, str]] = field(default_factory=list)  # with why
     records: dict[str, restic.Snapshot] = field(default_factory=dict)  # meta, by data id
     drilled: dict[str, restic.Snapshot] = field(default_factory=dict)  # drill, by data id
+    binlogs: list[restic.Snapshot] = field(default_factory=list)  # binlog shipments
 
     @property
     def latest(self) -> restic.Snapshot | None:
@@ -100,10 +116,14 @@ def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> 
     for snapshot in mine:
         why = _doubt(snapshot, trust)
         kind = snapshot.tag("kind") or ""
-        if why is None and kind not in RECORD_KINDS and kind not in service.schedules:
+        if why is None and kind == BINLOG_KIND:
+            why = _binlog_doubt(snapshot, service, trust)
+        elif why is None and kind not in RECORD_KINDS and kind not in service.schedules:
             why = f"kind {kind or '(none)'} is not one {service.name} makes"
         if why is not None:
             result.untrusted.append((snapshot, why))
+        elif kind == BINLOG_KIND:
+            result.binlogs.append(snapshot)
         elif kind in RECORD_KINDS:
             records.append(snapshot)
         else:
@@ -138,6 +158,32 @@ def _doubt(snapshot: restic.Snapshot, trust: Trust) -> str | None:
     if snapshot.time > trust.now + trust.clock_skew:
         return f"dated in the future ({snapshot.time.isoformat()})"
     return None
+
+
+def _binlog_doubt(snapshot: restic.Snapshot, service: Service, trust: Trust) -> str | None:
+    """Why a binlog shipment cannot be trusted, or None."""
+    if service.binlog is None:
+        return f"kind {BINLOG_KIND} is not one {service.name} makes"
+    segments = (snapshot.tag("binlog") or "").split(";")
+    try:
+        until = datetime.strptime(snapshot.tag("until") or "", TIME_TAG).replace(tzinfo=UTC)
+    except ValueError:
+        return "a binlog shipment without a valid until tag"
+    if not all(_sound(segment) for segment in segments) or len(snapshot.paths) != 1:
+        return "a binlog shipment whose tags do not describe its segments"
+    if until > snapshot.time + trust.clock_skew:
+        return f"a binlog shipment claiming binlogs written after it was made ({until.isoformat()})"
+    return None
+
+
+def _sound(segment: str) -> bool:
+    """A segment tag that names a binlog file and a range that is not reversed (an empty
+    one only when it closes its file)."""
+    match = SEGMENT_TAG.match(segment)
+    if not match:
+        return False
+    start, end = int(match.group(3)), int(match.group(4))
+    return end > start or (end == start and bool(match.group(5)))
 
 
 def drill_signature(key: bytes, service: str, snapshot_id: str) -> str:

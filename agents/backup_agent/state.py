@@ -1,11 +1,12 @@
 """The agents' small state file: the last run of each task, for catch-up and metrics.
 
 A task is what the scheduler runs (``TaskId``): a service's backup of one snapshot
-kind (role ``backup``), a maintenance task (``retention``, ``check``) or the drills
-(role ``verifier``). The file keeps them in that structure::
+kind (role ``backup``; binlog shipping is kind ``binlog``), a maintenance task
+(``retention``, ``check``) or the drills (role ``verifier``). The file keeps them in
+that structure::
 
     {"version": 2,
-     "backup": {"mysql": {"full": RUN}, "files": {"incremental": RUN, "full": RUN}},
+     "backup": {"mysql": {"full": RUN, "binlog": RUN}, "files": {"incremental": RUN, "full": RUN}},
      "maintenance": {"retention": RUN, "check": RUN},
      "verifier": {"drill": RUN}}
 
@@ -53,8 +54,16 @@ CHECK = TaskId("maintenance", "check")
 DRILL = TaskId("verifier", "drill")
 
 
+SHIPPING = "binlog"  # the kind of a MySQL service's binlog shipping task
+
+
 def backup_task(service: str, kind: str) -> TaskId:
     return TaskId("backup", service, kind)
+
+
+def binlog_task(service: str) -> TaskId:
+    """A MySQL service's binlog shipping (point-in-time recovery)."""
+    return TaskId("backup", service, SHIPPING)
 
 
 @dataclass

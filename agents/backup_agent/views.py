@@ -2,11 +2,13 @@
 
 The status view puts, per service of the manifest, the last good backup and its age
 against the RPO, the last drill and its measured restore time against the RTO, the
-snapshots the trust rule accepts, and the alerts that fire for it; then the stored size
-against the repository's limit, and every component (agents, maintenance, verifier,
-backup server) with its scrape state and alerts. Targets come from the manifest, the
-rest from what the agents report (``readout``). Verdict words are in capitals when
-something is wrong (``STALE``, ``FAIL``, ``SLOW``, ``DOWN``), so they stand out.
+snapshots the trust rule accepts, and the alerts that fire for it; for services that
+ship binlogs, point-in-time recovery (shipping age against the binlog RPO, the window,
+the chain); then the stored size against the repository's limit, and every component
+(agents, maintenance, verifier, backup server) with its scrape state and alerts.
+Targets come from the manifest, the rest from what the agents report (``readout``).
+Verdict words are in capitals when something is wrong (``STALE``, ``FAIL``, ``SLOW``,
+``DOWN``, ``BROKEN``), so they stand out.
 """
 
 from __future__ import annotations
@@ -136,9 +138,11 @@ def status(manifest: Manifest, readout: Readout, now: float) -> str:
         f"Backup status at {when(now)} UTC, from {readout.source}{firing}",
         "",
         table(header, (row.cells(with_alerts) for row in rows)),
-        "",
-        repository_line(manifest, readout),
     ]
+    binlogs = binlog_rows(manifest, readout, now)
+    if binlogs:
+        parts += ["", table(BINLOG_HEADER, binlogs)]
+    parts += ["", repository_line(manifest, readout)]
     kit_line = recovery_kit_line(manifest, readout)
     if kit_line:
         parts.append(kit_line)
@@ -228,6 +232,46 @@ def _snapshots(readout: Readout, service: str) -> str:
     return f"{trusted:.0f}{extra}"
 
 
+BINLOG_HEADER = ("BINLOGS", "LAST SHIPPED", "AGE / RPO", "PITR WINDOW", "UNTIL", "CHAIN")
+
+
+def binlog_rows(manifest: Manifest, readout: Readout, now: float) -> list[list[str]]:
+    """Point-in-time recovery of the services that ship binlogs: the last shipping run
+    against the binlog RPO, the restorable window and its end, the chain's state (the
+    service row's freshness is the dump's)."""
+    rows = []
+    for service in manifest.services.values():
+        if service.binlog is None:
+            continue
+        name, rpo = service.name, service.binlog.rpo
+        shipped = _one(readout, "backup_binlog_last_success_timestamp_seconds", name)
+        if shipped is None:
+            last, freshness = "no data", f"{NONE} / {format_duration(rpo)}"
+        elif shipped <= 0:
+            last, freshness = "never", f"{NONE} / {format_duration(rpo)}  STALE"
+        else:
+            stale = now - shipped > rpo.total_seconds()
+            verdict = "STALE" if stale else "ok"
+            last, freshness = (
+                when(shipped),
+                f"{age(now - shipped)} / {format_duration(rpo)}  {verdict}",
+            )
+        window = _one(readout, "backup_pitr_window_seconds", name)
+        until = _one(readout, "backup_binlog_covered_until_timestamp_seconds", name)
+        broken = _one(readout, "backup_binlog_chain_broken", name)
+        rows.append(
+            [
+                name,
+                last,
+                freshness,
+                NONE if window is None else age(window),
+                when(until) if until else NONE,
+                "no data" if broken is None else ("BROKEN" if broken else "ok"),
+            ]
+        )
+    return rows
+
+
 def repository_line(manifest: Manifest, readout: Readout) -> str:
     """Stored size (the maintenance roles' sum) against the limit."""
     stored = readout.find("backup_repository_size_bytes")
@@ -299,7 +343,12 @@ def snapshot_rows(judgements: Iterable[Judgement]) -> list[list[str]]:
     """Every snapshot of the judged services, oldest first, with why it is not trusted."""
     verdicts: list[tuple[restic.Snapshot, str | None]] = []
     for judged in judgements:
-        trusted = [*judged.trusted, *judged.records.values(), *judged.drilled.values()]
+        trusted = [
+            *judged.trusted,
+            *judged.records.values(),
+            *judged.drilled.values(),
+            *judged.binlogs,
+        ]
         verdicts += [(snap, None) for snap in trusted]
         verdicts += [(snap, f"no: {why}") for snap, why in judged.untrusted]
     verdicts.sort(key=lambda item: (item[0].time, item[0].id))

@@ -10,15 +10,19 @@ One scenario, in order, because each step needs the previous one and real minute
    and files into FILES_PATH; wait for the scheduled backups; find the snapshots on
    the backup server's disk;
 3. try to delete a snapshot with an agent's credentials: refused, nothing lost;
-4. drop the database; the restore drills pass through the verifier; `backup-agent
-   restore mysql` brings the data back exactly (same checksums, rows, view, routine);
-   the Grafana and files snapshots hold what was written;
+4. the restore drills pass through the verifier (MySQL's: a point-in-time restore to
+   the end of the shipped binlogs, with its heartbeat); drop the database; `backup-agent
+   restore mysql` brings the data back exactly (same checksums, rows, view, routine),
+   from the dump and again to a point in time (`--to-time`, the binlogs the agent
+   shipped); the Grafana and files snapshots hold what was written;
 5. the real Prometheus: every target up, freshness and drill metrics present; then
    with the database stopped BackupStale fires for mysql once its 2-minute RPO has
    passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
    nothing, so no freshness alert can fire for it: the rules say so); the real
    Alertmanager (Debian's) receives the firing alerts; `backup-agent status` shows
-   it all, and with the backup server stopped BackupServerDown fires;
+   it all (mysql's binlog shipping on a line of its own, STALE too once its 2-minute
+   RPO has passed, with BackupStale{kind="binlog"}), and with the backup server
+   stopped BackupServerDown fires;
 6. (still with the backup server stopped) `make backup-now SERVICE=files` fails in
    under two minutes naming the unreachable server, and BackupLastRunFailed fires;
 7. the `make down-volumes` equivalent leaves no container, network or volume behind.
@@ -40,7 +44,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose.sh"
 OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
+# AGENT_IMAGE and SERVER_IMAGE (scripts/build-images.sh, the compose file) name the
+# project's images, so that runs of several branches on one engine keep their own.
 IMAGES = (
     os.environ.get("AGENT_IMAGE", "local/backup-agent:dev"),
     os.environ.get("SERVER_IMAGE", "local/backup-server:dev"),
@@ -130,9 +136,10 @@ class Stack:
             "STACK_FILES": str(OVERRIDE),
             "SECRETS_DIR": str(self.secrets),
             "FILES_PATH": str(self.files),
-            "GRAFANA_PORT": "0",  # any free port on 127.0.0.1
-            "PROMETHEUS_PORT": "0",
-            "ALERTMANAGER_PORT": "0",
+            # Any free port on BIND_ADDRESS (default 127.0.0.1), unless the caller names them.
+            "GRAFANA_PORT": os.environ.get("GRAFANA_PORT", "0"),
+            "PROMETHEUS_PORT": os.environ.get("PROMETHEUS_PORT", "0"),
+            "ALERTMANAGER_PORT": os.environ.get("ALERTMANAGER_PORT", "0"),
         }
 
     def compose(
@@ -353,14 +360,18 @@ def status_rows(stack: Stack) -> dict[str, str]:
 
 def status_table(text: str) -> dict[str, str]:
     """The lines of ``backup-agent status`` by their first word (a service name), or a
-    component's by its instance (the second word, after its job)."""
+    component's by its instance (the second word, after its job); a line of the binlog
+    table as "NAME binlogs"."""
     rows: dict[str, str] = {}
+    table = ""
     for line in text.splitlines():
         words = line.split()
+        if words and words[0].isupper():
+            table = words[0]
         if len(words) > 2 and words[0].startswith("backup-"):
             rows[words[1]] = line
         elif words and words[0] in SERVICES:
-            rows[words[0]] = line
+            rows[f"{words[0]} binlogs" if table == "BINLOGS" else words[0]] = line
     return rows
 
 
@@ -389,7 +400,7 @@ def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | Non
     newest: dict[str, dict[str, Any]] = {}
     for snap in snapshots(stack):
         started = datetime.fromisoformat(snap["time"]).timestamp()
-        if tag(snap, "kind") not in ("meta", "drill") and started > since:
+        if tag(snap, "kind") not in ("meta", "drill", "binlog") and started > since:
             newest[str(tag(snap, "service"))] = snap
     return newest if set(newest) == set(SERVICES) else None
 
@@ -511,17 +522,41 @@ def scenario(stack: Stack) -> None:
     assert on_server(stack) >= server_side, "a snapshot was deleted with an agent's credentials"
     say("forget with the mysql agent's credentials: refused (403), nothing lost")
 
-    # 4. Lose the database; drills pass; the restore brings it back exactly.
-    original = fingerprint(stack)
-    assert original[0].split("\t")[-1] != "NULL", original
-    stack.mysql("DROP DATABASE agama;")
-    assert "agama" not in stack.mysql("SHOW DATABASES;").split()
+    # 4. Drills pass; lose the database; restores bring it back exactly.
     drill = stack.exec("verifier", "backup-agent", "drill", check=False, timeout=600)
     say(f"restore drills:\n{drill.stdout}")
     assert drill.returncode == 0, drill.stdout + drill.stderr[-3000:]
     for name in (*SERVICES, "repository check"):
         assert f"PASS {name}" in drill.stdout
     assert "sanity query 'orders restored' holds" in drill.stdout
+    # MySQL's drill restores to the window's end: through the newest dump's binlogs, or
+    # the dump alone when it is newer than every shipment (dumps run every minute here;
+    # the --to-time restore below always replays).
+    replayed = "as planned" in drill.stdout or "nothing to replay" in drill.stdout
+    assert "point in time " in drill.stdout and replayed, "no point-in-time proof"
+    assert "heartbeat " in drill.stdout, "the recovered heartbeat was not checked"
+    original = fingerprint(stack)
+    assert original[0].split("\t")[-1] != "NULL", original
+
+    # An order before a point in time and one after it, shipped at once: a restore to
+    # the point holds the first and not the second.
+    def order(n: int, note: str) -> None:
+        stack.mysql(
+            "INSERT INTO agama.orders (id, customer, amount, created) VALUES"
+            f" ({ROWS + n}, '{note}', 1.00, NOW(6));"
+        )
+
+    order(1, "before the point")
+    at_point = fingerprint(stack)
+    time.sleep(1.1)  # a point a second after it (the point's own second is excluded)
+    point = datetime.now(UTC)
+    time.sleep(1.1)
+    order(2, "after the point")
+    shipped = json.loads(stack.agent("mysql-agent", "backup", "mysql", "--kind", "binlog"))
+    assert shipped["shipments"] >= 1 and shipped["gap"] is None, shipped
+    assert shipped["status"]["broken"] is None, shipped
+    stack.mysql("DROP DATABASE agama;")
+    assert "agama" not in stack.mysql("SHOW DATABASES;").split()
     drills = docker_ids(
         "container", "label=backup-agent.drill", f"network={stack.project}_drill-net"
     )
@@ -536,6 +571,21 @@ def scenario(stack: Stack) -> None:
     assert "matches the backup record" in restored.stdout, restored.stdout
     assert fingerprint(stack) == original, "restored database differs from the original"
     say(f"mysql restored exactly: {original[0]!r}")
+    stack.mysql("DROP DATABASE agama;")
+    at = point.strftime("%Y-%m-%d %H:%M:%S")
+    to_point = stack.compose(
+        "run", "--rm", "-T", "mysql-restore", "restore", "mysql", "--to-time", at
+    )
+    # Replayed from the newest dump before the point; replay ends "as planned", or
+    # there was nothing to replay when a scheduled dump (every minute here) fell in the
+    # two seconds between the first order and the point.
+    out = to_point.stdout
+    assert "as planned" in out or "nothing to replay" in out, out
+    assert fingerprint(stack) == at_point, "the point-in-time restore differs from the point"
+    say(
+        f"mysql restored to {at} UTC from the dump and the shipped binlogs: the order before"
+        " it, not the one after"
+    )
 
     # 5a. Prometheus sees every target and the freshness and drill metrics.
     prometheus = Prometheus(stack.address("prometheus", 9090))
@@ -562,9 +612,14 @@ def scenario(stack: Stack) -> None:
     status = status_rows(stack)
     for name in SERVICES:
         assert " ok" in status[name] and "PASS" in status[name], status[name]
+    shipping = status["mysql binlogs"].split()
+    assert shipping[-1] == "ok" and " / 2m  ok" in status["mysql binlogs"], shipping
     components = [instance for job, instance in TARGETS if job != "prometheus"]
     assert all(status[instance].split()[2] == "up" for instance in components), status
-    say("status: every service within its RPO with a passing drill, every component up")
+    say(
+        "status: every service within its RPO with a passing drill, binlogs shipped within"
+        " theirs and the chain whole, every component up"
+    )
 
     # 5b. Backups stop (database down) and an agent stops; alerts follow.
     stack.compose("stop", "mysql", "files-agent")
@@ -597,6 +652,13 @@ def scenario(stack: Stack) -> None:
         every=5,
     )
     say(f"BackupStale fired for mysql {time.monotonic() - stopped:.0f} s after the stop")
+    wait_for(
+        "BackupStale for mysql's binlogs",
+        lambda: prometheus.firing("BackupStale", service="mysql", kind="binlog"),
+        120,
+        every=5,
+    )
+    say(f"... and for its binlogs {time.monotonic() - stopped:.0f} s after the stop")
     assert prometheus.firing("BackupLastRunFailed", service="mysql")
     wait_for(
         "BackupAgentDown for files-agent",
@@ -617,6 +679,7 @@ def scenario(stack: Stack) -> None:
     assert not prometheus.firing("BackupStale", service="grafana")
     status = status_rows(stack)
     assert "STALE" in status["mysql"] and "BackupStale" in status["mysql"], status["mysql"]
+    assert "STALE" in status["mysql binlogs"], status["mysql binlogs"]
     assert "DOWN" in status["files-agent:9464"], status["files-agent:9464"]
     assert "BackupAgentDown" in status["files-agent:9464"], status["files-agent:9464"]
     say("status: mysql STALE with BackupStale, files-agent DOWN with BackupAgentDown")

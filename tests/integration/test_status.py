@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from backup_agent import drill, manifest, pki, restic
 from backup_agent.metrics import Metrics
-from backup_agent.state import CHECK, RETENTION, Run, State, backup_task
+from backup_agent.state import CHECK, RETENTION, Run, State, backup_task, binlog_task
 from backup_agent.survey import ServiceSurvey, Survey
 from tests.conftest import ManifestFactory, files_spec, need, wait_for
 from tests.forge import forge
@@ -157,14 +157,18 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def rows(output: str) -> dict[str, str]:
     """Lines of the status view by their first word (service rows), or by the instance
-    (component rows, whose first word is the job)."""
+    (component rows, whose first word is the job); lines of the binlog table by
+    "SERVICE binlogs"."""
     found = {}
+    table = ""
     for line in output.splitlines():
         words = line.split()
+        if not words or words[0].isupper():
+            table = words[0] if words else ""  # a header, or the blank line after a table
         if len(words) > 2 and (words[0].startswith("backup-") or words[0] == "-"):
             found[words[1]] = line
         elif words:
-            found[words[0]] = line
+            found[f"{words[0]} binlogs" if table == "BINLOGS" else words[0]] = line
     return found
 
 
@@ -206,6 +210,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         state.update(task, record)
 
     ran(backup_task("mysql", "full"), now - 3 * HOUR - 60, now - 3 * HOUR)  # ended 3 h ago
+    ran(binlog_task("mysql"), now - 40, now - 30)  # binlogs shipped within their 5m RPO
     ran(backup_task("files", "incremental"), now - 30 * HOUR - 60, now - 30 * HOUR)
     ran(backup_task("files", "full"), now - 600, None)  # failed: server unreachable, below
     ran(RETENTION, now - HOUR, now - HOUR + 5)
@@ -214,6 +219,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     agent.declare(loaded, list(loaded.services))
     for service in loaded.services.values():
         agent.publish_backups(service, state)
+        agent.publish_binlog(service, state)
     exporters["backup-verifier"].metrics.declare(loaded, list(loaded.services), backups=False)
     upkeep = exporters["backup-maintenance"].metrics
     upkeep.declare_limits(loaded)
@@ -279,6 +285,9 @@ def test_status_from_prometheus_and_from_the_agents(deployment: Deployment) -> N
     assert mysql[4] == "ok"
     assert mysql[5].startswith("PASS ")
     assert mysql[6:10] == ["12.5s / 30m", "ok", "22", "-"]
+    shipping = lines["mysql binlogs"].split()
+    # Shipped 30 s before the start; window and chain come with the next shipping run.
+    assert shipping[4:] == ["/", "5m", "ok", "-", "-", "no", "data"], shipping
     files = lines["files"]
     assert "30h0" in files and "STALE" in files
     assert "FAIL (last pass never)" in files and "45m / 30m  SLOW" in files

@@ -507,6 +507,31 @@ ERROR_CASES = [
     pytest.param(
         _set("services", value={}), [("services", "should be non-empty")], id="no-services"
     ),
+    pytest.param(
+        _set("services", "db", "binlog", value={"every": "7m"}),
+        [("services.db.binlog.every", "must divide an hour")],
+        id="binlog-every-7m",
+    ),
+    pytest.param(
+        _set("services", "db", "binlog", value={"every": "30s"}),
+        [("services.db.binlog.every", "does not match")],
+        id="binlog-every-seconds",
+    ),
+    pytest.param(
+        _set("services", "db", "binlog", value={"drill_target": "middle"}),
+        [("services.db.binlog.drill_target", "is not one of")],
+        id="binlog-drill-target",
+    ),
+    pytest.param(
+        _set("services", "db", "binlog", value={"heartbeat": {"table": "heartbeat"}}),
+        [("services.db.binlog.heartbeat.table", "does not match")],
+        id="heartbeat-without-database",
+    ),
+    pytest.param(
+        _set("services", "docs", value=files_service(binlog={})),
+        [("services.docs.binlog", "only allowed for type mysql")],
+        id="binlog-on-files",
+    ),
 ]
 
 
@@ -908,6 +933,43 @@ def test_a_per_service_password_needs_per_service_repositories() -> None:
     data["repository"]["password_file"] = "/run/secrets/restic_password_{service}"
     ((path, message),) = problems_of(data)
     assert path == "repository.password_file" and "share its password" in message
+
+
+@pytest.mark.parametrize(
+    ("every", "cron"),
+    [("1m", "* * * * *"), ("5m", "*/5 * * * *"), ("60m", "0 * * * *"), ("6h", "0 */6 * * *")],
+)
+def test_binlog_shipping_becomes_a_cron_schedule(every: str, cron: str) -> None:
+    data = base()
+    data["services"]["db"]["binlog"] = {"every": every}
+    binlog = manifest.parse(data).services["db"].binlog
+    assert binlog is not None and binlog.schedule.cron == cron
+    assert binlog.rpo == manifest.parse_duration(every)  # the default RPO: the interval
+
+
+def test_binlog_defaults_rpo_and_heartbeat_are_read() -> None:
+    data = base()
+    data["services"]["db"]["binlog"] = {}
+    default = manifest.parse(data).services["db"].binlog
+    assert default is not None
+    assert (default.every, default.rpo, default.drill_target) == (
+        timedelta(minutes=5),
+        timedelta(minutes=5),
+        "end",
+    )
+    assert default.heartbeat is None and manifest.parse(base()).services["db"].binlog is None
+    data["services"]["db"]["binlog"] = {
+        "rpo": "10m",
+        "drill_target": "random",
+        "heartbeat": {"table": "agama.backup_heartbeat", "every": "30s"},
+    }
+    read = manifest.parse(data).services["db"].binlog
+    assert read is not None and read.rpo == timedelta(minutes=10)
+    assert read.drill_target == "random" and read.heartbeat is not None
+    assert (read.heartbeat.table, read.heartbeat.every) == (
+        "agama.backup_heartbeat",
+        timedelta(seconds=30),
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ import pytest
 from backup_agent import execute
 from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql import client, dump, load
-from backup_agent.jobs.mysql.preflight import ServerInfo
+from backup_agent.jobs.mysql.binlog.chain import Coordinates
+from backup_agent.jobs.mysql.binlog.replay import Position, Span, replay_command, replay_flags
+from backup_agent.jobs.mysql.binlog.ship import Resume, fetch_command
+from backup_agent.jobs.mysql.preflight import POSITION_PRIVILEGES, ServerInfo
 from backup_agent.manifest import MysqlOptions
 
 PASSWORD = "Zq9-distinctive-Pw!"
@@ -285,3 +289,71 @@ def test_retarget_bad_port_is_a_backup_error() -> None:
     """`restore --to db2:abc` is an operator mistake, reported as one clear line."""
     with pytest.raises(BackupError, match="restore target 'db2:abc' is not HOST"):
         load.retarget(OPTIONS, "db2:abc")
+
+
+# --- binlog positions and MySQL 8 (point-in-time recovery) -------------------------------
+
+# Options of Oracle's tools as the MySQL 8.0 and 8.4 reference manuals list them
+# (mysqldump: "6.5.4 mysqldump", mysqlbinlog: "6.6.9 mysqlbinlog"): no Oracle server or
+# client is obtainable here, so these commands are checked against the documentation.
+MYSQLDUMP_8_OPTIONS = frozenset(
+    {
+        "--defaults-file", "--host", "--port", "--protocol", "--socket",
+        "--single-transaction", "--quick", "--routines", "--events", "--triggers",
+        "--hex-blob", "--default-character-set", "--no-tablespaces", "--databases",
+        "--set-gtid-purged", "--source-data",  # --source-data since 8.0.26
+    }
+)  # fmt: skip
+MYSQLBINLOG_8_OPTIONS = frozenset(
+    {
+        "--defaults-file", "--no-defaults", "--host", "--port", "--protocol", "--socket",
+        "--read-from-remote-server", "--raw", "--result-file", "--start-position",
+        "--stop-position", "--skip-gtids", "--database",
+    }
+)  # fmt: skip
+
+
+def options_used(argv: list[str]) -> set[str]:
+    return {arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("--")}
+
+
+@pytest.mark.parametrize(
+    ("info", "flag"), [(MARIADB, "--master-data=2"), (MYSQL, "--source-data=2")]
+)
+def test_a_dump_names_its_binlog_position_when_the_server_writes_binlogs(
+    defaults_file: str, info: ServerInfo, flag: str
+) -> None:
+    options = MysqlOptions(defaults_file=defaults_file, host="db", dump_program="/bin/true")
+    assert flag not in dump.dump_command(options, info)  # binary logging off
+    argv = dump.dump_command(options, replace(info, log_bin=True))
+    assert flag in argv and "--single-transaction" in argv
+    assert "--flush-logs" not in argv and "--master-data" not in (argv if info is MYSQL else [])
+    assert_dump_argv(argv, defaults_file, info.databases)
+
+
+def test_mysql_8_commands_use_only_documented_options(defaults_file: str) -> None:
+    options = MysqlOptions(defaults_file=defaults_file, host="db", dump_program="/bin/true")
+    dumping = dump.dump_command(options, replace(MYSQL, log_bin=True))
+    assert options_used(dumping) <= MYSQLDUMP_8_OPTIONS
+    start = Resume("binlog.000007", 1_796_000_000, 157)
+    fetching = fetch_command("mysqlbinlog", options, start, ["binlog.000007"], Path("/spool"))
+    assert options_used(fetching) <= MYSQLBINLOG_8_OPTIONS
+    assert "--start-position=157" in fetching  # numeric: MySQL's tool takes no GTID here
+    flags = replay_flags(
+        "  --skip-gtids        Do not preserve Global Transaction Identifiers\n"
+        "  --start-position=#  Start reading the binlog at position N.\n"
+    )
+    span = Span(
+        (Path("/w/binlog.000007"),),
+        Coordinates("binlog.000007", 157),
+        900,
+        Position("binlog.000007", 800),
+        2,
+    )
+    replaying = replay_command("mysqlbinlog", flags, span.files, span, "app")
+    assert options_used(replaying) <= MYSQLBINLOG_8_OPTIONS
+    assert "--skip-gtids" in replaying  # else a restore in place applies nothing
+
+
+def test_the_privileges_a_position_needs_are_named() -> None:
+    assert POSITION_PRIVILEGES == {"mariadb": (), "mysql": ("RELOAD", "REPLICATION CLIENT")}

@@ -54,3 +54,37 @@ def test_the_drill_is_planned_too() -> None:
     assert [r.start.strftime("%a %H:%M") for r in drills] == ["Mon 06:00", "Mon 06:00"]
     assert all(r.owner == "verifier" for r in drills)
     assert "verifier     drill" in plan.render(loaded, START, {})
+
+
+def test_the_point_in_time_window_over_a_year() -> None:
+    """agama.yaml ships MySQL's binlogs every 5 minutes: shipping is summed up, not
+    listed or counted in the overlaps, and the window runs from the oldest dump kept
+    (3 weeks and the hours to the next retention run) to the newest shipment."""
+    loaded = manifest.load(AGAMA)
+    runs = plan.upcoming_runs(loaded, START, {})
+    assert not any(r.what == "binlog" for r in runs)
+    window = plan.simulate_window(loaded, loaded.services["mysql"], START)
+    assert timedelta(days=21) <= window.shortest <= window.longest <= timedelta(days=22)
+    text = plan.render(loaded, START, {})
+    assert "(and every 5m: mysql binlog shipping, 288 runs a day, not listed)" in text
+    assert "Point-in-time recovery (binlogs shipped between dumps), simulated over a year:" in text
+    assert "mysql        any second of the last 21." in text and "to within 5m" in text
+
+
+def test_without_binlogs_there_is_no_window(tmp_path: Path) -> None:
+    data: dict[str, Any] = yaml.safe_load(AGAMA.read_text())
+    del data["services"]["mysql"]["binlog"]
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    text = plan.render(manifest.load(path), START, {})
+    assert "binlog" not in text and "Point-in-time" not in text
+
+
+def test_a_shorter_retention_shortens_the_window(tmp_path: Path) -> None:
+    data: dict[str, Any] = yaml.safe_load(AGAMA.read_text())
+    data["retention"] = {"keep_within": "1w", "max_age": "10d"}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    loaded = manifest.load(path)
+    window = plan.simulate_window(loaded, loaded.services["mysql"], START)
+    assert timedelta(days=7) <= window.shortest <= window.longest <= timedelta(days=8)

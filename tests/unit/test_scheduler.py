@@ -12,7 +12,7 @@ import pytest
 from backup_agent.errors import BackupError, Interrupted
 from backup_agent.manifest import Schedule
 from backup_agent.scheduler import Scheduler, Task, one_per_owner
-from backup_agent.state import DRILL, TaskId, backup_task
+from backup_agent.state import DRILL, SHIPPING, TaskId, backup_task
 
 UTC_ZONE = ZoneInfo("UTC")
 T0 = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
@@ -186,3 +186,38 @@ def test_a_run_of_any_kind_counts_for_the_service() -> None:
     ]
     records = {"incremental": None, "full": (T0 - timedelta(seconds=10)).timestamp()}
     assert scheduler(tasks, clock, lambda t: records[t.id.kind]).missed(T0) == ([], [])
+
+
+def test_binlog_shipping_is_caught_up_apart_from_the_dump() -> None:
+    """A shipment ran seconds ago, the 22:00 dump was missed: the shipment does not
+    stand in for the dump (nor a dump for a shipment), both catch up."""
+    clock, log = Clock(T0), list[str]()
+    tasks = [
+        task("db", "0 22 * * *", "full", log, clock),
+        task("db", "*/5 * * * *", SHIPPING, log, clock),
+    ]
+    recent = {
+        "full": (T0 - timedelta(days=2)).timestamp(),
+        SHIPPING: (T0 - timedelta(seconds=20)).timestamp(),  # after the 12:00 slot
+    }
+    due, first = scheduler(tasks, clock, lambda t: recent[t.id.kind]).missed(T0)
+    assert kinds(due) == [("db", "full")] and first == []
+    recent = {
+        "full": (T0 - timedelta(hours=1)).timestamp(),
+        SHIPPING: (T0 - timedelta(hours=1)).timestamp(),
+    }
+    due, _ = scheduler(tasks, clock, lambda t: recent[t.id.kind]).missed(T0)
+    assert kinds(due) == [("db", SHIPPING)]
+    due, first = scheduler(tasks, clock).missed(T0)  # a first start: both, at once
+    assert kinds(due) == [("db", SHIPPING), ("db", "full")] and len(first) == 2
+
+
+def test_a_dump_and_a_shipment_due_together_both_run() -> None:
+    clock, log = Clock(datetime(2026, 11, 26, 21, 59, 30, tzinfo=UTC)), list[str]()
+    tasks = [
+        task("db", "0 22 * * *", "full", log, clock),
+        task("db", "*/5 * * * *", SHIPPING, log, clock),
+    ]
+    start = datetime.fromtimestamp(clock(), UTC)
+    due = scheduler(tasks, clock).due_between(start, start + timedelta(minutes=1))
+    assert kinds(due) == [("db", SHIPPING), ("db", "full")]

@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backup_agent import manifest, restic, snapshots
 from backup_agent.errors import BackupError
+from backup_agent.jobs.mysql.binlog import chain as chains
 from backup_agent.retention import ServicePlan, check_plan, plan_service
 from backup_agent.snapshots import Trust, drill_signature, judge
 
@@ -210,3 +213,176 @@ def test_check_plan_refuses_removing_the_newest_or_the_drilled(which: str) -> No
     )
     with pytest.raises(BackupError, match=f"remove the {which} snapshot of docs"):
         check_plan([bad])
+
+
+# --- binlog shipments (MySQL point-in-time recovery) -------------------------------------
+
+PITR = manifest.parse(
+    {
+        "version": 1,
+        "repository": {"url": "/srv/repo", "password_file": "/pw", "host": "agama"},
+        "services": {"db": {**spec("mysql"), "binlog": {"every": "5m"}}},
+        "retention": {"keep_within": "3w", "max_age": "31d"},
+    }
+)
+PDB = PITR.service("db")
+BIN = "mysql-bin"
+
+
+def shipment(age: timedelta, *segments: str, **extra: str) -> restic.Snapshot:
+    """A binlog shipment of ``segments`` (FILE_NUMBER@CREATED:START-END[:closed])."""
+    tags = {"binlog": ";".join(f"{BIN}.{s}" for s in segments)}
+    tags["until"] = (NOW - age).strftime(snapshots.TIME_TAG)
+    ident = f"{next(_ids):08x}" * 8
+    labels = ("service=db", "kind=binlog", *(f"{k}={v}" for k, v in {**tags, **extra}.items()))
+    return restic.Snapshot(ident, ident[:8], NOW - age, "agama", ("/spool/upload",), labels)
+
+
+def pitr_dump(age: timedelta, file: int, position: int) -> list[restic.Snapshot]:
+    """A dump with a record naming its binlog position (consistent at its time)."""
+    data = snap("db", age)
+    when = (NOW - age).strftime(snapshots.TIME_TAG)
+    where = f"{BIN}.{file:06d}:{position}"
+    meta = snap("db", age - timedelta(seconds=1), "meta", of=data.id, binlog=where, consistent=when)
+    return [data, meta]
+
+
+def test_binlog_shipments_are_trusted_but_never_the_latest() -> None:
+    dump = pitr_dump(2 * DAY, 1, 100)
+    newer = shipment(DAY, "000001@1000:0-900")  # select() judges at the real time
+    judged = judge([*dump, newer], PDB, TRUST)
+    assert judged.latest == dump[0] and judged.binlogs == [newer]
+    assert snapshots.select(PITR, PDB, "latest", [*dump, newer]) == dump[0]
+    with pytest.raises(BackupError, match="no snapshot"):
+        snapshots.select(PITR, PDB, newer.id[:12], [*dump, newer])
+
+
+@pytest.mark.parametrize(
+    ("shipped", "why"),
+    [
+        (lambda: shipment(DAY, "000001@1000:900-10"), "do not describe its segments"),
+        (lambda: shipment(DAY, "000001@1000:0-10;../../etc.000002@1:0-4"), "do not describe"),
+        (lambda: shipment(DAY, "000001@1000:5-5"), "do not describe"),  # empty, not closed
+        (lambda: shipment(DAY, "000001@1000:0-10", until="yesterday"), "until"),
+        (lambda: shipment(DAY, "000001@1000:0-10", until="20991231T000000Z"), "after it was made"),
+        (lambda: shipment(-DAY, "000001@1000:0-10"), "dated in the future"),
+    ],
+)
+def test_malformed_or_boastful_shipments_are_untrusted(shipped: Any, why: str) -> None:
+    forged = shipped()
+    judged = judge([*pitr_dump(DAY, 1, 100), forged], PDB, TRUST)
+    assert judged.binlogs == [] and why in judged.untrusted[0][1]
+
+
+def test_binlogs_of_a_service_that_ships_none_are_untrusted() -> None:
+    stray = shipment(DAY, "000001@1000:0-10")
+    judged = judge([*dump(DAY), stray], DB, TRUST)
+    assert judged.untrusted == [(stray, "kind binlog is not one db makes")]
+
+
+def test_retention_keeps_the_binlogs_of_kept_dumps_and_drops_the_rest() -> None:
+    """Dumps at days 40, 20 and 1; a binlog file a day, shipped every day. The dump of
+    day 40 goes; its binlogs up to the file the day-20 dump starts in go with it."""
+    listed = [*pitr_dump(40 * DAY, 1, 500), *pitr_dump(20 * DAY, 21, 500), *pitr_dump(DAY, 40, 500)]
+    for day in range(1, 41):  # file N was opened at day 41-N and closed a day later
+        closed = ":closed" if day < 40 else ""
+        listed.append(
+            shipment((41 - day) * DAY - timedelta(hours=1), f"{day:06d}@{day}:0-1000{closed}")
+        )
+    result = plan(listed, PDB)
+    kept = {s.tag("binlog") for s in result.keep if s.tag("kind") == "binlog"}
+    removed = {s.tag("binlog") for s in result.remove if s.tag("kind") == "binlog"}
+    assert kept == {f"{BIN}.{d:06d}@{d}:0-1000{':closed' if d < 40 else ''}" for d in range(21, 41)}
+    assert removed == {f"{BIN}.{d:06d}@{d}:0-1000:closed" for d in range(1, 21)}
+    check_plan([result])
+
+
+def test_retention_keeps_a_drilled_dump_with_its_whole_chain() -> None:
+    """The newest drilled dump is 40 days old: all binlogs after it stay."""
+    old = pitr_dump(40 * DAY, 1, 500)
+    listed = [*old, drilled(old[0]), *pitr_dump(DAY, 40, 500)]
+    for day in range(1, 41):
+        closed = ":closed" if day < 40 else ""
+        listed.append(
+            shipment((41 - day) * DAY - timedelta(hours=1), f"{day:06d}@{day}:0-1000{closed}")
+        )
+    result = plan(listed, PDB)
+    assert not [s for s in result.remove if s.tag("kind") == "binlog"]
+
+
+def test_shipments_after_the_newest_dump_stay_even_when_no_chain_reads_them() -> None:
+    """A gap after the newest dump: the shipments after it start the next dump's chain."""
+    listed = [
+        *pitr_dump(3 * DAY, 1, 500),
+        shipment(2 * DAY, "000001@1:0-800:closed"),
+        shipment(DAY, "000005@5:0-300", gap="1"),  # 2-4 purged before they were shipped
+    ]
+    result = plan(listed, PDB)
+    assert {s.tag("binlog") for s in result.keep if s.tag("kind") == "binlog"} == {
+        f"{BIN}.000001@1:0-800:closed",
+        f"{BIN}.000005@5:0-300",
+    }
+
+
+def test_only_binlogs_left_is_refused_like_no_snapshot_at_all() -> None:
+    dumped = pitr_dump(DAY, 1, 10)
+    good = plan([*dumped, shipment(timedelta(hours=1), "000001@1:0-50")], PDB)
+    bad = ServicePlan(
+        good.service,
+        tuple(s for s in good.keep if s.tag("kind") == "binlog"),
+        (*good.remove, *dumped),
+        good.untrusted,
+        good.newest,
+        good.newest_drilled,
+    )
+    with pytest.raises(BackupError, match=r"remove the newest snapshot|every snapshot"):
+        check_plan([bad])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    days=st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=2, max_size=45),
+    drilled_day=st.integers(min_value=0, max_value=44),
+)
+def test_retention_never_strands_a_chain(
+    days: list[tuple[bool, bool, bool]], drilled_day: int
+) -> None:
+    """Any history of daily dumps (or none), daily binlog files shipped (or purged before
+    shipping: a gap) and a drilled dump: after retention, every kept dump restores as far
+    as it did before, and every kept shipment is read by a kept dump or is newer than
+    the newest dump."""
+    listed: list[restic.Snapshot] = []
+    count = len(days)
+    for day, (dumped, shipped, late) in enumerate(days):
+        age = (count - day) * DAY
+        if dumped:
+            listed += pitr_dump(age - timedelta(hours=2 if late else 20), day + 1, 500)
+            if day == drilled_day:
+                listed.append(drilled(listed[-2]))
+        if shipped:
+            closed = ":closed" if day < count - 1 else ""
+            gap = {"gap": "1"} if day and not days[day - 1][1] else {}
+            segment = f"{day + 1:06d}@{day + 1}:0-1000{closed}"
+            listed.append(shipment(age - timedelta(hours=1), segment, **gap))
+    before = judge(listed, PDB, TRUST)
+    result = plan(listed, PDB)
+    kept_ids = {s.id for s in result.keep}
+    after = judge([s for s in listed if s.id in kept_ids], PDB, TRUST)
+    all_shipments = chains.shipments_of(before.binlogs)
+    kept_shipments = chains.shipments_of(after.binlogs)
+    points = chains.dump_points(after.trusted, after.records)
+    for point in points:
+        full = chains.build_chain(point.coordinates, all_shipments, point.consistent_by)
+        trimmed = chains.build_chain(point.coordinates, kept_shipments, point.consistent_by)
+        assert (trimmed.end, trimmed.covered_until) == (full.end, full.covered_until)
+    needed = set().union(
+        *(
+            chains.needed_snapshots(
+                chains.build_chain(p.coordinates, kept_shipments, p.consistent_by)
+            )
+            for p in points
+        )
+    )
+    newest = after.latest
+    for kept in after.binlogs:
+        assert kept.id in needed or (newest is None or kept.time >= newest.time)

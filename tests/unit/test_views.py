@@ -4,13 +4,14 @@ tests/integration/test_status.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from backup_agent import manifest, restic, views
+from backup_agent import manifest, restic, snapshots, views
 from backup_agent.readout import Alert, Readout, Sample
 from backup_agent.snapshots import Trust, drill_signature, judge
 
@@ -209,6 +210,49 @@ def test_without_prometheus_there_is_no_alerts_column() -> None:
     assert header.split()[-1] == "SNAPSHOTS"
 
 
+def binlog_row(text: str) -> list[str]:
+    """The cells of mysql's point-in-time line, split at its header's columns."""
+    lines = text.splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("BINLOGS")))
+    starts = [0, *(lines[head].index(h) for h in views.BINLOG_HEADER[1:])]
+    row = lines[head + 1]
+    return [row[a:b].strip() for a, b in pairwise([*starts, len(row) + 1])]
+
+
+def test_binlog_shipping_is_shown_against_the_binlog_rpo() -> None:
+    """The service row keeps the dump's age against the day; shipping has its own line."""
+    samples = [
+        agent("mysql", "backup_last_success_timestamp_seconds", NOW - 3 * HOUR),
+        agent("mysql", "backup_binlog_last_success_timestamp_seconds", NOW - 130),
+        agent("mysql", "backup_pitr_window_seconds", 3 * 86400 + 4 * HOUR),
+        agent("mysql", "backup_binlog_covered_until_timestamp_seconds", NOW - 400),
+        agent("mysql", "backup_binlog_chain_broken", 0),
+    ]
+    text = views.status(AGAMA, Readout("test", samples, []), NOW)
+    assert columns(text, "mysql")[3] == "3h00m / 1d  ok"
+    assert binlog_row(text) == [
+        "mysql",
+        "2026-12-01 11:57",
+        "2m / 5m  ok",
+        "3d4h",
+        "2026-12-01 11:53",
+        "ok",
+    ]
+    samples[1] = agent("mysql", "backup_binlog_last_success_timestamp_seconds", NOW - 900)
+    samples[-1] = agent("mysql", "backup_binlog_chain_broken", 1)
+    late = binlog_row(views.status(AGAMA, Readout("test", samples, []), NOW))
+    assert (late[2], late[5]) == ("15m / 5m  STALE", "BROKEN")
+
+
+def test_binlog_shipping_never_done_or_not_reported() -> None:
+    never = [agent("mysql", "backup_binlog_last_success_timestamp_seconds", 0)]
+    row = binlog_row(views.status(AGAMA, Readout("test", never, []), NOW))
+    assert row == ["mysql", "never", "- / 5m  STALE", "-", "-", "no data"]
+    row = binlog_row(views.status(AGAMA, Readout("test", [], []), NOW))
+    assert row == ["mysql", "no data", "- / 5m", "-", "-", "no data"]
+    assert "BINLOGS" not in views.status(LOADED, Readout("test", [], []), NOW)
+
+
 def test_no_limit_is_said() -> None:
     samples = [maintenance("backup_repository_size_bytes", 2048)]
     text = views.status(AGAMA, Readout("test", samples, []), NOW)
@@ -320,6 +364,22 @@ def test_a_signed_drill_record_is_trusted_with_the_key() -> None:
     )
     rows = views.snapshot_rows([judge([good, drilled], LOADED.service("docs"), trust)])
     assert [row[-1] for row in rows] == ["yes", "yes"]
+
+
+def test_binlog_shipments_are_listed_too() -> None:
+    """Shipments are judged apart from data snapshots (never "latest") but listed too."""
+    until = (TIME + timedelta(minutes=4)).strftime(snapshots.TIME_TAG)
+    tags = {"binlog": "mysql-bin.000001@1:4-900", "until": until}
+    shipped = replace(snap("bbbbbbbb", 5, kind="binlog", service="mysql", **tags), paths=("/s",))
+    forged = replace(shipped, id="c" * 64, short_id="cccccccc", paths=())
+    trust = Trust.of(AGAMA, TIME + timedelta(hours=1))
+    judged = judge([forged, shipped], AGAMA.service("mysql"), trust)
+    assert judged.binlogs == [shipped]
+    rows = views.snapshot_rows([judged])
+    assert [(row[1], row[3], row[-1]) for row in rows] == [
+        ("bbbbbbbb", "binlog", "yes"),
+        ("cccccccc", "binlog", "no: a binlog shipment whose tags do not describe its segments"),
+    ]
 
 
 def test_no_snapshots_is_said() -> None:

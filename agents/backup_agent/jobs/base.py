@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -49,13 +50,22 @@ class BackupResult:
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    """What an operator asked to restore, and where. ``target`` is a directory or DSN."""
+    """What an operator asked to restore, and where. ``target`` is a directory or DSN.
+    MySQL with shipped binlogs also restores to a point: a time, a GTID or a binlog
+    position (``FILE:OFFSET``) instead of a snapshot."""
 
     snapshot: str = "latest"
     target: str | None = None
     include: tuple[str, ...] = ()
     force: bool = False
     dry_run: bool = False
+    to_time: datetime | None = None
+    to_gtid: str | None = None
+    to_position: str | None = None
+
+    @property
+    def to_point(self) -> bool:
+        return any(v is not None for v in (self.to_time, self.to_gtid, self.to_position))
 
 
 @dataclass(frozen=True)

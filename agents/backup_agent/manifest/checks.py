@@ -286,6 +286,8 @@ class _Checker:
         for other in model.TYPES:
             if type_ and other != type_ and other in spec:
                 self.problems.append((f"{where}.{other}", f"only allowed for type {other}"))
+        if type_ and type_ != "mysql" and "binlog" in spec:
+            self.problems.append((f"{where}.binlog", "only allowed for type mysql"))
         tz = self.zone(spec.get("timezone"), f"{where}.timezone", default_tz)
         schedules: dict[str, model.Schedule] = {}
         if ok("schedule"):
@@ -303,12 +305,15 @@ class _Checker:
             spec["rto"]["limit"]
         ):
             self.problems.append((f"{where}.rto.target", "is above rto.limit"))
+        binlog = self.binlog(spec["binlog"], tz, f"{where}.binlog") if ok("binlog") else None
         if self.problems or not self.valid(spec, "type", where) or type_ is None:
             return None
-        optional = {"deadline": default_deadline(tuple(schedules.values()))}
+        optional: dict[str, Any] = {"deadline": default_deadline(tuple(schedules.values()))}
         for key in ("expected_duration", "deadline"):
             if key in spec:
                 optional[key] = parse_duration(spec[key])
+        if binlog is not None:
+            optional["binlog"] = binlog
         return model.Service(
             name=name,
             type=type_,
@@ -317,6 +322,34 @@ class _Checker:
             rto_target=parse_duration(spec["rto"]["target"]),
             rto_limit=parse_duration(spec["rto"]["limit"]),
             options=options(type_, spec[type_]),
+            **optional,
+        )
+
+    def binlog(self, spec: Mapping[str, Any], tz: ZoneInfo, where: str) -> model.Binlog:
+        """Binlog shipping: ``every`` becomes a cron schedule, so it must divide an hour
+        or a day (the scheduler and ``plan`` know only cron schedules)."""
+        every = parse_duration(spec["every"]) if "every" in spec else model.Binlog.every
+        minutes = int(every.total_seconds()) // 60
+        if minutes < 60 and 60 % minutes == 0:
+            cron = "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+        elif minutes % 60 == 0 and 24 % (minutes // 60) == 0:
+            cron = "0 * * * *" if minutes == 60 else f"0 */{minutes // 60} * * *"
+        else:
+            self.problems.append(
+                (f"{where}.every", "must divide an hour (1m to 60m) or a day (1h to 24h)")
+            )
+            cron = "*/5 * * * *"
+        optional: dict[str, Any] = {k: spec[k] for k in ("program", "drill_target") if k in spec}
+        heartbeat = spec.get("heartbeat")
+        if heartbeat is not None:
+            beat = model.Heartbeat(heartbeat["table"])
+            if "every" in heartbeat:
+                beat = model.Heartbeat(beat.table, parse_duration(heartbeat["every"]))
+            optional["heartbeat"] = beat
+        return model.Binlog(
+            schedule=model.Schedule(cron, tz),
+            rpo=parse_duration(spec["rpo"]) if "rpo" in spec else every,
+            every=every,
             **optional,
         )
 

@@ -129,6 +129,30 @@ class FilesOptions:
 
 
 Options = MysqlOptions | GrafanaOptions | FilesOptions
+DRILL_TARGETS = ("end", "random")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A one-row table the MySQL agent updates every ``every`` with its own user, so
+    that a point-in-time drill can check the recovered time (like pt-heartbeat)."""
+
+    table: str  # database.table, in a dumped database
+    every: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Binlog:
+    """Point-in-time recovery of a MySQL service: its binary logs are shipped on
+    ``schedule`` (every ``every``, built by the loader) and the freshness of the
+    newest shipment is held against ``rpo`` (the loader's default: ``every``)."""
+
+    schedule: Schedule
+    rpo: timedelta
+    every: timedelta = timedelta(minutes=5)
+    program: str | None = None  # mariadb-binlog or mysqlbinlog, when not the family's default
+    drill_target: str = "end"  # where drills restore to: the window's end, or a random point
+    heartbeat: Heartbeat | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,7 @@ class Service:
     # No backup runs longer: by default the shortest time between two of its runs,
     # within DEADLINE_BOUNDS (the loader fills it in from the schedules).
     deadline: timedelta = timedelta(hours=12)
+    binlog: Binlog | None = None  # MySQL only: binary logs shipped for point-in-time recovery
 
     def kind_for(self, moment: datetime) -> str:
         """The snapshot kind an unscheduled backup at ``moment`` should make: the kind

@@ -6,17 +6,22 @@ The package's modules, in the order a backup and a drill use them:
 and scanned), ``scan`` (row counts and client commands read from the
 stream), ``record`` (the ``kind=meta`` record beside each dump), ``load`` and
 ``parallel`` (streaming a dump back into a server), ``scratch`` (disposable drill
-servers) and ``checks`` (what a drill proves).
+servers) and ``checks`` (what a drill proves). ``binlog`` is point-in-time recovery:
+binary logs shipped beside the dumps, replayed on top of one.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from backup_agent import snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import BackupResult, RestoreRequest, RestoreResult, require_drill
 from backup_agent.jobs.mysql import record
+from backup_agent.jobs.mysql.binlog import pitr
+from backup_agent.jobs.mysql.binlog.chain import dump_tags
+from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
 from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
 from backup_agent.jobs.mysql.client import connect, where
 from backup_agent.jobs.mysql.dump import dump_command, stream_dump
@@ -41,7 +46,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
             "%s: %s is not InnoDB; its dump is not transactionally consistent", service.name, table
         )
     argv = dump_command(options, info)
-    scanner = DumpScanner(trusted_rows=True)  # the stream comes from the dump tool
+    scanner = PositionWatcher(DumpScanner(trusted_rows=True))  # from the dump tool
     summary, stats = stream_dump(
         argv,
         manifest.repository_for(service.name),
@@ -59,7 +64,16 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         "client": argv[0],
         "tables": scanner.close(),  # rows per db.table, counted in the dump itself
     }
-    record.write(manifest, service, summary.snapshot_id, details)
+    position, seen_at = scanner.coordinates.result(), scanner.coordinates.seen_at
+    tags: dict[str, str] = {}
+    if position is not None and seen_at is not None:
+        details["binlog"] = {**asdict(position), "consistent_by": seen_at.isoformat()}
+        tags = dump_tags(position, seen_at)
+    elif info.log_bin:
+        log.warning(
+            "%s: the dump names no binlog position: no point-in-time restore from it", service.name
+        )
+    record.write(manifest, service, summary.snapshot_id, details, tags)
     return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.size)
 
 
@@ -69,6 +83,8 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
     server. Databases that already hold tables are refused unless ``force``.
     """
+    if request.to_point:
+        return pitr.restore(manifest, service, request)
     options = service.options
     assert isinstance(options, MysqlOptions)
     snapshot, meta = record.select_dump(manifest, service, request.snapshot)
@@ -83,13 +99,16 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
 
 
 def drill(manifest: Manifest, service: Service) -> RestoreResult:
-    """Restore the newest dump into a disposable server and prove it complete.
+    """Restore the newest dump into a disposable server and prove it complete; with
+    shipped binlogs, restore a point in time instead (``binlog.pitr.drill``).
 
     Proofs: the stream's SHA-256 and size equal the record, every table of the dump
     exists with the row count read from the dump at backup time, and the manifest's
     sanity queries hold. The disposable server is removed (or the scratch databases
     dropped) afterwards, also on failure.
     """
+    if service.binlog is not None:
+        return pitr.drill(manifest, service)  # the newest dump is proven on the way
     options = service.options
     assert isinstance(options, MysqlOptions)
     settings = require_drill(manifest)
@@ -100,7 +119,7 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:
                 checks += check_tables(cur, meta, options.allow_empty)
-                checks += check_sanity(cur, options.sanity_queries, snapshot, service)
+                checks += check_sanity(cur, options.sanity_queries, snapshot.time, service.rpo)
         finally:
             if not settings.mysql.image:
                 drop_databases(target, record.databases(meta))

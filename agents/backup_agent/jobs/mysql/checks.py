@@ -4,15 +4,14 @@ recorded row count, and the manifest's sanity queries."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymysql
 
-from backup_agent import restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql.client import connect, quote
-from backup_agent.manifest import MysqlOptions, Service
+from backup_agent.manifest import MysqlOptions
 
 
 def check_tables(
@@ -44,15 +43,17 @@ def check_tables(
 def check_sanity(
     cur: pymysql.cursors.Cursor,
     queries: tuple[tuple[str, str], ...],
-    snapshot: restic.Snapshot,
-    service: Service,
+    moment: datetime,
+    rpo: timedelta,
 ) -> list[str]:
-    """Run the manifest's sanity queries; each must return one truthy value."""
-    when = snapshot.time.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S'")
+    """Run the manifest's sanity queries; each must return one truthy value.
+    ``{snapshot_time}`` is ``moment`` (the snapshot's time, or the point a
+    point-in-time restore reached) and ``{rpo_seconds}`` the RPO that applies to it."""
+    when = moment.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S'")
     passed = []
     for name, sql in queries:
         statement = sql.replace("{snapshot_time}", when)
-        statement = statement.replace("{rpo_seconds}", str(int(service.rpo.total_seconds())))
+        statement = statement.replace("{rpo_seconds}", str(int(rpo.total_seconds())))
         try:
             cur.execute(statement)
             row = cur.fetchone()

@@ -32,12 +32,18 @@ class Family:
     dump: str  # the logical dump program
     dump_flags: tuple[str, ...]  # flags only this family's dump program takes
     load: str  # the client that loads a dump
+    binlog: str  # reads binary logs: from the server (shipping), from files (replay)
+    # Makes the dump name, in a comment, the binlog position it is consistent with.
+    position_flags: tuple[str, ...]
 
 
 FAMILIES = {
-    "mariadb": Family("mariadb-dump", (), "mariadb"),
+    "mariadb": Family("mariadb-dump", (), "mariadb", "mariadb-binlog", ("--master-data=2",)),
     # Oracle mysqldump 8.x: GTID statements would make the dump unrestorable elsewhere.
-    "mysql": Family("mysqldump", ("--set-gtid-purged=OFF",), "mysql"),
+    # --source-data replaced --master-data in 8.0.26 (removed in 8.4).
+    "mysql": Family(
+        "mysqldump", ("--set-gtid-purged=OFF",), "mysql", "mysqlbinlog", ("--source-data=2",)
+    ),
 }
 
 

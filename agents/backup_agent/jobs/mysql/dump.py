@@ -15,8 +15,7 @@ from backup_agent import execute, restic
 from backup_agent.errors import BackupError
 from backup_agent.jobs.mysql.client import FAMILIES, connection_args, require_program
 from backup_agent.jobs.mysql.preflight import ServerInfo
-from backup_agent.jobs.mysql.pump import Pumped, pump
-from backup_agent.jobs.mysql.scan import DumpScanner
+from backup_agent.jobs.mysql.pump import Pumped, Scanner, pump
 from backup_agent.manifest import MysqlOptions
 from backup_agent.repository_errors import DUMP_FAILED
 
@@ -44,8 +43,10 @@ def dump_command(options: MysqlOptions, info: ServerInfo) -> list[str]:
             f"the server is MySQL ({info.version}) but {program} is MariaDB's dump tool: "
             "install Oracle's mysqldump 8.x (dump_program), or set client: mariadb"
         )
-    argv = [program, *connection_args(options)]
-    return [*argv, *COMMON_FLAGS, *tools.dump_flags, "--databases", *info.databases]
+    argv = [program, *connection_args(options), *COMMON_FLAGS, *tools.dump_flags]
+    if info.log_bin:  # the position a point-in-time restore replays binlogs from
+        argv += tools.position_flags
+    return [*argv, "--databases", *info.databases]
 
 
 def stream_dump(
@@ -53,7 +54,7 @@ def stream_dump(
     repo: restic.Repository,
     filename: str,
     tags: dict[str, str],
-    scanner: DumpScanner,
+    scanner: Scanner,
 ) -> tuple[restic.BackupSummary, Pumped]:
     """Pump the dump into restic; only a complete dump, whose scan found no client
     command, is allowed to become a snapshot. (``runs.run_backup`` proved the repository

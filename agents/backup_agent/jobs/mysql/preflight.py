@@ -18,6 +18,11 @@ from backup_agent.manifest import SYSTEM_DATABASES, MysqlOptions
 REQUIRED_PRIVILEGES = ("SELECT", "SHOW VIEW", "TRIGGER", "EVENT")
 # Reading routine definitions needs more than database-level grants.
 ROUTINE_PRIVILEGE = {"mariadb": "SELECT ON mysql.proc", "mysql": "SHOW_ROUTINE"}
+# What a dump that records its binlog position needs besides (global privileges).
+# MariaDB's dump reads the position inside its consistent snapshot: nothing more.
+# Oracle's mysqldump 8 with --source-data takes FLUSH TABLES WITH READ LOCK for a
+# moment (RELOAD) and reads the position (REPLICATION CLIENT).
+POSITION_PRIVILEGES = {"mariadb": (), "mysql": ("RELOAD", "REPLICATION CLIENT")}
 
 
 @dataclass(frozen=True)
@@ -28,13 +33,14 @@ class ServerInfo:
     family: str  # "mariadb" or "mysql"
     databases: tuple[str, ...]
     non_innodb: tuple[str, ...]  # "db.table (ENGINE)"
+    log_bin: bool = False  # binary logging on: the dump records its binlog position
 
 
 def preflight(options: MysqlOptions) -> ServerInfo:
     """Check connectivity, the databases and the privileges a dump needs, before dumping."""
     with connect(options) as conn, conn.cursor() as cur:
-        cur.execute("SELECT VERSION(), CURRENT_USER()")
-        version, current_user = cur.fetchone() or ("", "")
+        cur.execute("SELECT VERSION(), CURRENT_USER(), @@log_bin")
+        version, current_user, log_bin = cur.fetchone() or ("", "", 0)
         cur.execute("SHOW DATABASES")
         present = [row[0] for row in cur.fetchall()]
         databases = list(options.databases) or [d for d in present if d not in SYSTEM_DATABASES]
@@ -50,6 +56,10 @@ def preflight(options: MysqlOptions) -> ServerInfo:
         missing = {db: privs for db, privs in missing.items() if privs}
         if not can_read_routines(cur, grantee):
             missing["routines"] = [ROUTINE_PRIVILEGE[family]]
+        if log_bin:
+            lacking = missing_global(cur, grantee, POSITION_PRIVILEGES[family])
+            if lacking:
+                missing["binlog position"] = lacking
         if missing:
             detail = "; ".join(f"{db}: {', '.join(privs)}" for db, privs in missing.items())
             raise BackupError(f"MySQL user {grantee} lacks privileges for the dump ({detail})")
@@ -62,7 +72,7 @@ def preflight(options: MysqlOptions) -> ServerInfo:
         non_innodb = tuple(f"{db}.{table} ({engine})" for db, table, engine in cur.fetchall())
         if not options.allow_empty:
             require_tables(cur, databases)
-    return ServerInfo(str(version), family, tuple(databases), non_innodb)
+    return ServerInfo(str(version), family, tuple(databases), non_innodb, bool(log_bin))
 
 
 def require_tables(cur: pymysql.cursors.Cursor, databases: list[str]) -> None:
@@ -88,6 +98,20 @@ def missing_privileges(cur: pymysql.cursors.Cursor, grantee: str, database: str)
     )
     held = {row[0] for row in cur.fetchall()}
     return [p for p in REQUIRED_PRIVILEGES if p not in held]
+
+
+def missing_global(
+    cur: pymysql.cursors.Cursor, grantee: str, privileges: tuple[str, ...]
+) -> list[str]:
+    """Those of ``privileges`` (global ones) the user does not hold."""
+    if not privileges:
+        return []
+    cur.execute(
+        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s",
+        (grantee,),
+    )
+    held = {row[0] for row in cur.fetchall()}
+    return [p for p in privileges if p not in held]
 
 
 def can_read_routines(cur: pymysql.cursors.Cursor, grantee: str) -> bool:

@@ -28,8 +28,6 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Protocol
 
-from backup_agent.jobs.mysql.scan import DumpScanner
-
 CHUNK = 1 << 20  # bytes asked for per read, and the size of the pieces hashed
 PIPE_SIZE = 1 << 20  # the buffer asked for on the pipes
 QUEUE = 8  # pieces waiting for the hashing thread, at most
@@ -40,6 +38,19 @@ class Sink(Protocol):
     """Where a stream goes: a pipe to restic or a client, or the parallel loader."""
 
     def write(self, data: bytes, /) -> object: ...
+
+
+class Scanner(Protocol):
+    """What reads the stream on its way (``scan.DumpScanner``, alone or wrapped)."""
+
+    @property
+    def pending(self) -> int:
+        """Bytes of the last, incomplete line fed (held back from an acting sink)."""
+        ...
+
+    def feed(self, chunk: bytes, /) -> None: ...
+
+    def close(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int:
 def pump(
     source: IO[bytes] | int,
     sink: Sink,
-    scanner: DumpScanner | None = None,
+    scanner: Scanner | None = None,
     *,
     hold_back: bool = False,
 ) -> Pumped:
@@ -91,7 +102,7 @@ def pump(
     return Pumped(size, digest, tail)
 
 
-def _beside(fd: int, sink: Sink, scanner: DumpScanner | None) -> tuple[int, str, bytes]:
+def _beside(fd: int, sink: Sink, scanner: Scanner | None) -> tuple[int, str, bytes]:
     """Copy; a second thread hashes and scans what was copied."""
     pieces: queue.Queue[bytes | None] = queue.Queue(QUEUE)
     digest = hashlib.sha256()
@@ -131,7 +142,7 @@ def _beside(fd: int, sink: Sink, scanner: DumpScanner | None) -> tuple[int, str,
     return size, digest.hexdigest(), tail
 
 
-def _in_order(fd: int, sink: Sink, scanner: DumpScanner | None) -> tuple[int, str, bytes]:
+def _in_order(fd: int, sink: Sink, scanner: Scanner | None) -> tuple[int, str, bytes]:
     """Hash and scan each piece, then give the sink the whole lines read so far."""
     digest = hashlib.sha256()
     size, tail = 0, b""

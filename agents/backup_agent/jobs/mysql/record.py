@@ -16,13 +16,20 @@ from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest, Service
 
 
-def write(manifest: Manifest, service: Service, of: str, record: Mapping[str, Any]) -> None:
-    """Store ``record`` for the dump snapshot ``of``."""
+def write(
+    manifest: Manifest,
+    service: Service,
+    of: str,
+    record: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Store ``record`` for the dump snapshot ``of``; ``tags`` add what must be known
+    without reading it (the binlog position, for point-in-time restores)."""
     restic.backup_bytes(
         manifest.repository_for(service.name),
         f"{service.name}.meta.json",
         json.dumps(record, indent=2).encode(),
-        {"service": service.name, "kind": snapshots.META_KIND, "of": of},
+        {"service": service.name, "kind": snapshots.META_KIND, "of": of, **(tags or {})},
     )
 
 
