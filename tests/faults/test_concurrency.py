@@ -49,7 +49,12 @@ def test_maintenance_waits_for_two_live_backups_then_checks_and_applies_retentio
             )  # fmt: skip
             agents.append(Agent(path, tmp_path / f"{name}.log", metrics_port(path)))
             agents[-1].start()
-        wait_for("both backups to hold their locks", lambda: len(site.locks()) >= 2, 60, 0.05)
+
+        # Both restic backups running (not a pre-flight's short lock), each with its lock.
+        def uploading() -> bool:
+            return all(map(backing_up, agents)) and len(site.locks()) >= 2
+
+        wait_for("both backups uploading, with their locks", uploading, 60, 0.05)
 
         maintenance = site.manifest(
             {"db": bulk.service(), "files": files_service(source)}, name="maintenance.yaml"
@@ -78,6 +83,15 @@ def test_maintenance_waits_for_two_live_backups_then_checks_and_applies_retentio
         "db/meta",
         "files/full",
     ]
+
+
+def backing_up(agent: Agent) -> bool:
+    """Whether the agent's child restic is a ``restic backup`` (read from /proc)."""
+    pid = agent.child("restic")
+    try:
+        return pid is not None and b"\0backup\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended while we looked
+        return False
 
 
 @pytest.mark.timeout(120)
