@@ -47,9 +47,10 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Everything, as CI runs it: the docker drill and the end-to-end test need the images.
+# Everything, as CI runs it: the docker drill and the end-to-end tests need the images.
+# The end-to-end tests run beside the other tiers (scripts/test-all.sh).
 test: ensure-deps lint base-images
-	$(BIN)/pytest tests
+	PYTEST=$(BIN)/pytest bash scripts/test-all.sh
 
 unit: venv
 	$(BIN)/pytest tests/unit
