@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from backup_agent.jobs import mysql
 from backup_agent.jobs.base import RestoreRequest
 from backup_agent.jobs.mysql import record
 from backup_agent.jobs.mysql.dump import dump_command
+from backup_agent.jobs.mysql.load import prepare_target
 from backup_agent.jobs.mysql.preflight import ServerInfo
 from backup_agent.manifest import Manifest, MysqlOptions
 from tests.conftest import ManifestFactory
@@ -126,6 +128,30 @@ def test_restore_refuses_a_database_that_has_tables(
     mysql.backup(loaded, service, "full")
     with pytest.raises(BackupError, match="already hold tables"):
         mysql.restore(loaded, service, RestoreRequest())
+
+
+def test_a_new_servers_heartbeat_table_alone_does_not_count_as_data(
+    mariadb: MariaDB, root_defaults: str
+) -> None:
+    """A new MySQL host's init script creates the agent's heartbeat table: a restore
+    there needs no --force, while any other table still refuses it."""
+    name = f"fresh_{uuid.uuid4().hex[:8]}"
+    mariadb.execute(
+        f"CREATE DATABASE {name}",
+        f"CREATE TABLE {name}.backup_heartbeat (id INT PRIMARY KEY, ts DATETIME(6))",
+    )
+    target = MysqlOptions(defaults_file=root_defaults, socket=mariadb.socket, client="mariadb")
+    meta = {"databases": [name]}
+    heartbeat = f"{name}.backup_heartbeat"
+    try:
+        assert prepare_target(target, meta, force=False, own=heartbeat) == "mariadb"
+        with pytest.raises(BackupError, match=f"{name} on .* already hold tables"):
+            prepare_target(target, meta, force=False)
+        mariadb.execute(f"CREATE TABLE {name}.orders (id INT PRIMARY KEY)")
+        with pytest.raises(BackupError, match=f"{name} on .* already hold tables"):
+            prepare_target(target, meta, force=False, own=heartbeat)
+    finally:
+        mariadb.execute(f"DROP DATABASE {name}")
 
 
 def write_script(path: Path, body: str) -> str:

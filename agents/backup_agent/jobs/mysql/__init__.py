@@ -25,7 +25,7 @@ from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
 from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
 from backup_agent.jobs.mysql.client import connect, where
 from backup_agent.jobs.mysql.dump import dump_command, stream_dump
-from backup_agent.jobs.mysql.load import load_checked, prepare_target, retarget
+from backup_agent.jobs.mysql.load import heartbeat_table, load_checked, prepare_target, retarget
 from backup_agent.jobs.mysql.preflight import preflight
 from backup_agent.jobs.mysql.scan import DumpScanner
 from backup_agent.jobs.mysql.scratch import scratch_mysql
@@ -89,7 +89,7 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     assert isinstance(options, MysqlOptions)
     snapshot, meta = record.select_dump(manifest, service, request.snapshot)
     target = retarget(options, request.target)
-    family = prepare_target(target, meta, request.force)
+    family = prepare_target(target, meta, request.force, own=heartbeat_table(service))
     if request.dry_run:
         names = ", ".join(record.databases(meta))
         plan = f"dry run: would load snapshot {snapshot.short_id} into {where(target)} ({names})"

@@ -39,16 +39,21 @@ def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
 
 
 def prepare_target(
-    target: MysqlOptions, meta: Mapping[str, Any], force: bool, fresh: bool = False
+    target: MysqlOptions,
+    meta: Mapping[str, Any],
+    force: bool,
+    fresh: bool = False,
+    own: str | None = None,
 ) -> str:
     """Refuse a target whose databases already hold tables (with ``fresh``: that has any
     of them at all, since a drill drops afterwards what it loaded); return its client
-    family."""
+    family. ``own`` (``database.table``) is the agent's heartbeat table: a new server's
+    init script creates it, so a database holding only it counts as empty."""
     databases = record.databases(meta)
     with connect(target) as conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = str((cur.fetchone() or ("",))[0])
-        occupied = non_empty_databases(cur, databases)
+        occupied = non_empty_databases(cur, databases, own)
         if fresh:
             cur.execute("SHOW DATABASES")
             present = {str(row[0]) for row in cur.fetchall()}
@@ -66,13 +71,24 @@ def prepare_target(
     return family_of(version)
 
 
-def non_empty_databases(cur: pymysql.cursors.Cursor, databases: list[str]) -> list[str]:
-    """Those of ``databases`` that exist and hold at least one table or view."""
+def heartbeat_table(service: Service) -> str | None:
+    """The service's heartbeat table (``database.table``), if it keeps one."""
+    heartbeat = service.binlog.heartbeat if service.binlog else None
+    return heartbeat.table if heartbeat else None
+
+
+def non_empty_databases(
+    cur: pymysql.cursors.Cursor, databases: list[str], own: str | None = None
+) -> list[str]:
+    """Those of ``databases`` that exist and hold at least one table or view other than
+    ``own`` (``database.table``)."""
     if not databases:
         return []
+    schema, _, table = (own or ".").partition(".")
     cur.execute(
-        "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s",
-        (databases,),
+        "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s"
+        " AND NOT (TABLE_SCHEMA = %s AND TABLE_NAME = %s)",
+        (databases, schema, table),
     )
     return sorted(row[0] for row in cur.fetchall())
 

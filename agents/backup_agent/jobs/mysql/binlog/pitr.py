@@ -40,7 +40,7 @@ from backup_agent.jobs.mysql.binlog.replay import ReplayResult, replay
 from backup_agent.jobs.mysql.binlog.ship import ship
 from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
 from backup_agent.jobs.mysql.client import connect, load_command, quote, where
-from backup_agent.jobs.mysql.load import load_checked, prepare_target, retarget
+from backup_agent.jobs.mysql.load import heartbeat_table, load_checked, prepare_target, retarget
 from backup_agent.jobs.mysql.scratch import scratch_mysql
 from backup_agent.manifest import Binlog, Manifest, MysqlOptions, Service
 
@@ -170,7 +170,7 @@ def _restore_point(
 ) -> RestoreResult:
     snapshot = next(s for s in found.judged.trusted if s.id == chosen.dump.snapshot_id)
     meta = record.read(manifest, service, found.judged.records[snapshot.id])
-    family = prepare_target(destination, meta, force)
+    family = prepare_target(destination, meta, force, own=heartbeat_table(service))
     stats, checks = load_checked(manifest, service, snapshot, meta, destination, family)
     replayed = _replay(manifest, service, settings, chosen, meta, destination, family)
     checks += _replay_lines(replayed)
