@@ -9,6 +9,7 @@ Snapshots are always written with the manifest's fixed ``--host`` and tagged
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import re
@@ -94,31 +95,84 @@ def _readable(stderr_tail: str) -> str:
 
 @dataclass(frozen=True)
 class Repository:
-    """Where snapshots go and how to open the repository."""
+    """Where snapshots go and how to open the repository.
+
+    ``credentials_file`` is, for rest-server, one line ``user:password``; for S3
+    (``s3:`` URLs), an AWS shared credentials file whose ``[default]`` profile holds
+    ``aws_access_key_id`` and ``aws_secret_access_key``. ``s3_region`` and
+    ``s3_path_style`` (bucket in the path, as Ceph RGW and MinIO serve it; False: in
+    the host name, as AWS prefers; None: restic decides) only apply to S3.
+    """
 
     url: str
     password_file: str
     host: str
-    credentials_file: str | None = None  # "user:password" for rest-server, one line
+    credentials_file: str | None = None
     cache_dir: str | None = None
     cacert: str | None = None  # CA certificate that signed the backup server's certificate
+    s3_region: str | None = None
+    s3_path_style: bool | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3:")
 
     def env(self) -> dict[str, str]:
         """Environment for restic; secrets stay in files or here, never in argv.
 
         rest-server credentials can only reach restic through its environment (or the
         URL, which also ends up there): they are read from their file for each call.
+        An S3 key pair stays in its file, which restic reads itself; the key variables
+        restic would prefer to it are blanked, so the file the manifest names counts.
         """
         env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
         if self.cacert:
             env["RESTIC_CACERT"] = self.cacert
-        if self.credentials_file:
+        if self.credentials_file and self.is_s3:
+            read_s3_credentials(self.credentials_file)
+            env.update(dict.fromkeys(S3_KEY_VARIABLES, ""))
+            env["AWS_SHARED_CREDENTIALS_FILE"] = self.credentials_file
+            env["AWS_PROFILE"] = S3_PROFILE
+        elif self.credentials_file:
             user, password = read_credentials(self.credentials_file)
             env["RESTIC_REST_USERNAME"] = user
             env["RESTIC_REST_PASSWORD"] = password
         if self.cache_dir:
             env["RESTIC_CACHE_DIR"] = self.cache_dir
         return env
+
+    def options(self) -> list[str]:
+        """restic's options for this repository (S3 region and bucket lookup), each one
+        argument, so that the verb stays the first argument without a dash."""
+        if not self.is_s3:
+            return []
+        options = []
+        if self.s3_region:
+            options.append(f"--option=s3.region={self.s3_region}")
+        if self.s3_path_style is not None:
+            lookup = "path" if self.s3_path_style else "dns"
+            options.append(f"--option=s3.bucket-lookup={lookup}")
+        return options
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` (restic's) with this repository's options after the program name."""
+        return [argv[0], *self.options(), *argv[1:]]
+
+
+# Variables restic (minio-go) reads before the credentials file; blanked for S3.
+S3_KEY_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "AWS_SESSION_TOKEN",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "RESTIC_AWS_ASSUME_ROLE_ARN",
+)
+S3_PROFILE = "default"
 
 
 def read_credentials(path: str) -> tuple[str, str]:
@@ -133,6 +187,36 @@ def read_credentials(path: str) -> tuple[str, str]:
         raise BackupError(f"{path}: expected one line 'user:password'")
     execute.register_secret(password)
     return user, password
+
+
+def read_s3_credentials(path: str) -> str:
+    """Check an AWS credentials file before restic reads it; returns the access key id.
+
+    Its ``[default]`` profile must hold a key pair and nothing restic would run or
+    follow: ``credential_process`` would make restic execute a program, so it is refused.
+    The secret key is registered for masking.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise BackupError(f"cannot read S3 credentials {path}: {exc.strerror}") from exc
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise BackupError(f"{path}: not an AWS credentials file ({type(exc).__name__})") from exc
+    if not parser.has_section(S3_PROFILE):
+        raise BackupError(f"{path}: no [{S3_PROFILE}] profile (an AWS credentials file)")
+    profile = parser[S3_PROFILE]
+    if "credential_process" in profile:
+        raise BackupError(f"{path}: credential_process is refused (restic would run it)")
+    key = profile.get("aws_access_key_id", "").strip()
+    secret = profile.get("aws_secret_access_key", "").strip()
+    if not key or not secret:
+        raise BackupError(
+            f"{path}: [{S3_PROFILE}] needs aws_access_key_id and aws_secret_access_key"
+        )
+    execute.register_secret(secret)
+    return key
 
 
 @dataclass(frozen=True)
@@ -241,7 +325,7 @@ def command(verb: str, *args: str) -> list[str]:
 
 def _run(repo: Repository, argv: list[str], limits: guard.Limits = guard.QUICK) -> execute.Result:
     """restic to completion, bounded (``repository_guard``): a failure names its cause."""
-    return guard.run(argv, repo.env(), repo.url, limits, error)
+    return guard.run(repo.argv(argv), repo.env(), repo.url, limits, error)
 
 
 class Running:
@@ -249,7 +333,7 @@ class Running:
     bounded like ``_run``: stopped when it retries too long or a failure is hopeless."""
 
     def __init__(self, repo: Repository, argv: list[str], **streams: Any) -> None:
-        argv = guard.bounded(argv, guard.LONG)
+        argv = guard.bounded(repo.argv(argv), guard.LONG)
         self.guard = guard.Guard(argv, repo.url, guard.LONG)
         self.signalled = threading.Event()  # restic said it received SIGTERM
         self.process = execute.Process(
