@@ -910,3 +910,123 @@ def test_a_per_service_password_needs_per_service_repositories() -> None:
     data["repository"]["password_file"] = "/run/secrets/restic_password_{service}"
     ((path, message),) = problems_of(data)
     assert path == "repository.password_file" and "share its password" in message
+
+
+# --- S3 repositories, each role with its own key pair, and the second copy ---------------
+
+
+def on_s3() -> Data:
+    """Per-service buckets on S3: agents, verifier and maintenance with their own key pairs,
+    and a copy to a second S3 store."""
+    data = base()
+    data["services"]["docs"] = files_service()
+    data["repository"].update(
+        url="s3:https://s3.example.net/agama-{service}",
+        credentials_file="/run/secrets/s3_{service}_agent",
+        s3={"region": "eu-central-1", "path_style": True},
+    )
+    data["drill"] = {"schedule": "0 6 * * 1", "credentials_file": "/run/secrets/s3_verifier"}
+    data["maintenance"] = {
+        "credentials_file": "/run/secrets/s3_maintenance",
+        "copy": {
+            "url": "rest:https://offsite:8000/{service}",
+            "credentials_file": "/run/secrets/rest_copy",
+            "schedule": "0 7 * * *",
+            "max_age": "3d",
+        },
+    }
+    return data
+
+
+def test_every_role_opens_the_s3_repositories_with_its_own_key_pair() -> None:
+    loaded = manifest.parse(on_s3())
+    agent = loaded.repository_for("db")
+    assert (agent.url, agent.credentials_file) == (
+        "s3:https://s3.example.net/agama-db",
+        "/run/secrets/s3_db_agent",
+    )
+    assert (agent.s3_region, agent.s3_path_style) == ("eu-central-1", True)
+    verifier = loaded.for_role("verifier").repository_for("db")
+    assert verifier.credentials_file == "/run/secrets/s3_verifier"
+    maintenance = loaded.for_role("maintenance").repository_for("docs")
+    assert (maintenance.url, maintenance.credentials_file) == (
+        "s3:https://s3.example.net/agama-docs",
+        "/run/secrets/s3_maintenance",
+    )
+    assert maintenance.s3_region == "eu-central-1"
+
+
+def test_the_copy_of_each_repository_goes_to_its_own_destination() -> None:
+    loaded = manifest.parse(on_s3())
+    copy = loaded.maintenance.copy
+    assert copy is not None and copy.max_age == timedelta(days=3)
+    assert copy.schedule.cron == "0 7 * * *"
+    pairs = [(source.url, target.url, names) for source, target, names in loaded.copies()]
+    assert pairs == [
+        ("s3:https://s3.example.net/agama-db", "rest:https://offsite:8000/db", ("db",)),
+        ("s3:https://s3.example.net/agama-docs", "rest:https://offsite:8000/docs", ("docs",)),
+    ]
+    source, target, _ = loaded.copies()[0]
+    assert source.credentials_file == "/run/secrets/s3_maintenance"  # whoever runs it
+    assert target.credentials_file == "/run/secrets/rest_copy"
+    assert target.password_file == "/run/secrets/restic_password"  # default: the repository's
+    assert (target.s3_region, target.host) == (None, "agama")
+    assert manifest.parse(base()).copies() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["repository"].pop("credentials_file"),
+            [("repository.credentials_file", "required for an s3: URL")],
+        ),
+        (
+            lambda d: d["maintenance"].pop("credentials_file"),
+            [("maintenance.credentials_file", "retention deletes")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(url="s3:https://copy.example/c-{service}"),
+            [("maintenance.copy.credentials_file", "one set of s3 credentials"),
+             ("maintenance.copy.s3", "must equal repository.s3")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(url="rest:https://offsite:8000/all"),
+            [("maintenance.copy.url", "repository.url has {service}; this URL must agree")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(s3={"region": "x"}),
+            [("maintenance.copy.s3", "only for an s3: url")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].pop("schedule"),
+            [("maintenance.copy.schedule", "is required")],
+        ),
+    ],
+)  # fmt: skip
+def test_s3_manifests_that_are_refused(change: Any, expected: Problems) -> None:
+    data = on_s3()
+    change(data)
+    assert_problems(problems_of(data), expected)
+
+
+def test_s3_options_need_an_s3_url() -> None:
+    data = base()
+    data["repository"]["s3"] = {"path_style": True}
+    assert problems_of(data) == [("repository.s3", "only for s3: repository URLs")]
+
+
+def test_an_s3_copy_of_a_local_repository_needs_its_key_pair() -> None:
+    data = base()
+    data["maintenance"] = {"copy": {"url": "s3:https://s3.example/agama", "schedule": "0 7 * * *"}}
+    assert_problems(problems_of(data), [("maintenance.copy.credentials_file", "required")])
+    data["maintenance"]["copy"]["credentials_file"] = "/run/secrets/s3_copy"
+    assert manifest.parse(data).copies()[0][1].credentials_file == "/run/secrets/s3_copy"
+
+
+def test_a_verifier_with_the_agents_key_pair_is_warned_about() -> None:
+    data = on_s3()
+    del data["drill"]["credentials_file"]
+    (warning,) = [w for w in manifest.parse(data).warnings if w.startswith("drill.")]
+    assert "uses the agents' S3 key pair" in warning
+    assert not [w for w in manifest.parse(on_s3()).warnings if w.startswith("drill.")]
