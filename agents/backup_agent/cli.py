@@ -32,7 +32,7 @@ from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, 
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
 from backup_agent.metrics import Metrics
-from backup_agent.state import DRILL, State
+from backup_agent.state import COPY, DRILL, State
 
 log = logging.getLogger("backup_agent")
 
@@ -82,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
         choices=agent.ROLES,
         default=os.environ.get("BACKUP_AGENT_ROLE"),
         help="whose view of the repositories (default: $BACKUP_AGENT_ROLE, else the verb's: "
-        "maintenance for retention and check, verifier for drill, backup for the rest)",
+        "maintenance for retention, check, copy and init --copy, verifier for drill, backup "
+        "for the rest)",
     )
     top.add_argument("--log-level", default=os.environ.get("BACKUP_AGENT_LOG_LEVEL", "info"))
     top.add_argument(
@@ -97,6 +98,11 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=cmd_validate)
 
     init = verbs.add_parser("init", help="create the restic repository if it does not exist")
+    init.add_argument(
+        "--copy",
+        action="store_true",
+        help="create the second copies of maintenance.copy instead (as the maintenance role)",
+    )
     init.set_defaults(handler=cmd_init)
 
     backup = verbs.add_parser("backup", help="back up one service now")
@@ -132,6 +138,11 @@ def parser() -> argparse.ArgumentParser:
         "--run-number", type=int, default=0, help="which subset k/N to read (k = n mod N + 1)"
     )
     check.set_defaults(handler=cmd_check)
+
+    copy = verbs.add_parser(
+        "copy", help="copy new snapshots to the second copy now (maintenance.copy)"
+    )
+    copy.set_defaults(handler=cmd_copy)
 
     drill_ = verbs.add_parser(
         "drill",
@@ -185,7 +196,15 @@ def _load(args: argparse.Namespace, role: str = "backup") -> manifest.Manifest:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create each repository of the manifest that does not exist yet."""
+    """Create each repository of the manifest (or each copy) that does not exist yet."""
+    if args.copy:
+        for repo, names, created in maintenance.init_copies(_load(args, "maintenance")):
+            where = f"{execute.mask(repo.url)} ({', '.join(names)})"
+            if created:
+                log.info("created copy repository %s: %s", where, created)
+            else:
+                log.info("copy repository %s already exists", where)
+        return EXIT_OK
     for repo, names in _load(args).repositories().values():
         where = f"{execute.mask(repo.url)} ({', '.join(names)})"
         if restic.exists(repo):
@@ -229,6 +248,19 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     subset = maintenance.check_repositories(_load(args, "maintenance"), args.run_number)
     print(f"repository check passed (read data subset {subset})")
+    return EXIT_OK
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Copy new snapshots to every second copy now; recorded like the scheduled copy."""
+    loaded = _load(args, "maintenance")
+    if loaded.maintenance.copy is None:
+        raise BackupError("the manifest has no maintenance.copy: nowhere to copy to")
+    with runs.recorded(State(loaded.agent.state_dir), COPY):
+        newest = maintenance.copy_repositories(loaded)
+    for name, when in newest.items():
+        stamp = datetime.fromtimestamp(when, UTC).isoformat() if when else "none"
+        print(f"{name}: newest trusted snapshot in the copy: {stamp}")
     return EXIT_OK
 
 

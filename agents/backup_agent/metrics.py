@@ -14,7 +14,7 @@ read from the drill report at scrape time, so drills started by an operator show
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -23,11 +23,11 @@ from prometheus_client.registry import Collector
 from backup_agent import __version__
 from backup_agent.drill import read_report
 from backup_agent.manifest import Manifest, Service
-from backup_agent.state import CHECK, RETENTION, State, backup_task
+from backup_agent.state import CHECK, COPY, RETENTION, State, backup_task
 from backup_agent.survey import Survey
 
 PREFIX = "backup"
-MAINTENANCE_TASKS = (RETENTION, CHECK)
+MAINTENANCE_TASKS = (RETENTION, CHECK, COPY)
 
 
 # Per-service gauges, by name (without the ``backup_`` prefix) with their help text.
@@ -53,16 +53,20 @@ SERVICE_GAUGES = {
     "newest_snapshot_bytes": "Bytes the newest trusted snapshot read (restic's summary).",
     "typical_snapshot_bytes": "Median bytes read by the snapshots before the newest; 0 if none.",
     "orphaned_snapshots": "Snapshots tagged with a service the manifest does not name.",
+    "copy_newest_snapshot_timestamp_seconds": (
+        "Time of the newest trusted snapshot in the second copy (maintenance.copy); 0 if none."
+    ),
 }
 # Limits from the manifest the maintenance role's alerts compare against.
 LIMIT_GAUGES = {
     "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
     "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
+    "copy_max_age_seconds": "maintenance.copy.max_age: the copy's newest snapshot must be younger.",
 }
-# Per-maintenance-task gauges (label ``task``: retention, check).
+# Per-maintenance-task gauges (label ``task``: retention, check, copy).
 TASK_GAUGES = {
     "maintenance_last_success_timestamp_seconds": (
-        "End of the last successful maintenance task (retention, check)."
+        "End of the last successful maintenance task (retention, check, copy)."
     ),
     "maintenance_last_success": "1 if the last run of the task succeeded, 0 if not.",
 }
@@ -94,7 +98,8 @@ class Metrics:
         self.failures = Counter(
             f"{PREFIX}_failures_total",
             "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
-            "wrong_password, repository_not_writable, locked, dump_failed, timeout, ...).",
+            "wrong_password, repository_not_writable, locked, dump_failed, timeout, clock_skew, "
+            "wrong_endpoint, ...).",
             ("service", "reason"),
             registry=registry,
         )
@@ -226,6 +231,14 @@ class Metrics:
         self.limits["retention_max_age_seconds"].set(manifest.retention.max_age.total_seconds())
         if manifest.drill is not None:
             self.limits["drill_max_age_seconds"].set(manifest.drill.max_age.total_seconds())
+        if manifest.maintenance.copy is not None:
+            limit = manifest.maintenance.copy.max_age.total_seconds()
+            self.limits["copy_max_age_seconds"].set(limit)
+
+    def publish_copy(self, newest: Mapping[str, float]) -> None:
+        """The newest trusted snapshot of each service in the second copy (after a copy)."""
+        for name, when in newest.items():
+            self.service(name, "copy_newest_snapshot_timestamp_seconds").set(when)
 
 
 class DrillReportCollector(Collector):

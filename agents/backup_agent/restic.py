@@ -228,6 +228,7 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    original: str | None = None  # in a copy (restic copy): the id of the snapshot copied
 
     def tag(self, key: str) -> str | None:
         """Value of a ``key=value`` tag, or None."""
@@ -244,6 +245,7 @@ class Snapshot:
             paths=tuple(data.get("paths") or ()),
             tags=tuple(data.get("tags") or ()),
             summary=data.get("summary") or {},
+            original=data.get("original") or None,
         )
 
 
@@ -384,9 +386,16 @@ def require_version() -> tuple[int, int, int]:
     return found
 
 
-def init(repo: Repository) -> str:
-    """Create the repository; returns its id."""
-    for message in parse_messages(_run(repo, command("init")).stdout):
+def init(repo: Repository, chunker_from: Repository | None = None) -> str:
+    """Create the repository; returns its id. ``chunker_from``: the repository it will
+    hold copies of, whose chunker parameters it takes (restic's advice for copies)."""
+    if chunker_from is None:
+        result = _run(repo, command("init"))
+    else:
+        argv = command("init", "--copy-chunker-params")
+        result = guard.run(pair_argv(chunker_from, repo, argv), pair_env(chunker_from, repo),
+                           repo.url, guard.QUICK, error)  # fmt: skip
+    for message in parse_messages(result.stdout):
         if message.get("message_type") == "initialized":
             return str(message["id"])
     raise BackupError("restic init printed no repository id")
@@ -410,8 +419,50 @@ def preflight(repo: Repository) -> None:
     ``--no-lock``, writes and deletes a lock file: a write an append-only rest-server
     allows, which fails on a read-only or full server. It cannot prove room for the
     backup itself; a full server is caught by its first HTTP 507 instead.
+    On S3 a bucket policy may refuse restic's deletion of its own lock: restic then
+    exits 0 and leaves the lock behind, and every later run would; that fails here too.
     """
-    _run(repo, command("cat", "config"), guard.PREFLIGHT)
+    argv = command("cat", "config")
+    result = _run(repo, argv, guard.PREFLIGHT)
+    failed = [line for line in result.stderr.splitlines() if repository_errors.FAILED.match(line)]
+    cause = repository_errors.line_cause(failed[0]) if failed else None
+    if cause is not None:
+        failure = ResticError(execute.display(argv), 0, "", "left an error behind")
+        failure.args = (repository_errors.message(cause, "cat", repo.url),)
+        raise failure.because(cause.reason)
+
+
+def copy(source: Repository, target: Repository) -> int:
+    """Copy every snapshot of ``source`` that ``target`` does not hold yet (restic copy,
+    which recognises earlier copies); returns how many it copied. Failures are named
+    after ``target``, where the data goes."""
+    argv = pair_argv(source, target, command("copy", "--retry-lock", RETRY_LOCK))
+    result = guard.run(argv, pair_env(source, target), target.url, guard.LONG, error)
+    return len(COPIED.findall(result.stdout))
+
+
+COPIED = re.compile(rb"^snapshot [0-9a-f]+ saved$", re.MULTILINE)
+
+
+def pair_env(source: Repository, target: Repository) -> dict[str, str]:
+    """restic's environment for ``target`` with ``source`` as its ``--from-repo``.
+
+    Credentials and options of one kind (S3, rest-server) are restic's for both
+    repositories: the manifest checks make sure the two agree.
+    """
+    env = {**source.env(), **target.env()}
+    env["RESTIC_FROM_REPOSITORY"] = source.url
+    env["RESTIC_FROM_PASSWORD_FILE"] = source.password_file
+    cacerts = dict.fromkeys(c for c in (source.cacert, target.cacert) if c)
+    if cacerts:
+        env["RESTIC_CACERT"] = ",".join(cacerts)
+    return env
+
+
+def pair_argv(source: Repository, target: Repository, argv: Sequence[str]) -> list[str]:
+    """``argv`` with the options of both repositories (one S3 set, see ``pair_env``)."""
+    options = dict.fromkeys([*source.options(), *target.options()])
+    return [argv[0], *options, *argv[1:]]
 
 
 def tag_args(tags: Mapping[str, str]) -> list[str]:

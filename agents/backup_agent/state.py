@@ -6,7 +6,7 @@ kind (role ``backup``), a maintenance task (``retention``, ``check``) or the dri
 
     {"version": 2,
      "backup": {"mysql": {"full": RUN}, "files": {"incremental": RUN, "full": RUN}},
-     "maintenance": {"retention": RUN, "check": RUN},
+     "maintenance": {"retention": RUN, "check": RUN, "copy": RUN},
      "verifier": {"drill": RUN}}
 
 Several processes may share it (the long-lived agent, and an operator's one-shot
@@ -38,7 +38,7 @@ VERSION = 2
 @dataclass(frozen=True)
 class TaskId:
     """Which task a run belongs to. Backups: ``name`` is the service and ``kind`` the
-    snapshot kind; maintenance: ``retention`` or ``check``; verifier: ``drill``."""
+    snapshot kind; maintenance: ``retention``, ``check`` or ``copy``; verifier: ``drill``."""
 
     role: str
     name: str
@@ -50,6 +50,7 @@ class TaskId:
 
 RETENTION = TaskId("maintenance", "retention")
 CHECK = TaskId("maintenance", "check")
+COPY = TaskId("maintenance", "copy")
 DRILL = TaskId("verifier", "drill")
 
 
