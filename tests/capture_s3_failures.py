@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_agent import repository_errors as causes
-from backup_agent import s3policy
 from backup_agent.repository_guard import verb_of
 from tests.ceph_rgw import CephRGW, free_ports, self_signed
-from tests.s3_fixtures import S3Repository, prepare_bucket, write_credentials
+from tests.s3_fixtures import S3Repository, no_deletes_policy, prepare_bucket, write_credentials
 
 OUT = Path(__file__).parent / "unit" / "data" / "restic_failures"
 SIGTERM_AFTER = 4.0  # seconds, for the failures restic retries
@@ -96,11 +95,14 @@ def plain_http_server(port: int) -> Iterator[str]:
 
 
 @contextmanager
-def rest_server(port: int, base: Path) -> Iterator[str]:
-    """restic's rest-server, an HTTP server that is not S3 (answers 405)."""
+def rest_server(port: int, base: Path, auth: bool) -> Iterator[str]:
+    """restic's rest-server, an HTTP server that is not S3: without authentication it
+    answers 405 to S3's requests, with it 401."""
     address = f"127.0.0.1:{port}"
+    (base / "htpasswd").write_text("agent:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n")
+    login = ["--htpasswd-file", str(base / "htpasswd")] if auth else ["--no-auth"]
     server = subprocess.Popen(
-        ["restic-rest-server", "--no-auth", "--path", str(base / "rest"), "--listen", address],
+        ["restic-rest-server", *login, "--path", str(base / "rest"), "--listen", address],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -115,7 +117,7 @@ def rest_server(port: int, base: Path) -> Iterator[str]:
 def cases(rgw: CephRGW, s3: S3Repository, work: Path) -> Iterator[tuple[Case, dict[str, str]]]:
     """Each case with the environment (role) it runs as; set-up happens in between."""
     agent, reader = s3.agent.env(), s3.reader.env()
-    user = s3.agent_user
+    user = s3.users.agent
     bucket = s3.bucket
     source = work / "source"
     source.mkdir()
@@ -166,10 +168,17 @@ def cases(rgw: CephRGW, s3: S3Repository, work: Path) -> Iterator[tuple[Case, di
                causes.WRONG_ENDPOINT, ["cat", "config"],
                url=f"s3:http://{rgw.host}:{rgw.mon_port}/{bucket}",
                wait=retried), agent  # fmt: skip
-    with rest_server(free(), work) as endpoint:
+    with rest_server(free(), work, auth=False) as endpoint:
         yield Case("s3-not-s3-rest-server", "the endpoint is a rest-server; SIGTERM after 4 s",
                    causes.WRONG_ENDPOINT, ["cat", "config"], url=f"s3:{endpoint}/{bucket}",
                    wait=retried), agent  # fmt: skip
+    with rest_server(free(), work, auth=True) as endpoint:
+        yield Case("s3-not-s3-http-auth", "the endpoint is a rest-server asking for HTTP "
+                   "authentication; SIGTERM after 4 s", causes.WRONG_ENDPOINT, ["cat", "config"],
+                   url=f"s3:{endpoint}/{bucket}", wait=retried), agent  # fmt: skip
+    yield Case("s3-bucket-name-invalid", "a bucket name S3 does not allow; SIGTERM after 4 s",
+               causes.MISSING, ["cat", "config"], url=rgw.restic_url("ab"),
+               wait=retried), agent  # fmt: skip
     with plain_http_server(free()) as endpoint:
         yield Case("s3-not-s3-404", "the endpoint is a plain web server answering 404 (not "
                    "told from a missing bucket); SIGTERM after 4 s", causes.MISSING,
@@ -224,15 +233,7 @@ def big_file(work: Path) -> Path:
 
 
 def deny_lock_deletes(s3: S3Repository) -> None:
-    """The policy most people would write first: agents may delete nothing at all."""
-    policy = s3policy.bucket_policy(
-        s3.bucket, maintenance=s3.maintenance_user.arn, agents=[s3.agent_user.arn]
-    )
-    for statement in policy["Statement"]:
-        if statement["Sid"] == "DenyDeleteOutsideLocks":
-            del statement["NotResource"]
-            statement["Resource"] = [f"arn:aws:s3:::{s3.bucket}/*"]
-    reply = s3.client(s3.maintenance_user).put_policy(s3.bucket, policy)
+    reply = s3.owner.put_policy(s3.bucket, no_deletes_policy(s3.bucket, s3.users))
     assert reply.status == 204, reply
 
 

@@ -39,7 +39,7 @@ from types import TracebackType
 PORTS = range(23100, 23200)  # the tests' range for Ceph's monitor, OSD and gateways
 OSD_PORT_WINDOW = 8  # the OSD binds four msgr2 ports somewhere in such a window
 LOG_TAIL_LINES = 15
-STOP_GRACE = 3.0  # radosgw often ignores SIGTERM for longer; SIGKILL follows
+STOP_GRACE = 1.0  # radosgw often ignores SIGTERM for longer; SIGKILL follows (all is throwaway)
 
 _PR_SET_PDEATHSIG = 1
 _live: set[subprocess.Popen[bytes]] = set()

@@ -27,10 +27,13 @@ from backup_agent import (
     plan,
     restic,
     runs,
+    s3,
+    s3policy,
 )
 from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, ManifestError
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
+from backup_agent.manifest.model import SERVICE_FIELD
 from backup_agent.metrics import Metrics
 from backup_agent.state import COPY, DRILL, State
 
@@ -143,6 +146,47 @@ def parser() -> argparse.ArgumentParser:
         "copy", help="copy new snapshots to the second copy now (maintenance.copy)"
     )
     copy.set_defaults(handler=cmd_copy)
+
+    setup = verbs.add_parser(
+        "s3-setup",
+        help="create and configure each S3 bucket of the manifest as its owner (the "
+        "maintenance role): versioning, public access block, lifecycle, append-only policy",
+    )
+    setup.add_argument(
+        "--maintenance", required=True, help="ARN of the maintenance role's user (the owner)"
+    )
+    setup.add_argument(
+        "--agent",
+        action="append",
+        required=True,
+        help="ARN of a backup agent's user, may name {service} (repeatable)",
+    )
+    setup.add_argument(
+        "--verifier",
+        action="append",
+        default=[],
+        help="ARN of the verifier's user: reads, and adds its signed drill records (repeatable)",
+    )
+    setup.add_argument(
+        "--reader", action="append", default=[], help="ARN of a user that only reads (repeatable)"
+    )
+    setup.add_argument(
+        "--store",
+        choices=("rgw", "aws"),
+        default="rgw",
+        help="Ceph RGW or AWS S3: which policy actions and public access flags (default rgw)",
+    )
+    setup.add_argument(
+        "--keep-versions",
+        type=int,
+        default=30,
+        metavar="DAYS",
+        help="days an overwritten or deleted object stays restorable (default 30)",
+    )
+    setup.add_argument(
+        "--print", action="store_true", help="print each bucket's policy, change nothing"
+    )
+    setup.set_defaults(handler=cmd_s3_setup)
 
     drill_ = verbs.add_parser(
         "drill",
@@ -261,6 +305,38 @@ def cmd_copy(args: argparse.Namespace) -> int:
     for name, when in newest.items():
         stamp = datetime.fromtimestamp(when, UTC).isoformat() if when else "none"
         print(f"{name}: newest trusted snapshot in the copy: {stamp}")
+    return EXIT_OK
+
+
+def cmd_s3_setup(args: argparse.Namespace) -> int:
+    """Set up every S3 bucket of the manifest (as the maintenance role reaches them);
+    ``{service}`` in the principals becomes each service the bucket holds."""
+    loaded = _load(args, "maintenance")
+    found = [(r, n) for r, n in loaded.repositories().values() if r.is_s3]
+    if not found:
+        raise BackupError("the manifest has no S3 repository (s3: URL) to set up")
+    for repo, names in found:
+        where = s3.location(repo.url)
+
+        def principals(values: Sequence[str], names: Sequence[str] = names) -> list[str]:
+            return list(dict.fromkeys(v.replace(SERVICE_FIELD, n) for v in values for n in names))
+
+        policy = s3policy.bucket_policy(
+            where.bucket,
+            maintenance=principals([args.maintenance])[0],
+            agents=principals([*args.agent, *args.verifier]),
+            readers=principals(args.reader),
+            prefix=where.prefix,
+            store=args.store,
+        )
+        if args.print:
+            print(json.dumps(policy, indent=2))
+            continue
+        client = s3.Client.for_repository(repo)
+        for step in s3policy.setup(
+            client, where.bucket, policy, store=args.store, keep_versions_days=args.keep_versions
+        ):
+            log.info("bucket %s (%s): %s", where.bucket, ", ".join(names), step)
     return EXIT_OK
 
 

@@ -144,6 +144,11 @@ S3: tuple[tuple[str, Cause], ...] = (
         "Method Not Allowed",
         Cause(WRONG_ENDPOINT, "the server there is not an S3 store (HTTP 405)", True),
     ),
+    (  # an S3 store refuses with 403 and an S3 error; a bare 401 is some other server
+        "Unauthorized",
+        Cause(WRONG_ENDPOINT, "the server there is not an S3 store (HTTP 401)", True),
+    ),
+    ("Bucket name", Cause(MISSING, "S3 bucket name invalid", True)),  # minio-go's own check
     ("malformed HTTP", Cause(WRONG_ENDPOINT, "no HTTP server at that port", True)),
     (
         "Connection closed by foreign host",

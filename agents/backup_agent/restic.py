@@ -189,8 +189,8 @@ def read_credentials(path: str) -> tuple[str, str]:
     return user, password
 
 
-def read_s3_credentials(path: str) -> str:
-    """Check an AWS credentials file before restic reads it; returns the access key id.
+def read_s3_credentials(path: str) -> tuple[str, str]:
+    """Check an AWS credentials file before restic reads it; returns the key pair.
 
     Its ``[default]`` profile must hold a key pair and nothing restic would run or
     follow: ``credential_process`` would make restic execute a program, so it is refused.
@@ -216,7 +216,7 @@ def read_s3_credentials(path: str) -> str:
             f"{path}: [{S3_PROFILE}] needs aws_access_key_id and aws_secret_access_key"
         )
     execute.register_secret(secret)
-    return key
+    return key, secret
 
 
 @dataclass(frozen=True)
@@ -424,12 +424,23 @@ def preflight(repo: Repository) -> None:
     """
     argv = command("cat", "config")
     result = _run(repo, argv, guard.PREFLIGHT)
+    failure = ResticError(execute.display(argv), 0, "", "left an error behind")
+    if _name_backend_failure(failure, result, repo.url, "cat"):
+        raise failure
+
+
+def _name_backend_failure(
+    error: ResticError, result: execute.Result, url: str, verb: str, prefix: str = ""
+) -> bool:
+    """When restic exited 0 after a backend operation failed (a deletion the store
+    refused), give ``error`` that failure's reason and message; True if there was one."""
     failed = [line for line in result.stderr.splitlines() if repository_errors.FAILED.match(line)]
     cause = repository_errors.line_cause(failed[0]) if failed else None
-    if cause is not None:
-        failure = ResticError(execute.display(argv), 0, "", "left an error behind")
-        failure.args = (repository_errors.message(cause, "cat", repo.url),)
-        raise failure.because(cause.reason)
+    if cause is None:
+        return False
+    error.because(cause.reason)
+    error.args = (prefix + repository_errors.message(cause, verb, url),)
+    return True
 
 
 def copy(source: Repository, target: Repository) -> int:
@@ -590,12 +601,14 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
     result = _run(repo, argv)
     refused = [line for line in result.stderr.splitlines() if "unable to remove" in line]
     if refused:
-        raise ResticError(
+        error = ResticError(
             execute.display(argv),
             0,
             execute.mask(" | ".join(refused[-3:])),
             "could not remove snapshots",
         )
+        _name_backend_failure(error, result, repo.url, "forget", "could not remove snapshots: ")
+        raise error
 
 
 def prune(repo: Repository) -> None:

@@ -32,19 +32,17 @@ grace period, which is how long an overwrite can still be undone.
 
 Principals are ARNs: ``rgw_user_arn("agent-mysql")`` for Ceph RGW users,
 ``aws_user_arn("123456789012", "agent-mysql")`` (or a role ARN) for AWS.
-
-    python -m backup_agent.s3policy --bucket B [--prefix P] --maintenance ARN \\
-        --agent ARN [--agent ARN ...] [--reader ARN ...]
-
-prints the policy JSON, ready for ``PutBucketPolicy``.
+``backup-agent s3-setup`` applies all of it (``setup``); ``s3/`` in the repository
+holds the policy as JSON for both stores.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
+
+from backup_agent.errors import BackupError
+from backup_agent.s3 import Client, Response
 
 Store = Literal["rgw", "aws"]
 
@@ -121,9 +119,9 @@ def bucket_policy(
     ``store`` picks the action names the store accepts.
     """
     if not agents:
-        raise ValueError("a bucket policy needs at least one agent principal")
+        raise BackupError("a bucket policy needs at least one agent principal")
     if maintenance in agents or maintenance in readers:
-        raise ValueError("the maintenance principal cannot also be an agent or a reader")
+        raise BackupError("the maintenance principal cannot also be an agent or a reader")
     bucket_arn, objects, locks = _resources(bucket, prefix)
     limited = sorted({*agents, *readers})
     denied = DENIED_ACTIONS + (DENIED_ACTIONS_AWS_ONLY if store == "aws" else ())
@@ -217,7 +215,7 @@ def lifecycle_configuration(noncurrent_days: int) -> str:
     """A ``PutBucketLifecycleConfiguration`` body: overwritten and deleted objects stay
     restorable for ``noncurrent_days``, then go (prune frees space only then)."""
     if noncurrent_days < 1:
-        raise ValueError("noncurrent_days must be at least 1")
+        raise BackupError("noncurrent_days must be at least 1")
     return (
         '<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
         "<Rule><ID>expire-old-versions</ID><Filter><Prefix></Prefix></Filter>"
@@ -229,28 +227,45 @@ def lifecycle_configuration(noncurrent_days: int) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m backup_agent.s3policy",
-        description="Print the append-only bucket policy for a restic repository on S3.",
-    )
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--prefix", default="", help="the repository's path inside the bucket")
-    parser.add_argument("--maintenance", required=True, help="ARN of the maintenance role")
-    parser.add_argument("--agent", action="append", required=True, help="ARN of a backup agent")
-    parser.add_argument("--reader", action="append", default=[], help="ARN of a reader")
-    parser.add_argument("--store", choices=["rgw", "aws"], default="rgw")
-    args = parser.parse_args(argv)
-    policy = bucket_policy(
-        args.bucket,
-        maintenance=args.maintenance,
-        agents=args.agent,
-        readers=args.reader,
-        prefix=args.prefix,
-        store=args.store,
-    )
-    print(json.dumps(policy, indent=2))
+def setup(
+    client: Client,
+    bucket: str,
+    policy: Mapping[str, Any],
+    *,
+    store: Store = "rgw",
+    keep_versions_days: int = 30,
+) -> Iterator[str]:
+    """Create ``bucket`` if it is missing and configure it, as its owner (the
+    maintenance role): versioning, public access block, lifecycle, then the policy
+    last (it takes the agents' rights away from anything set before). Yields what was
+    done; the first refusal raises, naming the step and the store's answer."""
+    found = client.bucket_status(bucket)
+    if found == 404:
+        _expect("create the bucket", client.create_bucket(bucket))
+        yield "created the bucket"
+    elif found == 200:
+        yield "the bucket exists"
+    else:
+        raise BackupError(
+            f"bucket {bucket}: HTTP {found} to HEAD: it belongs to someone else, or the key "
+            "pair may not use it"
+        )
+    steps = [
+        ("versioning", versioning_configuration(), "versioning enabled"),
+        ("publicAccessBlock", public_access_block_configuration(store), "public ACLs ignored"),
+        (
+            "lifecycle",
+            lifecycle_configuration(keep_versions_days),
+            f"old versions expire after {keep_versions_days} days",
+        ),
+    ]
+    for subresource, body, done in steps:
+        _expect(f"set {subresource}", client.configure(bucket, subresource, body))
+        yield done
+    _expect("put the bucket policy", client.put_policy(bucket, policy))
+    yield "bucket policy set"
 
 
-if __name__ == "__main__":
-    main()
+def _expect(step: str, reply: Response) -> None:
+    if reply.status not in (200, 204):
+        raise BackupError(f"S3 store refused to {step}: {reply.describe()}")

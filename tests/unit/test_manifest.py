@@ -1002,6 +1002,10 @@ def test_the_copy_of_each_repository_goes_to_its_own_destination() -> None:
             lambda d: d["maintenance"]["copy"].pop("schedule"),
             [("maintenance.copy.schedule", "is required")],
         ),
+        (
+            lambda d: d["services"].update(my_db=d["services"].pop("db")),
+            [("repository.url", "'agama-my_db' is not an S3 bucket name")],
+        ),
     ],
 )  # fmt: skip
 def test_s3_manifests_that_are_refused(change: Any, expected: Problems) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from backup_agent import s3policy
+from backup_agent.errors import BackupError
 
 AGENT = s3policy.rgw_user_arn("agent-mysql")
 READER = s3policy.rgw_user_arn("verifier")
@@ -48,11 +50,11 @@ def test_no_deny_relies_on_not_action_and_history_cannot_be_erased() -> None:
 
 
 def test_roles_must_be_distinct_and_present() -> None:
-    with pytest.raises(ValueError, match="at least one agent"):
+    with pytest.raises(BackupError, match="at least one agent"):
         s3policy.bucket_policy("b", maintenance=OWNER, agents=[])
-    with pytest.raises(ValueError, match="cannot also be an agent"):
+    with pytest.raises(BackupError, match="cannot also be an agent"):
         s3policy.bucket_policy("b", maintenance=AGENT, agents=[AGENT])
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(BackupError, match="at least 1"):
         s3policy.lifecycle_configuration(0)
 
 
@@ -71,7 +73,25 @@ def test_public_acls_are_ignored_and_only_aws_blocks_them() -> None:
     )
 
 
-def test_the_command_prints_the_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    s3policy.main(["--bucket", "b", "--maintenance", OWNER, "--agent", AGENT, "--prefix", "p"])
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == s3policy.bucket_policy("b", maintenance=OWNER, agents=[AGENT], prefix="p")
+# The examples shipped in s3/ (README): the bucket "agama-mysql" of the reference plan.
+SHIPPED = Path(__file__).resolve().parents[2] / "s3"
+
+
+@pytest.mark.parametrize("store", ["rgw", "aws"])
+def test_the_shipped_policy_files_are_what_the_code_sets(store: s3policy.Store) -> None:
+    """s3/bucket-policy.STORE.json is exactly what s3-setup puts (no second copy drifts)."""
+    if store == "rgw":
+        user = s3policy.rgw_user_arn
+        principals = (user("backup-maintenance"), user("mysql-agent"), user("verifier"))
+    else:
+
+        def user(name: str) -> str:
+            return s3policy.aws_user_arn("123456789012", name)
+
+        principals = (user("backup-maintenance"), user("mysql-agent"), user("verifier"))
+    maintenance, agent, verifier = principals
+    expected = s3policy.bucket_policy(
+        "agama-mysql", maintenance=maintenance, agents=[agent, verifier], store=store
+    )
+    shipped = json.loads((SHIPPED / f"bucket-policy.{store}.json").read_text())
+    assert shipped == expected

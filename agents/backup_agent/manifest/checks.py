@@ -20,6 +20,7 @@ from cronsim import CronSimError
 
 from backup_agent.manifest import model
 from backup_agent.manifest.model import format_duration, parse_duration
+from backup_agent.repository_errors import bucket_of
 from backup_agent.restic import Repository
 
 Problems = list[tuple[str, str]]
@@ -188,10 +189,11 @@ class _Checker:
         if drill_s3 and "credentials_file" not in drill:
             self.warnings.append(
                 "drill.credentials_file: not set, so the verifier uses the agents' S3 key "
-                "pair, which may write; give it a key pair that may only read (and lock)"
+                "pair; give it one of its own (s3-setup --verifier)"
             )
         if "s3" in repo and not (agents_s3 or drill_s3 or maintenance_s3):
             self.problems.append(("repository.s3", "only for s3: repository URLs"))
+        self.bucket_names(data)
         copy = sections.get("maintenance.copy")
         if not copy or not isinstance(copy.get("url"), str):
             return
@@ -228,6 +230,30 @@ class _Checker:
                         "repository.s3",
                     )
                 )
+
+    def bucket_names(self, data: Mapping[str, Any]) -> None:
+        """Every S3 bucket the manifest names, with ``{service}`` replaced by each service,
+        is a name S3 allows (restic would retry a bad one for 15 minutes)."""
+        repo, services = data["repository"], data.get("services")
+        names = list(services) if isinstance(services, dict) else []
+        urls = [("repository.url", repo["url"])]
+        for where, section in views(data):
+            key = "url" if where == "maintenance.copy" else "repository_url"
+            urls.append((f"{where}.{key}", section.get(key)))
+        for where, url in urls:
+            if not is_s3(url):
+                continue
+            for bucket in dict.fromkeys(
+                bucket_of(url.replace(model.SERVICE_FIELD, n)) for n in names or [""]
+            ):
+                if not BUCKET_NAME.fullmatch(bucket) or IP_ADDRESS.fullmatch(bucket):
+                    self.problems.append(
+                        (
+                            where,
+                            f"{bucket!r} is not an S3 bucket name: 3-63 lowercase letters, "
+                            "digits, '.' and '-', starting and ending with a letter or digit",
+                        )
+                    )
 
     def drill(
         self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: model.Agent
@@ -427,6 +453,10 @@ def views(data: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
             if key == "maintenance" and isinstance(section.get("copy"), dict):
                 found.append(("maintenance.copy", section["copy"]))
     return found
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
 
 def is_s3(url: Any) -> bool:
