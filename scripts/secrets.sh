@@ -10,6 +10,8 @@
 #   mysql_restore.cnf        [client] option file for restores (root)
 #   grafana_admin_password   Grafana's admin password
 #   rest_<agent>             rest-server credentials, one line user:password per agent
+#   s3_<user>                S3 key pairs (AWS credentials files) of the S3 store's users
+#                            (BACKUP_STORE=s3 or rest+s3: compose/s3.yml, s3-copy.yml)
 #   drill_key                signs drill records (the verifier and maintenance only)
 #
 # Who can read them: compose bind-mounts secret files as they are on the host, so the
@@ -27,6 +29,7 @@ cd "$(dirname "$0")/.."
 dir=${SECRETS_DIR:-compose/secrets}
 group=10001
 agents=(mysql_agent grafana_agent files_agent verifier)
+s3_users=(maintenance mysql_agent grafana_agent files_agent verifier owner copy)
 
 random() { # 64 hex digits (256 bits): safe in option files, SQL and user:password lines
     if command -v openssl >/dev/null 2>&1; then
@@ -61,9 +64,13 @@ printf '[client]\nuser=root\npassword=%s\n' "$(cat "$dir/mysql_root_password")" 
 for agent in "${agents[@]}"; do
     printf '%s:%s\n' "${agent//_/-}" "$(random)" | create "rest_$agent"
 done
+for user in "${s3_users[@]}"; do  # access key: 20 upper-case hex digits, as AWS's look
+    printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+        "$(random | cut -c1-20 | tr 'a-f' 'A-F')" "$(random)" | create "s3_$user"
+done
 
 files=(restic_password mysql_root_password grafana_admin_password drill_key mysql_backup.cnf mysql_restore.cnf)
-files+=("${agents[@]/#/rest_}")
+files+=("${agents[@]/#/rest_}" "${s3_users[@]/#/s3_}")
 paths=("${files[@]/#/$dir/}")
 chmod 0640 "${paths[@]}"
 if ! chgrp "$group" "${paths[@]}" 2>/dev/null; then

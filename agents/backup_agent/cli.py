@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -184,6 +184,17 @@ def parser() -> argparse.ArgumentParser:
         help="days an overwritten or deleted object stays restorable (default 30)",
     )
     setup.add_argument(
+        "--copy",
+        action="store_true",
+        help="set up the buckets of maintenance.copy instead of the repositories'",
+    )
+    setup.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="the owner's AWS credentials file (default: the role's own; with --copy the copy "
+        "should be owned by someone the backup server's role is not)",
+    )
+    setup.add_argument(
         "--print", action="store_true", help="print each bucket's policy, change nothing"
     )
     setup.set_defaults(handler=cmd_s3_setup)
@@ -312,9 +323,14 @@ def cmd_s3_setup(args: argparse.Namespace) -> int:
     """Set up every S3 bucket of the manifest (as the maintenance role reaches them);
     ``{service}`` in the principals becomes each service the bucket holds."""
     loaded = _load(args, "maintenance")
-    found = [(r, n) for r, n in loaded.repositories().values() if r.is_s3]
+    if args.copy:
+        pairs = [(target, names) for _, target, names in loaded.copies()]
+    else:
+        pairs = list(loaded.repositories().values())
+    found = [(r, n) for r, n in pairs if r.is_s3]
     if not found:
-        raise BackupError("the manifest has no S3 repository (s3: URL) to set up")
+        what = "maintenance.copy" if args.copy else "repository"
+        raise BackupError(f"the manifest has no S3 {what} (s3: URL) to set up")
     for repo, names in found:
         where = s3.location(repo.url)
 
@@ -332,7 +348,8 @@ def cmd_s3_setup(args: argparse.Namespace) -> int:
         if args.print:
             print(json.dumps(policy, indent=2))
             continue
-        client = s3.Client.for_repository(repo)
+        owner = replace(repo, credentials_file=args.credentials) if args.credentials else repo
+        client = s3.Client.for_repository(owner)
         for step in s3policy.setup(
             client, where.bucket, policy, store=args.store, keep_versions_days=args.keep_versions
         ):

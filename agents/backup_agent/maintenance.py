@@ -109,9 +109,13 @@ def check_repositories(manifest: Manifest, run_number: int) -> str:
 
 
 def copy_repositories(manifest: Manifest) -> dict[str, float]:
-    """Copy each repository's new snapshots to its second copy (``maintenance.copy``);
-    then what the copies hold (``survey_copies``)."""
+    """Copy each repository's new snapshots to its second copy (``maintenance.copy``),
+    creating a copy repository that does not exist yet; then what the copies hold
+    (``survey_copies``)."""
     for source, target, names in manifest.copies():
+        if not restic.exists(target):
+            created = restic.init(target, chunker_from=source)
+            log.info("created the copy repository %s: %s", execute.mask(target.url), created)
         copied = restic.copy(source, target)
         log.info(
             "copied %d snapshot(s) of %s to %s",

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from backup_agent import manifest
 from backup_agent.errors import EXIT_USAGE, ManifestError
@@ -1034,3 +1035,31 @@ def test_a_verifier_with_the_agents_key_pair_is_warned_about() -> None:
     (warning,) = [w for w in manifest.parse(data).warnings if w.startswith("drill.")]
     assert "uses the agents' S3 key pair" in warning
     assert not [w for w in manifest.parse(on_s3()).warnings if w.startswith("drill.")]
+
+
+def test_the_compose_stores_differ_from_compose_yaml_only_where_the_repositories_are() -> None:
+    """manifests/compose-s3.yaml (BACKUP_STORE=s3) and compose-s3-copy.yaml (rest+s3) are
+    the stack's policy with the repositories elsewhere: nothing else may drift."""
+    root = Path(__file__).resolve().parents[2] / "manifests"
+
+    def read(name: str) -> Data:
+        data: Data = yaml.safe_load((root / name).read_text())
+        return data
+
+    rest, s3, copy = read("compose.yaml"), read("compose-s3.yaml"), read("compose-s3-copy.yaml")
+    for variant in (s3, copy):
+        assert {
+            k: v for k, v in variant.items() if k not in ("repository", "drill", "maintenance")
+        } == {k: v for k, v in rest.items() if k not in ("repository", "drill", "maintenance")}
+        drill = {k: v for k, v in variant["drill"].items() if k != "credentials_file"}
+        assert drill == rest["drill"]
+    assert copy["repository"] == rest["repository"]
+    assert {k: v for k, v in copy["maintenance"].items() if k != "copy"} == rest["maintenance"]
+    loaded = manifest.load(root / "compose-s3.yaml")
+    assert loaded.repository_for("mysql").url == "s3:http://s3:7480/agama-mysql"
+    assert loaded.for_role("maintenance").repository_for("files").credentials_file == (
+        "/run/secrets/s3_maintenance"
+    )
+    assert [
+        target.url for _, target, _ in manifest.load(root / "compose-s3-copy.yaml").copies()
+    ] == ["s3:http://s3:7480/agama-copy"]
