@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 
 from tests.ceph_rgw import PORTS, CephRGW, free_ports
 from tests.s3_client import S3Client
+from tests.s3_fixtures import write_credentials
 
 from backup_agent import restic, s3policy
 
@@ -68,7 +70,9 @@ class Stores:
         self.password = work / "password"
         self.password.write_text("bench\n")
         self.user = rgw.create_user("bench-maintenance")
-        self.credentials = self.user.write_credentials(work / "s3.credentials")
+        self.credentials = write_credentials(
+            work / "s3.credentials", self.user.access_key, self.user.secret_key
+        )
         self.client = S3Client(rgw.endpoint, self.user.access_key, self.user.secret_key)
         self.count = 0
 
@@ -90,6 +94,16 @@ class Stores:
         return repo
 
 
+def wait_until_listening(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"rest-server did not listen on port {port}")
+
+
 def make_data(path: Path, megabytes: int) -> None:
     path.mkdir(parents=True)
     for i in range(megabytes // 4):
@@ -102,7 +116,7 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="s3-bench-", dir="/var/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="s3port-bench-", dir="/var/tmp"))
     rgw = CephRGW()
     rest: subprocess.Popen[bytes] | None = None
     try:
@@ -121,7 +135,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(0.5)
+        wait_until_listening(port)
         stores = Stores(work, rgw, f"rest:http://127.0.0.1:{port}")
         report = run(args, work, stores)
         report["memory_bytes"] = {
@@ -140,6 +154,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path, stores: Stores) -> dict[str, object]:
+    load_before = os.getloadavg()
     data = work / "data"
     make_data(data, args.megabytes)
     seconds: dict[str, dict[str, list[float]]] = {}
@@ -180,7 +195,7 @@ def run(args: argparse.Namespace, work: Path, stores: Stores) -> dict[str, objec
         for store in order:
             repo = many[store]
             record("check_read_10pct", store, timed(restic.check, repo, "10%")[0])
-            ids = [s.id for s in restic.all_snapshots(repo)[:batch]]
+            ids = [s.id for s in restic.snapshots(repo)[:batch]]
             record("forget_batch", store, timed(restic.forget, repo, ids)[0])
             record("prune", store, timed(restic.prune, repo)[0])
         order.reverse()
@@ -190,6 +205,8 @@ def run(args: argparse.Namespace, work: Path, stores: Stores) -> dict[str, objec
         for op, by_store in seconds.items()
     }
     return {
+        "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+        "cores": os.cpu_count(),
         "data_megabytes": args.megabytes,
         "small_snapshots": args.snapshots,
         "forget_batch": batch,

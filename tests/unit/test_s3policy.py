@@ -80,15 +80,13 @@ SHIPPED = Path(__file__).resolve().parents[2] / "s3"
 @pytest.mark.parametrize("store", ["rgw", "aws"])
 def test_the_shipped_policy_files_are_what_the_code_sets(store: s3policy.Store) -> None:
     """s3/bucket-policy.STORE.json is exactly what s3-setup puts (no second copy drifts)."""
-    if store == "rgw":
-        user = s3policy.rgw_user_arn
-        principals = (user("backup-maintenance"), user("mysql-agent"), user("verifier"))
-    else:
 
-        def user(name: str) -> str:
-            return s3policy.aws_user_arn("123456789012", name)
+    def user(name: str) -> str:
+        if store == "rgw":
+            return s3policy.rgw_user_arn(name)
+        return s3policy.aws_user_arn("123456789012", name)
 
-        principals = (user("backup-maintenance"), user("mysql-agent"), user("verifier"))
+    principals = (user("backup-maintenance"), user("mysql-agent"), user("verifier"))
     maintenance, agent, verifier = principals
     expected = s3policy.bucket_policy(
         "agama-mysql", maintenance=maintenance, agents=[agent, verifier], store=store
