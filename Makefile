@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 # Integration tests fail instead of skipping when a tool is missing.
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
-.PHONY: help deps ensure-deps venv test unit integration lint format clean base-images images bench bench-s3 \
-	up down down-volumes ps logs backup-now drill restore-test snapshots plan e2e
+.PHONY: help deps ensure-deps venv test unit integration faults lint format clean base-images images bench \
+	bench-s3 up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-s3    restic on S3 (a throwaway Ceph RGW) vs. rest-server, same data, same run"
 	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
+	@echo "make faults      fault-injection suite: real faults on real processes (needs the images)"
 	@echo "make lint        ruff check, ruff format --check, mypy --strict"
 	@echo "make base-images air-gapped images: debootstrap base, stand-ins, agent and server"
 	@echo "make images      agent and server images on debian:trixie-slim (needs a registry)"
@@ -24,6 +25,7 @@ help:
 	@echo "make down        remove its containers and network; data volumes are kept"
 	@echo "make down-volumes  remove its containers, network and volumes (all data!)"
 	@echo "make ps | logs [SERVICE=x] | plan | snapshots [SERVICE=x]"
+	@echo "make status      every service against its RPO and RTO, snapshots, components, alerts"
 	@echo "make backup-now SERVICE=mysql|grafana|files   one backup now, by its agent"
 	@echo "make drill       restore drills now, through the verifier (old name: restore-test)"
 
@@ -51,6 +53,10 @@ unit: venv
 
 integration: venv
 	$(BIN)/pytest tests/integration
+
+# Real faults on real processes (tests/faults); some run the agent image.
+faults: venv base-images
+	$(BIN)/pytest tests/faults
 
 SHELL_SCRIPTS := .ci/run scripts/*.sh images/*/*.sh images/standins/*/*.sh compose/mysql/initdb/*.sh
 
@@ -116,6 +122,10 @@ restore-test: drill
 
 snapshots:
 	$(COMPOSE) exec verifier backup-agent snapshots $(SERVICE)
+
+# Read from the stack's Prometheus (monitoring.prometheus_url of the manifest).
+status:
+	$(COMPOSE) exec verifier backup-agent status
 
 plan:
 	$(COMPOSE) exec verifier backup-agent plan

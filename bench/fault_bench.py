@@ -24,13 +24,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.test_repository_faults import (
-    HOST,
-    RestServer,
-    free_port,
-    repository,
-    url,
-)
+from tests.integration.test_repository_faults import REST_PASSWORD, repository, url
+from tests.net import HOST, free_port
+from tests.rest_server import RestServer
 
 from backup_agent import repository_guard as guard
 from backup_agent import restic
@@ -50,40 +46,36 @@ def timed(action: Callable[[], object]) -> tuple[float, str, str]:
 
 
 def initialised(tmp: Path, *extra: str) -> RestServer:
-    rest = RestServer(*extra)
-    rest.start()
+    rest = RestServer({"agent": REST_PASSWORD}, append_only=False, extra=extra)
     restic.init(repository(tmp, url(rest)))
     return rest
 
 
 def stream(repo: restic.Repository, limits: guard.Limits, stop: RestServer | None) -> None:
-    """``restic backup --stdin`` under a guard, fed until restic stops; raises its failure."""
-    argv = guard.bounded(restic.command("backup", "--stdin"), limits)
-    watcher = guard.Guard(argv, repo.url, limits)
-    upload = restic.StdinBackup(repo, "db.sql", {"service": "db"}, watcher.watch.feed)
-    watcher.supervise(upload.process)
+    """``restic backup --stdin`` under ``limits``, fed until restic stops; raises its failure."""
+    upload = restic.StdinBackup(repo, "db.sql", {"service": "db"}, limits)
     sent = 0
     with contextlib.suppress(BrokenPipeError):
-        while upload.process.popen.poll() is None:
+        while upload.running.process.popen.poll() is None:
             upload.stdin.write(os.urandom(1 << 20))
             sent += 1
             if stop is not None and sent == 4:
                 stop.stop()
     upload.abort()
-    raise watcher.failure(upload.process, upload.process.wait())
+    raise upload.failure()
 
 
 def cases(tmp: Path) -> dict[str, Callable[[], tuple[float, str, str]]]:
     def refused() -> tuple[float, str, str]:
         repo = repository(tmp, f"rest:http://{HOST}:{free_port()}/agama")
-        return timed(lambda: guard.preflight(repo))
+        return timed(lambda: restic.preflight(repo))
 
     def stalled() -> tuple[float, str, str]:
         with socket.socket() as listener:
             listener.bind((HOST, 0))
             listener.listen(8)
             repo = repository(tmp, f"rest:http://{HOST}:{listener.getsockname()[1]}/agama")
-            return timed(lambda: guard.preflight(repo))
+            return timed(lambda: restic.preflight(repo))
 
     def with_server(
         action: Callable[[RestServer], object], *extra: str
@@ -99,31 +91,27 @@ def cases(tmp: Path) -> dict[str, Callable[[], tuple[float, str, str]]]:
 
     def full(rest: RestServer) -> None:
         rest.stop()
-        used = sum(path.stat().st_size for path in rest.data.rglob("*"))
-        rest.start("--max-size", str(used + 2_000_000))
+        rest.start("--max-size", str(rest.used_bytes() + 2_000_000))
         stream(repository(tmp, url(rest)), guard.LONG, None)
 
     def read_only(rest: RestServer) -> None:
         rest.stop()
         for path in [rest.data / "agama", *(rest.data / "agama").rglob("*")]:
             path.chmod(path.stat().st_mode & ~0o222)
-        if os.geteuid() == 0:
-            for path in [rest.home, *rest.home.rglob("*")]:
-                os.chown(path, 65534, 65534)
-            rest.user = "nobody"
+        rest.serve_as("nobody")
         rest.start()
-        guard.preflight(repository(tmp, url(rest)))
+        restic.preflight(repository(tmp, url(rest)))
 
     def locked(rest: RestServer) -> None:
         repo = repository(tmp, url(rest))
         upload = restic.StdinBackup(repo, "held.sql", {"service": "db"})
         upload.stdin.write(b"x")
         upload.stdin.flush()
-        while not rest.locks():
+        while not rest.locks("agama"):
             time.sleep(0.05)
         try:
             argv = restic.command("forget", "--retry-lock", restic.RETRY_LOCK, "--keep-last", "1")
-            guard.run(repo, argv, guard.QUICK)
+            guard.run(argv, repo.env(), repo.url, guard.QUICK, restic.error)
         finally:
             upload.abort()
 
@@ -131,13 +119,13 @@ def cases(tmp: Path) -> dict[str, Callable[[], tuple[float, str, str]]]:
         "refused (preflight)": refused,
         "stalled (preflight)": stalled,
         "401 (preflight)": with_server(
-            lambda r: guard.preflight(repository(tmp, url(r), rest_password=WRONG))
+            lambda r: restic.preflight(repository(tmp, url(r), rest_password=WRONG))
         ),
         "missing (preflight)": with_server(
-            lambda r: guard.preflight(repository(tmp, url(r, "nothere")))
+            lambda r: restic.preflight(repository(tmp, url(r, "nothere")))
         ),
         "wrong password (preflight)": with_server(
-            lambda r: guard.preflight(repository(tmp, url(r), password=WRONG))
+            lambda r: restic.preflight(repository(tmp, url(r), password=WRONG))
         ),
         "read-only (preflight)": with_server(read_only),
         "full, mid-upload (LONG)": with_server(full),
@@ -150,7 +138,7 @@ def cases(tmp: Path) -> dict[str, Callable[[], tuple[float, str, str]]]:
 
 def old_abort(upload: restic.StdinBackup) -> None:
     """The abort before this change: SIGTERM, up to 20 s, SIGKILL, then close stdin."""
-    upload.process.stop(20.0)
+    upload.running.process.stop(20.0)
     with contextlib.suppress(BrokenPipeError, OSError):
         upload.stdin.close()
 
@@ -160,7 +148,7 @@ def abort_once(tmp: Path, rest: RestServer, new: bool) -> dict[str, object]:
     upload = restic.StdinBackup(repo, "db.sql", {"service": "db"})
     upload.stdin.write(os.urandom(8 << 20))
     upload.stdin.flush()
-    while not rest.locks():
+    while not rest.locks("agama"):
         time.sleep(0.02)
     time.sleep(1.0)  # restic has read what it got and blocks on stdin
     start = time.monotonic()
@@ -170,10 +158,10 @@ def abort_once(tmp: Path, rest: RestServer, new: bool) -> dict[str, object]:
         old_abort(upload)
     seconds = time.monotonic() - start
     snapshots = len(restic.snapshots(repo))
-    leftover = len(rest.locks())
-    for lock in rest.locks():  # a SIGKILLed restic's lock: clear it for the next round
+    leftover = len(rest.locks("agama"))
+    for lock in rest.locks("agama"):  # a SIGKILLed restic's lock: clear it for the next round
         lock.unlink()
-    return {"seconds": seconds, "exit": upload.process.popen.returncode,
+    return {"seconds": seconds, "exit": upload.running.process.popen.returncode,
             "snapshots": snapshots, "locks_left": leftover}  # fmt: skip
 
 

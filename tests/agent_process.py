@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ class Agent:
 
     def running(self, program: str) -> bool:
         """Whether a child process of the agent runs ``program`` (read from /proc)."""
+        return self.child(program) is not None
+
+    def child(self, program: str) -> int | None:
+        """The process id of the agent's child running ``program``, if there is one."""
         assert self.process is not None
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -66,8 +71,19 @@ class Agent:
             name = text[text.index("(") + 1 : text.rindex(")")]
             parent = int(text[text.rindex(")") + 2 :].split()[1])
             if name == program and parent == self.process.pid:
-                return True
-        return False
+                return int(stat.parent.name)
+        return None
+
+    def written(self, program: str) -> int:
+        """Bytes the agent's child ``program`` has written so far (0 when none runs)."""
+        pid = self.child(program)
+        try:
+            io = Path(f"/proc/{pid}/io").read_text() if pid else ""
+        except OSError:
+            return 0
+        return next(
+            (int(line.split()[1]) for line in io.splitlines() if line.startswith("wchar:")), 0
+        )
 
     def stop(self) -> tuple[int, float]:
         """SIGTERM; return the exit code and how long the agent took to exit."""
@@ -83,17 +99,69 @@ class Agent:
             self.process.wait()
 
 
-def metric(port: int, name: str, **labels: str) -> float | None:
-    """A sample's value from the agent's /metrics; None if absent or not served yet."""
+def scrape(port: int, host: str = "127.0.0.1") -> str | None:
+    """The agent's /metrics text; None when nothing serves it (yet)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text
     except urllib.error.URLError as exc:  # urlopen wraps a refused connection
         if isinstance(exc.reason, ConnectionRefusedError):
             return None
         raise
+
+
+def metric(port: int, name: str, host: str = "127.0.0.1", **labels: str) -> float | None:
+    """A sample's value from the agent's /metrics; None if absent or not served yet."""
+    text = scrape(port, host)
+    if text is None:
+        return None
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A one-shot ``backup-agent`` command that ended: exit code, time, output, JSON logs."""
+
+    code: int
+    seconds: float
+    stdout: str
+    stderr: str
+    entries: list[dict[str, Any]]
+
+    def errors(self) -> list[str]:
+        return [e["msg"] for e in self.entries if e["level"] == "error"]
+
+
+class Command:
+    """A one-shot ``backup-agent -m MANIFEST ARGV`` in its own process, JSON logs on stderr."""
+
+    def __init__(self, manifest: Path, *argv: str) -> None:
+        command = [sys.executable, "-m", "backup_agent", "-m", str(manifest)]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*command, "--log-format", "json", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait(self, timeout: float = 300) -> Finished:
+        out, err = self.process.communicate(timeout=timeout)
+        seconds = time.monotonic() - self.started
+        entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        return Finished(self.process.returncode, seconds, out, err, entries)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def one_shot(manifest: Path, *argv: str, timeout: float = 300) -> Finished:
+    """Run ``backup-agent -m MANIFEST ARGV`` to its end."""
+    return Command(manifest, *argv).wait(timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,12 +11,7 @@ from pathlib import Path
 
 import pymysql
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.net import HOST, free_port
 
 
 class MariaDB:
@@ -65,7 +59,7 @@ class MariaDB:
                 f"--socket={self.socket}",
                 f"--pid-file={self.base / 'mysqld.pid'}",
                 f"--port={self.port}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={HOST}",
                 *self.args,
             ],
             stdout=log,

@@ -16,6 +16,7 @@ from functools import partial
 from prometheus_client import CollectorRegistry, start_http_server
 
 from backup_agent import execute, maintenance, restic, runs
+from backup_agent import repository_guard as guard
 from backup_agent.drill import run_drills
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import require_drill
@@ -97,6 +98,22 @@ def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
     return [Task(DRILL, settings.schedule, drills, first_run=False)]
 
 
+def remove_stale_locks(manifest: Manifest, names: Sequence[str]) -> None:
+    """Remove the locks a killed restic of this host left (SIGKILL, OOM): restic proves
+    them stale by their dead process id. Backups are not blocked by them, but retention
+    and checks would be until they are 30 minutes old."""
+    for repo, served in manifest.repositories().values():
+        if not set(served) & set(names):
+            continue
+        try:
+            said = restic.unlock(repo, guard.PREFLIGHT)
+        except BackupError as exc:
+            log.warning("could not look for stale locks: %s", exc)
+            continue
+        if said:
+            log.info("stale locks of this host: %s", said)
+
+
 def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
     """Run the role's tasks on schedule until SIGTERM."""
     if role == "verifier" and manifest.drill and manifest.drill.mysql.image:
@@ -133,6 +150,8 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
         log.info(
             "serving metrics on %s:%d", manifest.agent.metrics_address, manifest.agent.metrics_port
         )
+    if role == "backup":
+        remove_stale_locks(manifest, selected)
     if role == "maintenance":
         # Known now, not only after the next retention run (a restart must not blank them).
         try:

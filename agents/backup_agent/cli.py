@@ -25,16 +25,26 @@ from backup_agent import (
     maintenance,
     manifest,
     plan,
+    readout,
     restic,
     runs,
     s3,
     s3policy,
+    views,
 )
-from backup_agent.errors import EXIT_FAILED, EXIT_OK, BackupError, Interrupted, ManifestError
+from backup_agent.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BackupError,
+    Interrupted,
+    ManifestError,
+)
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
 from backup_agent.manifest.model import SERVICE_FIELD
 from backup_agent.metrics import Metrics
+from backup_agent.snapshots import Trust, judge
 from backup_agent.state import COPY, DRILL, State
 
 log = logging.getLogger("backup_agent")
@@ -213,9 +223,32 @@ def parser() -> argparse.ArgumentParser:
     plan_.add_argument("file", nargs="?", help="manifest (default: --manifest)")
     plan_.set_defaults(handler=cmd_plan)
 
-    snapshots = verbs.add_parser("snapshots", help="list snapshots, as JSON")
+    snapshots = verbs.add_parser(
+        "snapshots", help="list snapshots: time, id, service, kind, host, size, trusted or why not"
+    )
     snapshots.add_argument("service", nargs="?")
+    snapshots.add_argument("--json", action="store_true", help="restic's fields, as JSON")
     snapshots.set_defaults(handler=cmd_snapshots)
+
+    status = verbs.add_parser(
+        "status",
+        help="one table of every service: last good backup against the RPO, last drill and "
+        "restore time against the RTO, snapshots, firing alerts; and every component",
+    )
+    source = status.add_mutually_exclusive_group()
+    source.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus to read (default: monitoring.prometheus_url)",
+    )
+    source.add_argument(
+        "--metrics",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="read this agent's /metrics instead of Prometheus (repeatable; no alert state)",
+    )
+    status.set_defaults(handler=cmd_status)
 
     restore = verbs.add_parser("restore", help="restore a service's snapshot")
     restore.add_argument("service")
@@ -401,16 +434,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    """Every snapshot of the named service (default: all), from its repository."""
+    """Every snapshot of the named service (default: all), from its repository: a table
+    with the trust rule's verdict, or restic's fields as JSON."""
     loaded = _load(args)
     names = [loaded.service(args.service).name] if args.service else list(loaded.services)
-    found: dict[str, restic.Snapshot] = {}
+    listed: dict[str, list[restic.Snapshot]] = {}
     for repo, kept in loaded.repositories().values():
         for name in (n for n in kept if n in names):
-            for snap in restic.snapshots(repo, {"service": name}):
-                found[snap.id] = snap
-    ordered = sorted(found.values(), key=lambda snap: snap.time)
-    print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
+            listed[name] = restic.snapshots(repo, {"service": name})
+    if args.json:
+        found = {snap.id: snap for snaps in listed.values() for snap in snaps}
+        ordered = sorted(found.values(), key=lambda snap: snap.time)
+        print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
+        return EXIT_OK
+    trust = Trust.of(loaded)
+    print(views.snapshots(judge(listed[n], loaded.services[n], trust) for n in names))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The status view, from Prometheus (or the agents' /metrics); exit 1 when it cannot
+    be read, whatever the table would have said."""
+    loaded = manifest.load(args.manifest)
+    url = args.prometheus or loaded.monitoring.prometheus_url
+    if args.metrics:
+        found = readout.from_endpoints(args.metrics)
+    elif url:
+        found = readout.from_prometheus(url)
+    else:
+        print(
+            "status: nothing to read: set monitoring.prometheus_url in the manifest, "
+            "or pass --prometheus URL or --metrics URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(views.status(loaded, found, time.time()))
     return EXIT_OK
 
 

@@ -133,7 +133,11 @@ def run_drills(
 def update_report(
     path: str, results: Sequence[DrillResult], check: dict[str, Any]
 ) -> dict[str, Any]:
-    """Merge results into the report file (atomically) and return it."""
+    """Merge results into the report file (atomically) and return it. An existing file
+    that is not a drill report is never replaced: the path may be a mistake."""
+    existing = Path(path)
+    if existing.exists() and not read_report(path):
+        raise BackupError(f"{path} exists and is not a drill report: refusing to replace it")
     report = read_report(path)
     services = report.setdefault("services", {})
     for result in results:

@@ -10,16 +10,19 @@ also be masked should they ever appear in a command or in a tool's stderr.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
+from backup_agent import repository_errors as causes
 from backup_agent.errors import BackupError, CommandError
 
 log = logging.getLogger(__name__)
@@ -28,8 +31,11 @@ log = logging.getLogger(__name__)
 ErrorFactory = Callable[[str, int, str, str], CommandError]
 
 STDERR_TAIL_LINES = 20
+# Causes a job stopped at its deadline keeps: what the repository did before it ran out.
+REPOSITORY_CAUSES = frozenset(set(causes.REASONS) - {causes.DUMP_FAILED, causes.TIMEOUT})
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
 _secrets: set[str] = set()
+_SETPRIV = shutil.which("setpriv")  # util-linux: children die with the agent (``_spawn``)
 
 
 def register_secret(value: str) -> None:
@@ -62,7 +68,9 @@ class Result:
 class Deadline:
     """A job's deadline: every command started inside ``with Deadline(...)`` (in any
     thread) is stopped when it passes, SIGTERM then SIGKILL, and the job's error then
-    says it ran out of time (reason ``timeout``) instead of how its commands broke.
+    says it ran out of time (reason ``timeout``) instead of how its commands broke;
+    unless restic had already named the repository's failure (a server gone while it
+    retried): that cause stays, with the deadline beside it.
 
     One job runs at a time per agent, so the active deadline is process-wide.
     """
@@ -90,6 +98,12 @@ class Deadline:
         Deadline.active = None
         if self.expired.is_set() and exc is not None and not isinstance(exc, KeyboardInterrupt):
             seconds = int(self.seconds)
+            reason = getattr(exc, "reason", "")
+            if reason in REPOSITORY_CAUSES:
+                # The repository had failed already (restic was retrying): that is the cause.
+                raise BackupError(
+                    f"{exc} ({self.what} stopped at its deadline of {seconds} s)"
+                ).because(reason) from exc
             raise BackupError(
                 f"{self.what} ran past its deadline of {seconds} s and was stopped"
             ).because("timeout") from exc
@@ -103,7 +117,9 @@ class Deadline:
 
     def _expire(self) -> None:
         self.expired.set()
-        log.error("%s passed its deadline of %d s: stopping its commands", self.what, self.seconds)
+        log.warning(
+            "%s passed its deadline of %d s: stopping its commands", self.what, self.seconds
+        )
         with self._lock:
             children = list(self._children)
         for popen in children:
@@ -115,7 +131,21 @@ def _kill_later(popen: subprocess.Popen[bytes], grace: float) -> None:
     threading.Thread(target=terminate, args=(popen, grace), daemon=True).start()
 
 
-def _started(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` so that it dies with the agent, under the active deadline.
+
+    A child outliving a killed agent (SIGKILL, the OOM killer) would be harmful:
+    ``restic backup --stdin`` would read the end of its input and save the partial
+    stream as a snapshot. ``setpriv --pdeathsig KILL`` (util-linux) has the kernel
+    SIGKILL the child when the thread that started it ends, so every command is started
+    from a thread that waits for it (the main thread, or a worker that outlives it).
+    """
+    env = options.get("env") or os.environ
+    program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if program is None:  # as Popen would say, not as setpriv would
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    wrapper = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+    popen = subprocess.Popen([*wrapper, program, *argv[1:]], **options)
     if Deadline.active is not None:
         Deadline.active.adopt(popen)
     return popen
@@ -133,15 +163,13 @@ def run(
     """Run a command to completion, capturing its output; a failure raises what
     ``error`` builds (a program's own error types, such as restic's)."""
     log.debug("running %s", display(argv))
-    proc = _started(
-        subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_environ(env),
-            cwd=cwd,
-        )
+    proc = _spawn(
+        argv,
+        stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_environ(env),
+        cwd=cwd,
     )
     try:
         out, err = proc.communicate(input_data)
@@ -192,15 +220,13 @@ class Process:
         log.debug("starting %s", display(argv))
         if on_stdout_line is not None:
             stdout = subprocess.PIPE
-        self.popen = _started(
-            subprocess.Popen(
-                self.argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=subprocess.PIPE,
-                env=_environ(env),
-                cwd=cwd,
-            )
+        self.popen = _spawn(
+            self.argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=_environ(env),
+            cwd=cwd,
         )
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads = [self._drain(self.popen.stderr, self._keep_stderr)]

@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from backup_agent import __version__
 from backup_agent.drill import read_report
 from backup_agent.manifest import Manifest, Service
+from backup_agent.repository_errors import REASONS
 from backup_agent.state import CHECK, COPY, RETENTION, State, backup_task
 from backup_agent.survey import Survey
 
@@ -62,6 +63,9 @@ LIMIT_GAUGES = {
     "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
     "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
     "copy_max_age_seconds": "maintenance.copy.max_age: the copy's newest snapshot must be younger.",
+    "repository_size_limit_bytes": (
+        "repository.size_limit (rest-server --max-size): what the server stores at most; 0 if none."
+    ),
 }
 # Per-maintenance-task gauges (label ``task``: retention, check, copy).
 TASK_GAUGES = {
@@ -95,14 +99,9 @@ class Metrics:
             ("service", "kind", "result"),
             registry=registry,
         )
-        self.failures = Counter(
-            f"{PREFIX}_failures_total",
-            "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
-            "wrong_password, repository_not_writable, locked, dump_failed, timeout, clock_skew, "
-            "wrong_endpoint, ...).",
-            ("service", "reason"),
-            registry=registry,
-        )
+        # (service, reason) -> failed backups, as the state file counts them.
+        self.failure_counts: dict[tuple[str, str], int] = {}
+        registry.register(FailureCollector(self.failure_counts))
         self.waits = Counter(
             f"{PREFIX}_task_waits_total",
             "Times a due backup waited for another task of the agent.",
@@ -146,6 +145,9 @@ class Metrics:
             self.service(name, "last_attempt_timestamp_seconds")
             self.waits.labels(name)
             self.wait_seconds.labels(name)
+            # Zero from the start, so that the first failure is an increase (alerts).
+            for reason in REASONS:
+                self.failure_counts.setdefault((name, reason), 0)
             for kind in service.schedules:
                 for result in ("success", "failure"):
                     self.runs.labels(name, kind, result)
@@ -154,19 +156,11 @@ class Metrics:
         self.service(service.name, "last_attempt_timestamp_seconds").set(time.time())
 
     def backup_ended(
-        self,
-        service: Service,
-        kind: str,
-        state: State,
-        added_bytes: int | None,
-        reason: str = "",
+        self, service: Service, kind: str, state: State, added_bytes: int | None
     ) -> None:
-        """Count a finished backup (``added_bytes`` None: it failed, for ``reason``) and
-        republish."""
+        """Count a finished backup (``added_bytes`` None: it failed) and republish."""
         result = "failure" if added_bytes is None else "success"
         self.runs.labels(service.name, kind, result).inc()
-        if reason:
-            self.failures.labels(service.name, reason).inc()
         if added_bytes is not None:
             self.service(service.name, "last_added_bytes").set(added_bytes)
         self.publish_backups(service, state)
@@ -177,6 +171,12 @@ class Metrics:
         runs = [state.run(task) for task in tasks if state.known(task)]
         if not runs:
             return
+        failures: dict[str, int] = {}
+        for run in runs:
+            for reason, count in run.failures.items():
+                failures[reason] = failures.get(reason, 0) + count
+        for reason, count in failures.items():
+            self.failure_counts[(service.name, reason)] = count
         latest_run = max(runs, key=lambda r: r.last_run)
         latest_success = max(runs, key=lambda r: r.last_success)
         name = service.name
@@ -234,11 +234,32 @@ class Metrics:
         if manifest.maintenance.copy is not None:
             limit = manifest.maintenance.copy.max_age.total_seconds()
             self.limits["copy_max_age_seconds"].set(limit)
+        self.limits["repository_size_limit_bytes"].set(manifest.size_limit or 0)
 
     def publish_copy(self, newest: Mapping[str, float]) -> None:
         """The newest trusted snapshot of each service in the second copy (after a copy)."""
         for name, when in newest.items():
             self.service(name, "copy_newest_snapshot_timestamp_seconds").set(when)
+
+
+class FailureCollector(Collector):
+    """``backup_failures_total{service,reason}``: failed backups by cause, from the state
+    file, so that failures of one-shot runs (``make backup-now``) count too."""
+
+    def __init__(self, counts: dict[tuple[str, str], int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            f"{PREFIX}_failures",
+            "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
+            "wrong_password, repository_not_writable, locked, dump_failed, timeout, empty, "
+            "clock_skew, wrong_endpoint, ...).",
+            labels=["service", "reason"],
+        )
+        for (service, reason), count in sorted(self.counts.copy().items()):  # scrape thread
+            family.add_metric([service, reason], count)
+        yield family
 
 
 class DrillReportCollector(Collector):

@@ -294,38 +294,44 @@ def dump_detail(lines: list[str], final: str) -> str:
     return f"{program} failed ({how}){last}"
 
 
+# One line per cause: {store} "backup server" or "S3 store", {server} host:port,
+# {location} the repository, {detail}, {after}.
+MESSAGES = {
+    UNREACHABLE: "{store} {server} unreachable: {detail}{after}",
+    REFUSED: "{store} {server} refused access: {detail}{after}",
+    MISSING: "no restic repository at {location} (backup-agent init creates it)",
+    WRONG_PASSWORD: "wrong password for the restic repository at {location}",
+    NOT_WRITABLE: "{store} {server} cannot store the repository: {detail}{after}",
+    LOCKED: "restic repository at {location} is locked: {detail}",
+    DUMP_FAILED: "dump failed: {detail}",
+    TIMEOUT: "restic {verb} against {server} timed out: {detail}",
+    CLOCK_SKEW: "{store} {server} refuses this host's requests: {detail}; fix them (NTP)",
+    WRONG_ENDPOINT: "{server} is not the S3 store of {location}: {detail}",
+}
+BUCKET_MISSING = (
+    "no S3 bucket {bucket} at {server}: a wrong bucket name, or {server} is not the S3 "
+    "endpoint (the maintenance role creates buckets: backup-agent s3-setup)"
+)
+
+
 def message(cause: Cause, verb: str, url: str, stopped_after: float | None = None) -> str:
     """One line for people: the cause, where, and how long restic was given."""
-    server = server_of(url)
-    store = "S3 store" if url.startswith("s3:") else "backup server"
+    s3 = url.startswith("s3:")
     after = f" (restic {verb} gave up after {stopped_after:.0f} s)" if stopped_after else ""
-    if cause.reason == UNREACHABLE:
-        hint = ""
-        if url.startswith("s3:") and cause.detail == "host name does not resolve":
-            hint = " (the bucket in the host name? s3.path_style: true puts it in the path)"
-        return f"{store} {server} unreachable: {cause.detail}{hint}{after}"
-    if cause.reason == REFUSED:
-        return f"{store} {server} refused access: {cause.detail}{after}"
+    if s3 and cause.reason == UNREACHABLE and cause.detail == "host name does not resolve":
+        after = " (the bucket in the host name? s3.path_style: true puts it in the path)" + after
+    template = MESSAGES.get(cause.reason, MESSAGES[TIMEOUT])
     if cause.reason == MISSING and cause.detail.startswith("S3 bucket"):
-        return (
-            f"no S3 bucket {bucket_of(url)} at {server}: a wrong bucket name, or {server} is "
-            "not the S3 endpoint (the maintenance role creates buckets: backup-agent s3-setup)"
-        )
-    if cause.reason == MISSING:
-        return f"no restic repository at {location_of(url)} (backup-agent init creates it)"
-    if cause.reason == WRONG_PASSWORD:
-        return f"wrong password for the restic repository at {location_of(url)}"
-    if cause.reason == NOT_WRITABLE:
-        return f"{store} {server} cannot store the repository: {cause.detail}{after}"
-    if cause.reason == LOCKED:
-        return f"restic repository at {location_of(url)} is locked: {cause.detail}"
-    if cause.reason == DUMP_FAILED:
-        return f"dump failed: {cause.detail}"
-    if cause.reason == CLOCK_SKEW:
-        return f"{store} {server} refuses this host's requests: {cause.detail}; fix them (NTP)"
-    if cause.reason == WRONG_ENDPOINT:
-        return f"{server} is not the S3 store of {location_of(url)}: {cause.detail}"
-    return f"restic {verb} against {server} timed out: {cause.detail}"
+        template = BUCKET_MISSING
+    return template.format(
+        store="S3 store" if s3 else "backup server",
+        server=server_of(url),
+        location=location_of(url),
+        bucket=bucket_of(url),
+        detail=cause.detail,
+        after=after,
+        verb=verb,
+    )
 
 
 def bucket_of(url: str) -> str:

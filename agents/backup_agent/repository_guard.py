@@ -138,17 +138,24 @@ class Guard:
         error = execute.error_for(
             process.argv, returncode, process.stderr_tail(), error=process.error
         )
-        cause = causes.classify(
-            self.verb,
-            returncode,
-            self.watch.classification_lines(),
-            self.url,
-            stopped_after=self.stopped_after,
-        )
-        if cause is not None:
-            error.because(cause.reason)
-            error.args = (causes.message(cause, self.verb, self.url, self.stopped_after),)
-        return error
+        lines = self.watch.classification_lines()
+        return named(error, self.verb, returncode, lines, self.url, self.stopped_after)
+
+
+def named(
+    error: CommandError,
+    verb: str,
+    returncode: int,
+    stderr_lines: Sequence[str],
+    url: str,
+    stopped_after: float | None = None,
+) -> CommandError:
+    """``error`` with its cause's ``reason`` and one-line message, when a cause is found."""
+    cause = causes.classify(verb, returncode, stderr_lines, url, stopped_after=stopped_after)
+    if cause is not None:
+        error.because(cause.reason)
+        error.args = (causes.message(cause, verb, url, stopped_after),)
+    return error
 
 
 def bounded(argv: Sequence[str], limits: Limits) -> list[str]:

@@ -80,14 +80,15 @@ def error(command: str, returncode: int, stderr_tail: str, what: str) -> Command
 
 
 def _readable(stderr_tail: str) -> str:
-    """Replace restic's JSON ``exit_error`` lines in a stderr tail by their message."""
+    """Replace restic's JSON lines in a stderr tail by their message, on one line (a
+    message may span several: ``check`` explains damaged packs in a paragraph)."""
     parts = []
     for part in stderr_tail.split(" | "):
         if part.startswith("{"):
             with contextlib.suppress(ValueError):
-                part = str(json.loads(part).get("message", part))
+                part = repository_errors.one_line(str(json.loads(part).get("message", part)))
         parts.append(part)
-    return " | ".join(parts)
+    return " | ".join(part for part in parts if part)
 
 
 # --- repository and results -------------------------------------------------------------
@@ -334,9 +335,11 @@ class Running:
     """A restic process that streams data while it runs (``backup --stdin``, ``dump``),
     bounded like ``_run``: stopped when it retries too long or a failure is hopeless."""
 
-    def __init__(self, repo: Repository, argv: list[str], **streams: Any) -> None:
-        argv = guard.bounded(repo.argv(argv), guard.LONG)
-        self.guard = guard.Guard(argv, repo.url, guard.LONG)
+    def __init__(
+        self, repo: Repository, argv: list[str], limits: guard.Limits = guard.LONG, **streams: Any
+    ) -> None:
+        argv = guard.bounded(repo.argv(argv), limits)
+        self.guard = guard.Guard(argv, repo.url, limits)
         self.signalled = threading.Event()  # restic said it received SIGTERM
         self.process = execute.Process(
             argv, env=repo.env(), on_stderr_line=self._stderr_line, error=error, **streams
@@ -519,7 +522,13 @@ class StdinBackup:
     fails is handled by ``abort``: no snapshot is created.
     """
 
-    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        filename: str,
+        tags: Mapping[str, str],
+        limits: guard.Limits = guard.LONG,
+    ) -> None:
         argv = command(
             "backup",
             "--host",
@@ -533,7 +542,9 @@ class StdinBackup:
             *tag_args(tags),
         )
         self._stdout: list[bytes] = []
-        self.running = Running(repo, argv, stdin=execute.PIPE, on_stdout_line=self._stdout.append)
+        self.running = Running(
+            repo, argv, limits, stdin=execute.PIPE, on_stdout_line=self._stdout.append
+        )
         assert self.running.process.popen.stdin is not None
         self.stdin: IO[bytes] = self.running.process.popen.stdin
 
@@ -593,13 +604,15 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
     """Remove exactly these snapshots; the retention policy is decided by the caller.
 
     restic prints no JSON when given ids, and exits 0 even when the server refuses a
-    deletion (an append-only rest-server answers 403), so stderr is checked too.
+    deletion (an append-only rest-server answers 403), so stderr is checked too; the
+    error is then named as when the guard stops restic at the refusal (access_refused).
     """
     if not snapshot_ids:
         return
     argv = command("forget", "--retry-lock", RETRY_LOCK, *snapshot_ids)
     result = _run(repo, argv)
-    refused = [line for line in result.stderr.splitlines() if "unable to remove" in line]
+    lines = result.stderr.splitlines()
+    refused = [line for line in lines if "unable to remove" in line]
     if refused:
         error = ResticError(
             execute.display(argv),
@@ -607,8 +620,7 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
             execute.mask(" | ".join(refused[-3:])),
             "could not remove snapshots",
         )
-        _name_backend_failure(error, result, repo.url, "forget", "could not remove snapshots: ")
-        raise error
+        raise guard.named(error, "forget", 0, lines, repo.url)
 
 
 def prune(repo: Repository) -> None:
@@ -655,9 +667,10 @@ def restore(
     )
 
 
-def unlock(repo: Repository) -> None:
-    """Remove locks restic itself proves stale; never ``--remove-all``."""
-    _run(repo, command("unlock"))
+def unlock(repo: Repository, limits: guard.Limits = guard.QUICK) -> str:
+    """Remove locks restic itself proves stale (older than 30 minutes, or of a dead
+    process on this host); never ``--remove-all``. Returns what restic said."""
+    return _run(repo, command("unlock"), limits).stdout.decode(errors="replace").strip()
 
 
 def stats(repo: Repository, snapshot_ids: Sequence[str] = (), mode: str = "raw-data") -> Stats:

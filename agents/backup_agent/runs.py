@@ -1,9 +1,9 @@
 """One run of a task, recorded the same way whoever starts it (scheduler or operator).
 
 ``recorded`` wraps any task in start/success/failure bookkeeping in the state file and
-one structured log line, even when the task raises; ``run_backup`` adds the backup
-metrics. An interrupted run (SIGTERM) is not recorded, so the scheduler catches it
-up after a restart.
+one structured log line, even when the task raises (a failure is counted by its
+``reason``); ``run_backup`` adds the backup metrics. An interrupted run (SIGTERM) is
+not recorded, so the scheduler catches it up after a restart.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def recorded(state: State, task: TaskId) -> Iterator[Outcome]:
     started_wall, started = time.time(), time.monotonic()
     log.info("started", extra=fields)
 
-    def failed(run: Run) -> None:
+    def ended(run: Run) -> None:
         run.last_run, run.last_duration = started_wall, time.monotonic() - started
 
     def succeeded(run: Run) -> None:
-        failed(run)
+        ended(run)
         run.last_success = time.time()
         run.successes += 1
         if outcome.read_bytes is not None:
@@ -57,7 +57,13 @@ def recorded(state: State, task: TaskId) -> Iterator[Outcome]:
     except Interrupted:
         log.warning("interrupted", extra=fields)
         raise
-    except Exception:
+    except Exception as exc:
+        reason = exc.reason if isinstance(exc, BackupError) else "bug"
+
+        def failed(run: Run) -> None:
+            ended(run)
+            run.failures[reason] = run.failures.get(reason, 0) + 1
+
         state.update(task, failed)
         raise
     run = state.update(task, succeeded)
@@ -81,11 +87,8 @@ def run_backup(
             outcome.read_bytes = result.bytes_read
     except Interrupted:
         raise
-    except BackupError as exc:
-        metrics.backup_ended(service, kind, state, None, exc.reason)
-        raise
     except Exception:
-        metrics.backup_ended(service, kind, state, None, "bug")
+        metrics.backup_ended(service, kind, state, None)  # counted by reason in ``state``
         raise
     metrics.backup_ended(service, kind, state, result.bytes_added)
     log.info(

@@ -129,6 +129,8 @@ def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> 
             result.records[target.id] = record
         elif _signed(record, service, trust):
             result.drilled[target.id] = record
+        elif trust.drill_key is None:  # a sidecar holds no key: it cannot tell
+            result.untrusted.append((record, "a drill record, not checked: no drill key here"))
         else:
             result.untrusted.append((record, "a drill record without a valid signature"))
     for snapshot in candidates:

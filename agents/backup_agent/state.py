@@ -25,7 +25,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,9 @@ class Run:
     last_bytes: int = 0
     previous_bytes: int = 0
     successes: int = 0  # count of successful runs (rotates restic check subsets)
+    # Failed runs by reason (``BackupError.reason``): backup_failures_total, also for
+    # one-shot runs (``make backup-now``), which export no metrics of their own.
+    failures: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any) -> Run:

@@ -54,10 +54,13 @@ trap - EXIT
 echo "rest-server: ${#seen[@]} user(s) from credential files: ${!seen[*]}"
 
 # --prometheus-no-auth: Prometheus scrapes /metrics without the agents' credentials.
+# --log -: every request on stdout (docker logs), so that refused deletions (HTTP 403
+# in append-only mode: someone with an agent's credentials tried) are on record.
 exec restic-rest-server \
     --path /srv/restic \
     --listen :8000 \
     --append-only \
+    --log - \
     --prometheus --prometheus-no-auth \
     --htpasswd-file "$htpasswd_file" \
     "$@"

@@ -17,8 +17,11 @@ One scenario, in order, because each step needs the previous one and real minute
    with the database stopped BackupStale fires for mysql once its 2-minute RPO has
    passed, and with an agent stopped BackupAgentDown fires (a stopped agent exports
    nothing, so no freshness alert can fire for it: the rules say so); the real
-   Alertmanager (Debian's) receives the firing alerts;
-6. the `make down-volumes` equivalent leaves no container, network or volume behind.
+   Alertmanager (Debian's) receives the firing alerts; `backup-agent status` shows
+   it all, and with the backup server stopped BackupServerDown fires;
+6. (still with the backup server stopped) `make backup-now SERVICE=files` fails in
+   under two minutes naming the unreachable server, and BackupLastRunFailed fires;
+7. the `make down-volumes` equivalent leaves no container, network or volume behind.
 
 Docker is required: without it the test fails when BACKUP_AGENT_REQUIRE_INTEGRATION=1
 (CI, make test), and is skipped otherwise, like the integration tests' tools.
@@ -66,7 +69,7 @@ TARGETS = {
     ("backup-agent", "files-agent:9464"),
     ("backup-maintenance", "maintenance:9464"),
     ("backup-verifier", "verifier:9464"),
-    ("rest-server", "backup-server:8000"),
+    ("backup-server", "backup-server:8000"),
     ("prometheus", "localhost:9090"),
 }
 ROWS = 3000
@@ -93,7 +96,8 @@ class Stack:
     """The compose stack under its own project name, driven through scripts/compose.sh."""
 
     def __init__(self, base: Path) -> None:
-        self.project = f"agama-e2e-{uuid.uuid4().hex[:8]}"
+        prefix = os.environ.get("BACKUP_AGENT_E2E_PROJECT", "agama-e2e")  # several runs at once
+        self.project = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.secrets = base / "secrets"
         self.files = base / "files"
         self.env = {
@@ -301,8 +305,21 @@ def fingerprint(stack: Stack) -> tuple[str, str]:
 
 def snapshots(stack: Stack) -> list[dict[str, Any]]:
     """Every snapshot, through rest-server with the verifier's credentials."""
-    found: list[dict[str, Any]] = json.loads(stack.agent("verifier", "snapshots"))
+    found: list[dict[str, Any]] = json.loads(stack.agent("verifier", "snapshots", "--json"))
     return found
+
+
+def status_rows(stack: Stack) -> dict[str, str]:
+    """``backup-agent status`` in the verifier (Prometheus from the manifest): each line
+    by its first word (a service name, or a component's job: keyed by instance)."""
+    rows: dict[str, str] = {}
+    for line in stack.agent("verifier", "status").splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0].startswith("backup-"):
+            rows[words[1]] = line
+        elif words and words[0] in SERVICES:
+            rows[words[0]] = line
+    return rows
 
 
 def tag(snapshot: dict[str, Any], key: str) -> str | None:
@@ -492,6 +509,12 @@ def scenario(stack: Stack) -> None:
     assert prometheus.by("backup_maintenance_last_success", "task") == {"retention": 1, "check": 1}
     assert not prometheus.firing("BackupStale")
     say("prometheus: all targets up, freshness, drill and maintenance metrics present")
+    status = status_rows(stack)
+    for name in SERVICES:
+        assert " ok" in status[name] and "PASS" in status[name], status[name]
+    components = [instance for job, instance in TARGETS if job != "prometheus"]
+    assert all(status[instance].split()[2] == "up" for instance in components), status
+    say("status: every service within its RPO with a passing drill, every component up")
 
     # 5b. Backups stop (database down) and an agent stops; alerts follow.
     stack.compose("stop", "mysql", "files-agent")
@@ -542,3 +565,61 @@ def scenario(stack: Stack) -> None:
     wait_for("BackupStale in Alertmanager", lambda: ("BackupStale", "mysql") in delivered(), 60)
     say("Alertmanager holds the firing alerts")
     assert not prometheus.firing("BackupStale", service="grafana")
+    status = status_rows(stack)
+    assert "STALE" in status["mysql"] and "BackupStale" in status["mysql"], status["mysql"]
+    assert "DOWN" in status["files-agent:9464"], status["files-agent:9464"]
+    assert "BackupAgentDown" in status["files-agent:9464"], status["files-agent:9464"]
+    say("status: mysql STALE with BackupStale, files-agent DOWN with BackupAgentDown")
+
+    # 5c. The backup server stops: its own alert, and status says so.
+    stack.compose("stop", "backup-server")
+    server_stopped = time.monotonic()
+    wait_for(
+        "BackupServerDown",
+        lambda: prometheus.firing("BackupServerDown", instance="backup-server:8000"),
+        180,
+        every=5,
+    )
+    took = time.monotonic() - server_stopped
+    say(f"BackupServerDown fired {took:.0f} s after the backup server stopped")
+    row = status_rows(stack)["backup-server:8000"]
+    assert "DOWN" in row and "BackupServerDown" in row, row
+
+    # 6. A newcomer's worst day: the backup server is down and `make backup-now` fails fast.
+    newcomer_with_the_backup_server_down(stack, prometheus)
+
+
+def newcomer_with_the_backup_server_down(stack: Stack, prometheus: Prometheus) -> None:
+    """`make backup-now SERVICE=files` with the backup server stopped fails in under two
+    minutes with one line naming the unreachable server (not restic's "Is there a
+    repository" hint after 15 minutes), counted by reason, and BackupLastRunFailed fires."""
+    stack.compose("start", "files-agent")
+    stack.compose("stop", "backup-server")
+    started = time.monotonic()
+    make = subprocess.run(
+        ["make", "--no-print-directory", "backup-now", "SERVICE=files"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - started
+    output = make.stdout + make.stderr
+    errors = [json.loads(line)["msg"] for line in output.splitlines() if '"level": "error"' in line]
+    assert make.returncode != 0 and len(errors) == 1, output[-3000:]
+    assert errors[0].startswith("backup server backup-server:8000 unreachable: "), errors
+    assert "Is there a repository" not in output and "\\n" not in errors[0]
+    assert took < 120, f"make backup-now took {took:.0f} s"
+    say(f"make backup-now with the backup server down: {took:.0f} s, {errors[0]!r}")
+    wait_for(
+        "BackupLastRunFailed for files",
+        lambda: prometheus.firing("BackupLastRunFailed", service="files"),
+        120,
+        every=5,
+    )
+    # The restarted agent's own catch-up runs fail the same way and count too.
+    reasons = prometheus.by("backup_failures_total{service='files'}", "reason")
+    assert set(reasons) == {"server_unreachable"} and reasons["server_unreachable"] >= 1, reasons
+    say("BackupLastRunFailed fired; backup_failures_total counts it as server_unreachable")
+    stack.compose("start", "backup-server")

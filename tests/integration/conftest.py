@@ -89,6 +89,20 @@ def mysql_service(
     }
 
 
+def scratch_drill(scratch: MariaDB, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """A drill section restoring MySQL into the scratch server ``scratch``."""
+    return {
+        "schedule": "0 6 * * 1",
+        "report_file": str(tmp_path / "report.json"),
+        "scratch_dir": str(tmp_path / "drill"),
+        "mysql": {
+            "socket": scratch.socket,
+            "defaults_file": scratch.defaults_file(tmp_path / "scratch.cnf", "root", ""),
+        },
+        **extra,
+    }
+
+
 @pytest.fixture
 def backup_defaults(mariadb: MariaDB, tmp_path: Path, database: str) -> str:
     return grant_user(mariadb, tmp_path, "SELECT, SHOW VIEW, TRIGGER, EVENT", database)

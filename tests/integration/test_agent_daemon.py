@@ -12,14 +12,12 @@ One scenario, in order, because each step needs real minutes to pass:
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -27,57 +25,10 @@ import yaml
 from backup_agent import restic
 from tests.agent_process import Agent, metric
 from tests.conftest import files_spec, need, wait_for
-from tests.mariadb_server import free_port
+from tests.net import free_port
+from tests.prometheus import Prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes of real cron slots
-
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "compose" / "prometheus" / "rules" / "backup-alerts.yml"
-
-
-class Prometheus:
-    """A real Prometheus scraping the agent every second with the shipped rules."""
-
-    def __init__(self, base: Path, target: str) -> None:
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [
-                {"job_name": "backup-agent", "static_configs": [{"targets": [target]}]}
-            ],
-        }
-        (base / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.process = subprocess.Popen(
-            [
-                need("prometheus"),
-                f"--config.file={base / 'prometheus.yml'}",
-                f"--storage.tsdb.path={base / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(base / "prometheus.log").open("wb"),
-        )
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
-            return json.load(response)["data"]
-
-    def firing(self, alert: str, service: str) -> bool:
-        try:
-            alerts = self.get("/api/v1/alerts")["alerts"]
-        except OSError:
-            return False
-        return any(
-            a["labels"].get("alertname") == alert
-            and a["labels"].get("service") == service
-            and a["state"] == "firing"
-            for a in alerts
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 @pytest.fixture
@@ -192,13 +143,15 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
     assert count(repository, "a") == before
 
     # 4. Prometheus evaluates the shipped rules: b passes its 90 s RPO, then recovers.
-    prometheus = Prometheus(tmp_path, f"127.0.0.1:{port}")
+    prometheus = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{port}")
     try:
         small.rename(small.with_name("src-b-gone"))
         agent.start()
         wait_for("a's interrupted run caught up", lambda: agent.find("finished", task="a/full"), 60)
-        wait_for("BackupStale for b", lambda: prometheus.firing("BackupStale", "b"), 300, every=2)
-        assert not prometheus.firing("BackupStale", "a")
+        wait_for(
+            "BackupStale for b", lambda: prometheus.firing("BackupStale", service="b"), 300, every=2
+        )
+        assert not prometheus.firing("BackupStale", service="a")
         failures = [
             e
             for e in agent.entries()
@@ -208,7 +161,7 @@ def test_agent_schedules_catches_up_stops_cleanly_and_alerts(
         small.with_name("src-b-gone").rename(small)
         wait_for(
             "BackupStale for b to clear",
-            lambda: not prometheus.firing("BackupStale", "b"),
+            lambda: not prometheus.firing("BackupStale", service="b"),
             150,
             every=2,
         )

@@ -19,7 +19,7 @@ from backup_agent.jobs.base import RestoreRequest
 from backup_agent.metrics import Metrics
 from tests import grafana_db
 from tests.conftest import ManifestFactory, files_spec
-from tests.integration.conftest import grafana_service, mysql_service
+from tests.integration.conftest import grafana_service, mysql_service, scratch_drill
 from tests.mariadb_server import MariaDB
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,6 @@ def plan(
     (tree / "sub").mkdir(parents=True)
     for n in range(30):
         (tree / "sub" / f"f{n}.bin").write_bytes(bytes([n]) * (1000 + n))
-    scratch_cnf = scratch_mariadb.defaults_file(tmp_path / "scratch.cnf", "root", "")
     sanity = [
         {"name": "customers present", "sql": f"SELECT COUNT(*) >= 2000 FROM {database}.customer"},
         {
@@ -59,13 +58,7 @@ def plan(
             "grafana": grafana_service(dirs),
             "files": files_spec([str(tree)]),
         },
-        "drill": {
-            "schedule": "0 6 * * 1",
-            "report_file": str(tmp_path / "report.json"),
-            "scratch_dir": str(tmp_path / "drill"),
-            "file_sample": 10,
-            "mysql": {"socket": scratch_mariadb.socket, "defaults_file": scratch_cnf},
-        },
+        "drill": scratch_drill(scratch_mariadb, tmp_path, file_sample=10),
     }
 
 
@@ -190,3 +183,23 @@ def test_restore_with_a_wrong_password_fails_clearly(
     Path(repository.password_file).write_text("wrong\n")
     with pytest.raises(restic.WrongPassword, match="wrong password"):
         files.restore(loaded, loaded.service("files"), RestoreRequest(target=str(tmp_path / "o")))
+
+
+def test_a_drill_never_loads_into_or_drops_a_database_it_did_not_create(
+    plan: dict[str, Any], make_manifest: ManifestFactory, scratch_mariadb: MariaDB, database: str
+) -> None:
+    """The databases a drill drops afterwards are named by the snapshot's record (hostile
+    input): one that already exists on the scratch server, even empty, is refused."""
+    loaded = make_manifest({"db": plan["services"]["db"]}, drill=plan["drill"])
+    mysql.backup(loaded, loaded.service("db"), "full")
+    scratch_mariadb.execute(
+        f"CREATE DATABASE {database}",
+        f"CREATE PROCEDURE {database}.keep_me() SELECT 1",
+    )
+    try:
+        result = drill.drill(loaded, loaded.service("db"))
+        assert not result.passed and result.error is not None
+        assert "already exist on the drill server" in result.error
+        assert scratch_mariadb.execute(f"SHOW DATABASES LIKE '{database}'") == [(database,)]
+    finally:
+        scratch_mariadb.execute(f"DROP DATABASE IF EXISTS {database}")

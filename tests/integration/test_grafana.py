@@ -244,7 +244,7 @@ def test_restore_gives_back_what_was_backed_up(
         "plugins": files_under(target / "plugins"),
     } == config
 
-    with pytest.raises(BackupError, match="exists"):
+    with pytest.raises(BackupError, match=r"already holds grafana\.db, grafana\.ini, provisioning"):
         grafana.restore(loaded, service, RestoreRequest(target=str(target)))
 
     database.write_bytes(b"not what was backed up")

@@ -26,7 +26,7 @@ from backup_agent.jobs.base import RestoreRequest
 from backup_agent.manifest import Manifest
 from tests.conftest import ManifestFactory, files_spec
 from tests.forge import forge
-from tests.integration.conftest import mysql_service
+from tests.integration.conftest import mysql_service, scratch_drill
 from tests.mariadb_server import MariaDB
 
 pytestmark = pytest.mark.integration
@@ -101,18 +101,9 @@ def hostile(
         work = tmp_path / name
         work.mkdir()
         target = f"{database}_{name.replace('-', '_')}"
-        scratch_cnf = scratch_mariadb.defaults_file(tmp_path / "scratch.cnf", "root", "")
         service = mysql_service(mariadb, backup_defaults, database)
         service["mysql"]["restore_defaults_file"] = root_defaults
-        loaded = make_manifest(
-            {"db": service},
-            drill={
-                "schedule": "0 6 * * 1",
-                "report_file": str(tmp_path / "report.json"),
-                "scratch_dir": str(tmp_path / "drill"),
-                "mysql": {"socket": scratch_mariadb.socket, "defaults_file": scratch_cnf},
-            },
-        )
+        loaded = make_manifest({"db": service}, drill=scratch_drill(scratch_mariadb, tmp_path))
         (work / "local.sql").write_text(f"CREATE DATABASE {target}_sourced;\n")
         body = attacks(work, target)[name]
         plant(loaded, hostile_dump(target, body), [target], datetime.now(UTC))
@@ -175,17 +166,8 @@ def test_restore_and_drill_ignore_a_future_dated_dump(
     make_manifest: ManifestFactory,
     tmp_path: Path,
 ) -> None:
-    scratch_cnf = scratch_mariadb.defaults_file(tmp_path / "scratch.cnf", "root", "")
     service = mysql_service(mariadb, backup_defaults, database)
-    loaded = make_manifest(
-        {"db": service},
-        drill={
-            "schedule": "0 6 * * 1",
-            "report_file": str(tmp_path / "report.json"),
-            "scratch_dir": str(tmp_path / "drill"),
-            "mysql": {"socket": scratch_mariadb.socket, "defaults_file": scratch_cnf},
-        },
-    )
+    loaded = make_manifest({"db": service}, drill=scratch_drill(scratch_mariadb, tmp_path))
     genuine = mysql.backup(loaded, loaded.service("db"), "full").snapshot_id
     forged_db = f"{database}_forged"
     forged = plant(

@@ -2,21 +2,16 @@
 
 Each test breaks the backup server in one way, runs restic through ``repository_guard``
 with short limits (so no test waits for restic's own 15-minute give-up), and checks the
-``reason`` label and the one-line message. Set BACKUP_AGENT_TEST_HOST to run the servers
-on another loopback address.
+``reason`` label and the one-line message. ``tests/faults`` proves the same through the
+agent with its real limits and deadlines.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,74 +22,13 @@ from backup_agent import repository_errors as causes
 from backup_agent import repository_guard as guard
 from backup_agent import restic
 from tests.conftest import need, wait_for
+from tests.net import HOST, free_port
+from tests.rest_server import RestServer
 
-HOST = os.environ.get("BACKUP_AGENT_TEST_HOST", "127.0.0.1")
 REST_PASSWORD = "rest-s3cret"
 REPO_PASSWORD = "repo-password-xyz"
 # Short enough for tests, long enough for a loaded CI machine to answer a healthy request.
 FAST = guard.Limits(stuck_request="3s", retry_budget=4, deadline=60, grace=5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class RestServer:
-    """A restic-rest-server on HOST, with user ``agent``; restartable on the same port."""
-
-    def __init__(self, *extra: str) -> None:
-        self.binary = need("restic-rest-server")
-        # Not below pytest's tmp_path (mode 0700): rest-server may run as another user.
-        self.home = Path(tempfile.mkdtemp(prefix="backup-agent-rest-"))
-        self.home.chmod(0o755)
-        self.data = self.home / "data"
-        self.htpasswd = self.home / "htpasswd"
-        digest = base64.b64encode(hashlib.sha1(REST_PASSWORD.encode()).digest()).decode()  # noqa: S324
-        self.htpasswd.write_text(f"agent:{{SHA}}{digest}\n")
-        self.port = free_port()
-        self.extra = extra
-        self.user: str | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    def start(self, *extra: str) -> None:
-        argv = [self.binary, "--path", str(self.data), "--listen", self.address]
-        argv += ["--htpasswd-file", str(self.htpasswd), *self.extra, *extra]
-        if self.user:  # root ignores file modes: serve as an ordinary user
-            account = pwd.getpwnam(self.user)
-            argv = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}"]
-            argv += ["--clear-groups"]
-            argv += [self.binary, "--path", str(self.data), "--listen", self.address]
-            argv += ["--htpasswd-file", str(self.htpasswd), *self.extra, *extra]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("rest-server to listen", self.listening, timeout=10, every=0.05)
-
-    def listening(self) -> bool:
-        try:
-            socket.create_connection((HOST, self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-    def locks(self, name: str = "agama") -> list[Path]:
-        folder = self.data / name / "locks"
-        return list(folder.iterdir()) if folder.exists() else []
 
 
 def repository(
@@ -113,24 +47,28 @@ def repository(
 def server(tmp_path: Path) -> Iterator[RestServer]:
     """A running rest-server holding an initialised repository ``agama``."""
     need("restic")
-    rest = RestServer()
+    rest = RestServer({"agent": REST_PASSWORD}, append_only=False)
     try:
-        rest.start()
-        restic.init(repository(tmp_path, f"rest:http://{rest.address}/agama"))
+        restic.init(repository(tmp_path, rest.url("agama")))
         yield rest
     finally:
         rest.remove()
 
 
 def url(rest: RestServer, name: str = "agama", scheme: str = "http") -> str:
-    return f"rest:{scheme}://{rest.address}/{name}"
+    return rest.url(name, scheme)
+
+
+def run(repo: restic.Repository, argv: list[str], limits: guard.Limits = FAST) -> None:
+    """``argv`` as ``restic._run`` runs it, with ``limits``."""
+    guard.run(argv, repo.env(), repo.url, limits, restic.error)
 
 
 def failure(
     repo: restic.Repository, argv: list[str], limits: guard.Limits = FAST
 ) -> restic.ResticError:
     with pytest.raises(restic.ResticError) as caught:
-        guard.run(repo, argv, limits)
+        run(repo, argv, limits)
     error = caught.value
     text = str(error)
     assert "\n" not in text and "\\n" not in text and "Is there a repository" not in text
@@ -146,8 +84,8 @@ def test_preflight_passes_on_an_append_only_server_and_leaves_no_lock(
 ) -> None:
     server.stop()
     server.start("--append-only")
-    guard.preflight(repository(tmp_path, url(server)))
-    assert server.locks() == []
+    restic.preflight(repository(tmp_path, url(server)))
+    assert server.locks("agama") == []
 
 
 def test_nothing_listening_is_server_unreachable(tmp_path: Path) -> None:
@@ -191,7 +129,7 @@ def test_wrong_rest_password_is_access_refused(server: RestServer, tmp_path: Pat
     error = failure(repository(tmp_path, url(server), rest_password="not-it"), CAT_CONFIG)
     assert error.reason == causes.REFUSED
     assert str(error) == (
-        f"backup server {server.address} refused access: rest-server credentials refused (HTTP 401)"
+        f"backup server {server.netloc} refused access: rest-server credentials refused (HTTP 401)"
     )
 
 
@@ -205,9 +143,9 @@ def test_unknown_certificate_authority_is_access_refused(tmp_path: Path) -> None
          "-addext", f"subjectAltName=IP:{HOST}"],
         check=True, capture_output=True,
     )  # fmt: skip
-    rest = RestServer("--tls", "--tls-cert", str(cert), "--tls-key", str(key))
+    rest = RestServer({"agent": REST_PASSWORD}, extra=("--tls", "--tls-cert", str(cert),
+                                                       "--tls-key", str(key)))  # fmt: skip
     try:
-        rest.start()
         error = failure(repository(tmp_path, url(rest, scheme="https")), CAT_CONFIG)
     finally:
         rest.remove()
@@ -219,7 +157,7 @@ def test_missing_repository_keeps_restics_exception(server: RestServer, tmp_path
     error = failure(repository(tmp_path, url(server, "nothere")), CAT_CONFIG)
     assert isinstance(error, restic.RepositoryNotFound)
     assert error.reason == causes.MISSING
-    assert str(error).startswith(f"no restic repository at rest:http://{server.address}/nothere")
+    assert str(error).startswith(f"no restic repository at rest:http://{server.netloc}/nothere")
 
 
 def test_wrong_repository_password(server: RestServer, tmp_path: Path) -> None:
@@ -232,17 +170,12 @@ def test_read_only_repository_fails_preflight_before_any_dump(
     server: RestServer, tmp_path: Path
 ) -> None:
     server.stop()
-    if os.geteuid() == 0:
-        need("setpriv")
-        account = pwd.getpwnam("nobody")
-        for path in [server.home, *server.home.rglob("*")]:
-            os.chown(path, account.pw_uid, account.pw_gid)
-        server.user = "nobody"
+    server.serve_as("nobody")
     for path in [server.data / "agama", *(server.data / "agama").rglob("*")]:
         path.chmod(path.stat().st_mode & ~0o222)
     server.start()
     with pytest.raises(restic.ResticError) as caught:
-        guard.run(repository(tmp_path, url(server)), CAT_CONFIG, FAST)
+        run(repository(tmp_path, url(server)), CAT_CONFIG)
     assert caught.value.reason == causes.NOT_WRITABLE
     assert "HTTP 500" in str(caught.value)
 
@@ -251,8 +184,7 @@ def test_full_server_stops_a_streaming_backup_at_its_first_refusal(
     server: RestServer, tmp_path: Path
 ) -> None:
     server.stop()
-    used = sum(path.stat().st_size for path in server.data.rglob("*"))
-    server.start("--max-size", str(used + 2_000_000))
+    server.start("--max-size", str(server.used_bytes() + 2_000_000))
     repo = repository(tmp_path, url(server))
     error = stream_until_stopped(repo, FAST)
     assert error.reason == causes.NOT_WRITABLE
@@ -278,7 +210,7 @@ def test_a_lock_held_by_a_live_backup_stops_forget(server: RestServer, tmp_path:
     try:
         upload.stdin.write(b"data")
         upload.stdin.flush()
-        wait_for("the backup's lock", server.locks, timeout=20, every=0.05)
+        wait_for("the backup's lock", lambda: server.locks("agama"), timeout=20, every=0.05)
         forget = restic.command("forget", "--retry-lock", "1s", "--keep-last", "1")
         error = failure(repo, forget)
     finally:
@@ -312,11 +244,11 @@ def test_abort_while_restic_waits_for_input_saves_nothing_and_leaves_no_lock(
     upload = restic.StdinBackup(repo, "db.sql", {"service": "db"})
     upload.stdin.write(os.urandom(3 << 20))
     upload.stdin.flush()
-    wait_for("the backup's lock", server.locks, timeout=20, every=0.05)
+    wait_for("the backup's lock", lambda: server.locks("agama"), timeout=20, every=0.05)
     upload.abort(grace=30)
     # restic exited by itself: the old abort waited out the grace and SIGKILLed it (-9).
-    assert upload.process.popen.returncode == 1
-    assert server.locks() == []
+    assert upload.running.process.popen.returncode == 1
+    assert server.locks("agama") == []
     assert snapshots(server, tmp_path) == 0
 
 
@@ -326,16 +258,13 @@ def test_abort_while_restic_waits_for_input_saves_nothing_and_leaves_no_lock(
 def stream_until_stopped(
     repo: restic.Repository, limits: guard.Limits, stop_server: RestServer | None = None
 ) -> restic.ResticError:
-    """Stream random data into ``restic backup --stdin`` under a guard until restic stops."""
-    argv = restic.command("backup", "--stdin")
-    watcher = guard.Guard(guard.bounded(argv, limits), repo.url, limits)
-    upload = restic.StdinBackup(
-        repo, "db.sql", {"service": "db"}, on_stderr_line=watcher.watch.feed
-    )
-    watcher.supervise(upload.process)
+    """Stream random data into ``restic backup --stdin`` under ``limits`` until restic stops
+    (its guard stopped it); ``stop_server`` is stopped after 4 MiB."""
+    upload = restic.StdinBackup(repo, "db.sql", {"service": "db"}, limits)
+    process = upload.running.process
     sent = 0
     try:
-        while upload.process.popen.poll() is None and sent < 512 << 20:
+        while process.popen.poll() is None and sent < 512 << 20:
             upload.stdin.write(os.urandom(1 << 20))
             sent += 1 << 20
             if stop_server is not None and sent == 4 << 20:
@@ -343,7 +272,7 @@ def stream_until_stopped(
     except BrokenPipeError:
         pass
     upload.abort()
-    error = watcher.failure(upload.process, upload.process.wait())
+    error = upload.failure()
     assert isinstance(error, restic.ResticError)
     return error
 

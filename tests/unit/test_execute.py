@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from backup_agent import execute
-from backup_agent.errors import CommandError, describe_returncode
+from backup_agent.errors import BackupError, CommandError, describe_returncode
 
 
 @pytest.fixture(autouse=True)
@@ -224,3 +227,68 @@ def test_process_stop_after_exit_is_a_no_op() -> None:
     assert process.wait(timeout=10) == 5
     process.stop()
     assert process.popen.returncode == 5
+
+
+# --- deadlines -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected_reason", "expected_message"),
+    [
+        ("failed", "timeout", "job ran past its deadline of 0 s and was stopped"),
+        ("dump_failed", "timeout", "job ran past its deadline of 0 s and was stopped"),
+        (
+            "server_unreachable",
+            "server_unreachable",
+            "backup server h:1 unreachable: connection refused"
+            " (job stopped at its deadline of 0 s)",
+        ),
+    ],
+)
+def test_a_deadline_stops_the_command_and_names_the_cause(
+    reason: str, expected_reason: str, expected_message: str
+) -> None:
+    """A command still running at the deadline is stopped; the job's error is ``timeout``
+    unless the repository's failure was already named (what its command said)."""
+    with pytest.raises(BackupError) as caught, execute.Deadline(0.2, "job"):
+        process = execute.Process(["sleep", "30"])
+        code = process.wait(10)
+        message = "backup server h:1 unreachable: connection refused"
+        raise BackupError(message if reason == "server_unreachable" else "x").because(reason)
+    assert code == -signal.SIGTERM
+    assert caught.value.reason == expected_reason
+    assert str(caught.value) == expected_message
+
+
+def test_children_die_with_the_agent(tmp_path: Path) -> None:
+    """A command outlives no killed agent (a ``restic backup --stdin`` would otherwise
+    save the partial stream it had read as a snapshot)."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import sys, time; from backup_agent import execute; "
+        "p = execute.Process(['sleep', '60']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.popen.pid)); time.sleep(60)"
+    )
+    agent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert Path(f"/proc/{child}/comm").read_text().strip() == "sleep"
+        agent.kill()
+        agent.wait()
+        while alive(child):
+            assert time.monotonic() < deadline, "the child outlived the agent"
+            time.sleep(0.05)
+    finally:
+        agent.kill()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

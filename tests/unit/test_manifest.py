@@ -746,16 +746,14 @@ def test_an_unset_variable_without_default_is_a_problem_naming_the_key() -> None
 
 
 def test_a_value_cannot_add_structure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A variable holding YAML (a newline and a key) stays one string value."""
+    """A variable holding YAML (a newline and a key) stays one string value, and that
+    value is refused for its line break: no socket, no work_dir problem appears."""
     monkeypatch.setenv("DB_HOST", "mysql\n  socket: /tmp/evil.sock\nwork_dir: /")
     data = base()
     data["services"]["db"]["mysql"]["host"] = "${DB_HOST}"
-    loaded = manifest.parse(data)
-    options = loaded.service("db").options
-    assert isinstance(options, MysqlOptions)
-    assert options.host.startswith("mysql\n")
-    assert options.socket is None
-    assert loaded.work_dir == manifest.DEFAULT_WORK_DIR
+    assert problems_of(data) == [
+        ("services.db.mysql.host", "contains a line break (U+000A) at character 6")
+    ]
 
 
 def test_a_number_from_the_environment_is_a_number() -> None:
@@ -911,6 +909,67 @@ def test_a_per_service_password_needs_per_service_repositories() -> None:
     data["repository"]["password_file"] = "/run/secrets/restic_password_{service}"
     ((path, message),) = problems_of(data)
     assert path == "repository.password_file" and "share its password" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "path"),
+    [
+        ("agent", "state_dir", "/", "agent.state_dir"),
+        ("agent", "state_dir", "state", "agent.state_dir"),
+        ("drill", "report_file", "/etc/passwd", "drill.report_file"),
+        ("drill", "report_file", "report.json", "drill.report_file"),
+    ],
+)
+def test_files_the_agent_replaces_are_in_directories_of_its_own(
+    section: str, key: str, value: str, path: str
+) -> None:
+    data = base()
+    data.setdefault(section, {"schedule": "0 6 * * 1"} if section == "drill" else {})[key] = value
+    ((where, _),) = problems_of(data)
+    assert where == path
+
+
+# --- repository.size_limit and monitoring ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [(536870912000, 536870912000), ("500GiB", 500 * 2**30), ("2TB", 2 * 10**12), ("7B", 7)],
+)
+def test_size_limit_is_read_in_bytes(given: int | str, size: int) -> None:
+    data = base()
+    data["repository"]["size_limit"] = given
+    assert manifest.parse(data).size_limit == size
+
+
+@pytest.mark.parametrize("given", ["500 GiB", "500gb", "0GiB", 0, "1.5TB", "lots"])
+def test_a_size_limit_that_is_not_a_size_is_refused(given: int | str) -> None:
+    data = base()
+    data["repository"]["size_limit"] = given
+    (problem,) = problems_of(data)
+    assert problem[0] == "repository.size_limit"
+
+
+def test_monitoring_is_optional_and_read() -> None:
+    assert manifest.parse(base()).monitoring.prometheus_url is None
+    assert manifest.parse(base()).size_limit is None
+    data = base()
+    data["monitoring"] = {"prometheus_url": "https://monitoring.example.net:9090"}
+    assert manifest.parse(data).monitoring.prometheus_url == "https://monitoring.example.net:9090"
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "path"),
+    [
+        ({"prometheus_url": "prometheus:9090"}, "monitoring.prometheus_url"),
+        ({"prometheus": "http://p:9090"}, "monitoring"),
+    ],
+)
+def test_bad_monitoring_is_refused(monitoring: Data, path: str) -> None:
+    data = base()
+    data["monitoring"] = monitoring
+    (problem,) = problems_of(data)
+    assert problem[0] == path
 
 
 # --- S3 repositories, each role with its own key pair, and the second copy ---------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,50 @@ def test_never_ran_succeeded_and_failed_look_different(
     assert value(registry, "backup_last_run_success", service="mysql") == 0
     assert value(registry, "backup_last_success_timestamp_seconds", service="mysql") == 1060
     assert value(registry, "backup_last_attempt_timestamp_seconds", service="mysql") == 2000
+
+
+def test_failure_causes_start_at_zero(
+    setup: tuple[CollectorRegistry, Metrics, State, manifest.Manifest],
+) -> None:
+    """Every cause exists at zero from the start: the first failure is an increase that
+    BackupServerUnreachable sees (a series that appears at 1 has no increase)."""
+    registry, metrics, state, loaded = setup
+    for reason in ("server_unreachable", "access_refused", "repository_not_writable", "timeout"):
+        assert value(registry, "backup_failures_total", service="files", reason=reason) == 0
+
+
+def test_the_size_limit_is_published_by_the_maintenance_role() -> None:
+    loaded = manifest.load(AGAMA)
+    registry = CollectorRegistry()
+    Metrics(registry, "maintenance").declare_limits(loaded)
+    assert value(registry, "backup_repository_size_limit_bytes") == 0  # agama.yaml sets none
+    limited = dataclasses.replace(loaded, size_limit=500 * 2**30)
+    registry = CollectorRegistry()
+    Metrics(registry, "maintenance").declare_limits(limited)
+    assert value(registry, "backup_repository_size_limit_bytes") == 500 * 2**30
+
+
+def test_failures_are_counted_by_reason_from_the_state_file(
+    setup: tuple[CollectorRegistry, Metrics, State, manifest.Manifest], tmp_path: Path
+) -> None:
+    """A one-shot run (another process, its own State) counts in the agent's metric."""
+    registry, metrics, state, loaded = setup
+    files = loaded.services["files"]
+
+    def failed(reason: str) -> Callable[[Run], None]:
+        def change(run: Run) -> None:
+            run.last_run = 3000.0
+            run.failures[reason] = run.failures.get(reason, 0) + 1
+
+        return change
+
+    one_shot = State(str(tmp_path))
+    one_shot.update(backup_task("files", "incremental"), failed("server_unreachable"))
+    one_shot.update(backup_task("files", "full"), failed("server_unreachable"))
+    one_shot.update(backup_task("files", "full"), failed("wrong_password"))
+    assert value(registry, "backup_failures_total", service="files", reason="wrong_password") == 0
+    state.reload()
+    metrics.publish_backups(files, state)
+    unreachable = {"service": "files", "reason": "server_unreachable"}
+    assert value(registry, "backup_failures_total", **unreachable) == 2
+    assert value(registry, "backup_failures_total", service="files", reason="wrong_password") == 1

@@ -126,6 +126,7 @@ def test_only_a_record_signed_with_the_drill_key_counts() -> None:
     assert (forged, "a drill record without a valid signature") in judged.untrusted
     without_key = judge([old, new, genuine], DOCS, Trust(TRUST.hosts, TRUST.clock_skew, NOW))
     assert without_key.latest_drilled is None
+    assert without_key.untrusted == [(genuine, "a drill record, not checked: no drill key here")]
 
 
 def copied(original: restic.Snapshot) -> restic.Snapshot:

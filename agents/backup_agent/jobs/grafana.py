@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import shutil
 import sqlite3
 import tempfile
@@ -133,9 +134,18 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     assert isinstance(options, GrafanaOptions)
     target = Path(request.target or options.data_dir)
     snapshot = snapshots.select(manifest, service, request.snapshot)
-    if (target / DATABASE_NAME).exists() and not request.force:
+    names = [
+        DATABASE_NAME,
+        *(
+            Path(p).name
+            for p in (options.config_file, options.provisioning_dir, options.plugins_dir)
+        ),
+    ]
+    existing = [name for name in names if (target / name).exists()]
+    if existing and not request.force:
         raise BackupError(
-            f"{target / DATABASE_NAME} exists: stop Grafana first and use --force to replace it"
+            f"{target} already holds {', '.join(existing)}: stop Grafana first and use "
+            "--force to replace them"
         )
     if request.dry_run:
         return RestoreResult(
@@ -144,25 +154,36 @@ def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> Re
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".restore-") as scratch:
         restic.restore(manifest.repository_for(service.name), snapshot.id, scratch, verify=True)
+        restored = {p: Path(scratch + p) for p in snapshot.paths if clean_path(p)}
         # restic sorts a snapshot's paths: find the staged copy by its metadata file.
-        staging = next(
-            (
-                Path(scratch + p)
-                for p in snapshot.paths
-                if (Path(scratch + p) / META_NAME).is_file()
-            ),
-            None,
-        )
+        staging = next((p for p in restored.values() if (p / META_NAME).is_file()), None)
         if staging is None:
             raise BackupError(
                 f"snapshot {snapshot.short_id} holds no {META_NAME}: not a Grafana backup"
             )
         meta = json.loads((staging / META_NAME).read_text(encoding="utf-8"))
         verified = verify_database(staging / DATABASE_NAME, meta)
-        for extra in (p for p in snapshot.paths if Path(scratch + p) != staging):
-            _replace(Path(scratch + extra), target / Path(extra).name)
+        # Only the names this service backs up are replaced in the target: a snapshot
+        # is hostile input, and its paths must not choose what is removed there.
+        extras = (options.config_file, options.provisioning_dir, options.plugins_dir)
+        ours = {Path(p).name for p in extras}
+        skipped = []
+        for path in snapshot.paths:
+            where = restored.get(path)
+            if where is None or (where != staging and Path(path).name not in ours):
+                skipped.append(path)
+            elif where != staging:
+                _replace(where, target / Path(path).name)
+        if skipped:
+            verified.append(f"not restored (not this service's paths): {', '.join(skipped)}")
         _replace(staging / DATABASE_NAME, target / DATABASE_NAME)
     return RestoreResult(service.name, snapshot.id, str(target), int(meta["bytes"]), verified)
+
+
+def clean_path(path: str) -> bool:
+    """Whether a snapshot path is one a real backup has: absolute, not '/', without
+    '.', '..' or empty parts (restic writes them clean; a forged snapshot may not)."""
+    return path.startswith("/") and path != "/" and posixpath.normpath(path) == path
 
 
 def drill(manifest: Manifest, service: Service) -> RestoreResult:

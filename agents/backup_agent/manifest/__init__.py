@@ -20,6 +20,7 @@ from backup_agent.manifest.model import (
     GrafanaOptions,
     Maintenance,
     Manifest,
+    Monitoring,
     MysqlOptions,
     Options,
     Retention,
@@ -27,6 +28,7 @@ from backup_agent.manifest.model import (
     Service,
     format_duration,
     parse_duration,
+    parse_size,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "GrafanaOptions",
     "Maintenance",
     "Manifest",
+    "Monitoring",
     "MysqlOptions",
     "Options",
     "Retention",
@@ -53,6 +56,7 @@ __all__ = [
     "longest_gap",
     "parse",
     "parse_duration",
+    "parse_size",
     "schema",
     "schema_problems",
 ]

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSimError
 
 from backup_agent.manifest import model
-from backup_agent.manifest.model import format_duration, parse_duration
+from backup_agent.manifest.model import format_duration, parse_duration, parse_size
 from backup_agent.repository_errors import bucket_of
 from backup_agent.restic import Repository
 
@@ -96,12 +96,14 @@ class _Checker:
         )
         services = data.get("services")
         checked = {
-            name: self.service(name, spec, tz, retention)
+            name: self.service(name, spec, tz)
             for name, spec in (services.items() if isinstance(services, dict) else ())
             if isinstance(spec, dict)
         }
         work_dir = self.directory(data, "work_dir", model.DEFAULT_WORK_DIR)
         agent = model.Agent(**self.section(data, "agent"))
+        # The agent replaces its state file (and the drill report) there.
+        self.directory(self.section(data, "agent"), "state_dir", agent.state_dir, "agent.")
         drill = (
             self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
         )
@@ -110,12 +112,19 @@ class _Checker:
         self.s3(data)
         if self.skip or self.problems or retention is None:
             return None
+        # Only for a manifest that will be used: simulating a year of runs is the slow
+        # part, and a refused manifest's warnings are never shown.
+        for service in checked.values():
+            if service:
+                self.gap_warnings(service, retention)
         repo = data["repository"]
-        trust: dict[str, Any] = {}
+        optional: dict[str, Any] = {}
         if "former_hosts" in repo:
-            trust["former_hosts"] = tuple(repo["former_hosts"])
+            optional["former_hosts"] = tuple(repo["former_hosts"])
         if "clock_skew" in repo:
-            trust["clock_skew"] = parse_duration(repo["clock_skew"])
+            optional["clock_skew"] = parse_duration(repo["clock_skew"])
+        if "size_limit" in repo:
+            optional["size_limit"] = parse_size(repo["size_limit"])
         return model.Manifest(
             source=source,
             repository=repository(repo, repo),
@@ -125,7 +134,8 @@ class _Checker:
             work_dir=work_dir,
             agent=agent,
             maintenance=maintenance,
-            **trust,
+            monitoring=model.Monitoring(**self.section(data, "monitoring")),
+            **optional,
         )
 
     def per_service(self, data: Mapping[str, Any]) -> None:
@@ -262,6 +272,10 @@ class _Checker:
         if "server_args" in server:
             server["server_args"] = tuple(server["server_args"])
         scratch_dir = self.directory(spec, "scratch_dir", f"{work_dir}/drill", "drill.")
+        report = str(spec.get("report_file", f"{agent.state_dir}/drill-report.json"))
+        self.directory(
+            {"report_file": report.rsplit("/", 1)[0] or "/"}, "report_file", "", "drill."
+        )
         keys = ("file_sample", "key_file", "repository_url", "credentials_file")
         optional: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
         if "max_age" in spec:
@@ -314,7 +328,9 @@ class _Checker:
         system directory (``scratch_dir: /`` must never make a drill remove ``/home``)."""
         path = str(spec.get(key, default))
         normal = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-        if not path.startswith("/") or ".." in path.split("/"):
+        if f"{prefix}{key}" in self.skip:  # not a string, or not printable: said already
+            pass
+        elif not path.startswith("/") or ".." in path.split("/"):
             self.problems.append((f"{prefix}{key}", "must be an absolute path without '..'"))
         elif normal in SYSTEM_DIRECTORIES:
             self.problems.append(
@@ -362,7 +378,6 @@ class _Checker:
         name: str,
         spec: Mapping[str, Any],
         default_tz: ZoneInfo,
-        retention: model.Retention | None,
     ) -> model.Service | None:
         """Check one service field by field; the Service when it is entirely valid."""
         where = f"services.{name}"
@@ -397,7 +412,7 @@ class _Checker:
         for key in ("expected_duration", "deadline"):
             if key in spec:
                 optional[key] = parse_duration(spec[key])
-        service = model.Service(
+        return model.Service(
             name=name,
             type=type_,
             schedules=schedules,
@@ -407,9 +422,6 @@ class _Checker:
             options=options(type_, spec[type_]),
             **optional,
         )
-        if retention is not None:
-            self.gap_warnings(service, retention)
-        return service
 
     def gap_warnings(self, service: model.Service, retention: model.Retention) -> None:
         gap = longest_gap(tuple(service.schedules.values()))

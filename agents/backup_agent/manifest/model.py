@@ -28,14 +28,37 @@ TYPES = ("mysql", "grafana", "files")
 BACKUP_KINDS = ("full", "incremental")
 SYSTEM_DATABASES = frozenset({"mysql", "sys", "information_schema", "performance_schema"})
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Longer than any RPO, RTO or retention, and short enough that date arithmetic with it
+# (now - max_age, a year of simulated runs) stays far inside datetime's range.
+MAX_DURATION = timedelta(days=36525)
+_SIZE_UNITS: dict[str, int] = {
+    "B": 1,
+    **{f"{p}B": 1000 ** (n + 1) for n, p in enumerate("KMGT")},
+    **{f"{p}iB": 1024 ** (n + 1) for n, p in enumerate("KMGT")},
+}
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30m``, ``2h``, ``1d``, ``3w`` -> timedelta (the schema guarantees the shape)."""
+    """``30m``, ``2h``, ``1d``, ``3w`` -> timedelta (the schema guarantees the shape);
+    ValueError for anything else, or longer than ``MAX_DURATION``."""
     match = re.fullmatch(r"([1-9][0-9]*)([smhdw])", text)
     if not match:
-        raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        raise ValueError(f"not a duration: {text[:40]!r}")
+    number, unit = match.groups()
+    if len(number) > 12 or int(number) * _UNITS[unit] > MAX_DURATION.total_seconds():
+        shown = text if len(text) <= 20 else f"{text[:17]}..."
+        raise ValueError(f"{shown!r} is longer than 100 years")
+    return timedelta(seconds=int(number) * _UNITS[unit])
+
+
+def parse_size(value: int | str) -> int:
+    """``536870912000``, ``500GiB``, ``1TB`` -> bytes (the schema guarantees the shape)."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"([1-9][0-9]*)([KMGT]i?B|B)", value)
+    if not match:
+        raise ValueError(f"not a size: {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
 def format_duration(value: timedelta) -> str:
@@ -224,6 +247,13 @@ def for_service(repo: Repository, service: str) -> Repository:
     )
 
 
+@dataclass(frozen=True)
+class Monitoring:
+    """Where ``backup-agent status`` reads metrics and firing alerts."""
+
+    prometheus_url: str | None = None
+
+
 # The default deadline of a service: its shortest gap between runs, kept within these.
 DEADLINE_BOUNDS = (timedelta(minutes=10), timedelta(hours=12))
 # Defaults of values the dataclasses cannot hold (schedules, directories).
@@ -245,6 +275,8 @@ class Manifest:
     maintenance: Maintenance
     former_hosts: tuple[str, ...] = ()  # host names older snapshots were written under
     clock_skew: timedelta = timedelta(minutes=5)  # allowed for snapshots dated in the future
+    size_limit: int | None = None  # bytes the backup server stores at most (rest-server --max-size)
+    monitoring: Monitoring = Monitoring()
     warnings: tuple[str, ...] = field(default=())
     role: str = "backup"  # whose view of the repositories: backup, verifier or maintenance
 

@@ -95,7 +95,7 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     settings = require_drill(manifest)
     snapshot, meta = record.select_dump(manifest, service, "latest")
     with scratch_mysql(settings.mysql, options, settings.scratch_dir) as target:
-        family = prepare_target(target, meta, force=False)
+        family = prepare_target(target, meta, force=False, fresh=True)
         try:
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:

@@ -38,12 +38,26 @@ def retarget(options: MysqlOptions, target: str | None) -> MysqlOptions:
     return replace(changed, host=host, port=int(port or 3306), socket=None)
 
 
-def prepare_target(target: MysqlOptions, meta: Mapping[str, Any], force: bool) -> str:
-    """Refuse a target whose databases already hold tables; return its client family."""
+def prepare_target(
+    target: MysqlOptions, meta: Mapping[str, Any], force: bool, fresh: bool = False
+) -> str:
+    """Refuse a target whose databases already hold tables (with ``fresh``: that has any
+    of them at all, since a drill drops afterwards what it loaded); return its client
+    family."""
+    databases = record.databases(meta)
     with connect(target) as conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = str((cur.fetchone() or ("",))[0])
-        occupied = non_empty_databases(cur, record.databases(meta))
+        occupied = non_empty_databases(cur, databases)
+        if fresh:
+            cur.execute("SHOW DATABASES")
+            present = {str(row[0]) for row in cur.fetchall()}
+            occupied = sorted(present & set(databases))
+    if occupied and fresh:
+        raise BackupError(
+            f"database(s) {', '.join(occupied)} already exist on the drill server "
+            f"{where(target)}: a drill only loads into databases it creates"
+        )
     if occupied and not force:
         raise BackupError(
             f"database(s) {', '.join(occupied)} on {where(target)} already hold tables "
