@@ -2,14 +2,16 @@
 
 One monitor, one OSD on memstore (RAM, nothing on disk but a few small files), one
 radosgw; no manager, no cephx. Everything lives under one temporary directory with
-its own ``ceph.conf``; the daemons listen on 127.0.0.1 on free ports of a given
-range. ``start()`` fails with the tail of the daemons' logs when the cluster does not
-come up in time; ``stop()`` (also run at interpreter exit, and by the kernel should
-this process die) leaves no Ceph process behind.
+its own ``ceph.conf``; the daemons listen on the tests' loopback address on free ports
+of a range (``tests.net``: ``BACKUP_AGENT_TEST_HOST`` and ``BACKUP_AGENT_TEST_PORTS``,
+else 127.0.0.1 and 23100-23199: the OSD needs a range to bind in). ``start()`` fails
+with the tail of the daemons' logs when the cluster does not come up in time; ``stop()``
+(also run at interpreter exit, and by the kernel should this process die) leaves no Ceph
+process behind.
 
     with CephRGW() as rgw:
         user = rgw.create_user("agent")
-        rgw.restic_url("bucket")   # s3:http://127.0.0.1:PORT/bucket
+        rgw.restic_url("bucket")   # s3:http://HOST:PORT/bucket
 
 Debian bookworm's ``ceph-mon ceph-osd radosgw ceph-common`` (Ceph 16.2) provide it.
 """
@@ -36,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-PORTS = range(23100, 23200)  # the tests' range for Ceph's monitor, OSD and gateways
+from tests import net
+
+_LOW, _, _HIGH = (net.PORTS or "23100-23199").partition("-")
+PORTS = range(int(_LOW), int(_HIGH or _LOW) + 1)  # for Ceph's monitor, OSD and gateways
 OSD_PORT_WINDOW = 8  # the OSD binds four msgr2 ports somewhere in such a window
 LOG_TAIL_LINES = 15
 STOP_GRACE = 1.0  # radosgw often ignores SIGTERM for longer; SIGKILL follows (all is throwaway)
@@ -114,7 +119,7 @@ class CephRGW:
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
+        host: str = net.HOST,
         ports: Sequence[int] = PORTS,
         start_timeout: float = 120.0,
         memstore_bytes: int = 4 << 30,
@@ -123,7 +128,7 @@ class CephRGW:
         self.ports = ports
         self.start_timeout = start_timeout
         self.memstore_bytes = memstore_bytes
-        self.base = Path(tempfile.mkdtemp(prefix="s3port-ceph-", dir="/var/tmp"))
+        self.base = Path(tempfile.mkdtemp(prefix="backup-agent-ceph-", dir="/var/tmp"))
         self.conf = self.base / "ceph.conf"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.gateways: dict[str, str] = {}  # name -> http endpoint
@@ -231,7 +236,7 @@ class CephRGW:
 
     @property
     def endpoint(self) -> str:
-        """The first gateway's URL, ``http://127.0.0.1:PORT``."""
+        """The first gateway's URL, ``http://HOST:PORT``."""
         return self.gateways["a"]
 
     def restic_url(self, bucket: str, prefix: str = "", gateway: str = "a") -> str:

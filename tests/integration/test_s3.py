@@ -486,13 +486,13 @@ def skewed_gateway(ceph_rgw: CephRGW) -> str:
 
 
 @pytest.fixture
-def rest_endpoint(tmp_path: Path) -> Iterator[str]:
+def rest_endpoint() -> Iterator[str]:
     """restic's rest-server: an HTTP server that is not an S3 store."""
-    server = RestServer(tmp_path, {"agent": "agent-pass"})
+    server = RestServer({"agent": "agent-pass"})
     try:
-        yield f"http://{server.address}:{server.port}"
+        yield f"http://{server.netloc}"
     finally:
-        server.stop()
+        server.remove()
 
 
 def opened_as(s3: S3Repository, tmp_path: Path, **change: Any) -> restic.Repository:

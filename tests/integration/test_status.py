@@ -234,6 +234,7 @@ def test_status_from_prometheus_and_from_the_agents(deployment: Deployment) -> N
     manifest_file = str(AGAMA)
     wait_for("the first scrape of the sidecar", lambda: prometheus.scraped("backup-agent"), 30)
     time.sleep(3)  # a few scrapes with the failure counters at zero
+
     # The files backup then fails because the server is unreachable, as runs.py reports it.
     def unreachable(run: Run) -> None:
         run.last_run = time.time()
