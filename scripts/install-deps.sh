@@ -61,3 +61,16 @@ if command -v systemctl >/dev/null 2>&1; then
 fi
 
 restic version
+# The S3 tests' recipe is Ceph 16 (bookworm's); trixie's Ceph 18 would need a newer libc.
+ceph_version=$(ceph-mon --version)
+echo "$ceph_version"
+case $ceph_version in
+"ceph version 16."*) ;;
+*)
+    if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+        echo "install-deps: Ceph 16 from bookworm expected, found: $ceph_version" >&2
+        exit 1
+    fi
+    echo "install-deps: warning: the S3 tests are verified with Ceph 16, found: $ceph_version" >&2
+    ;;
+esac

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from tests.e2e.test_stack import Stack, docker_ids, require_docker, say, write_f
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = os.environ.get("BACKUP_AGENT_E2E_PREFIX", "agama-e2e")
 IMAGES = {
     "AGENT_IMAGE": "local/backup-agent:dev",
     "SERVER_IMAGE": "local/backup-server:dev",
@@ -51,9 +49,8 @@ def store_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack of its own project name, no e2e manifest override, secrets created."""
     require_docker()
     ensure_images()
-    stack = Stack(tmp_path)
-    stack.project = f"{PREFIX}-s3-{uuid.uuid4().hex[:8]}"
-    stack.env.update(COMPOSE_PROJECT_NAME=stack.project, STACK_FILES="")
+    stack = Stack(tmp_path)  # its project name: BACKUP_AGENT_E2E_PROJECT-RANDOM
+    stack.env["STACK_FILES"] = ""
     stack.files.mkdir()
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "secrets.sh")],
