@@ -1,14 +1,14 @@
 """S3 (Ceph RGW) against rest-server as restic's store, side by side in one run.
 
-Both stores run on this machine over loopback: a throwaway single-node Ceph cluster
-(memstore OSD, so RAM, not disk) with its RADOS Gateway, and ``restic-rest-server``
-on a temporary directory. The same operations alternate between them, K times, and
+Both stores run on this machine over loopback (``tests.net``'s address): a throwaway
+single-node Ceph cluster (memstore OSD, so RAM, not disk) with its RADOS Gateway, and
+``restic-rest-server`` on a temporary directory with a user, without ``--append-only``. The same operations alternate between them, K times, and
 the medians are compared:
 
 * backup of the same ~200 MB (incompressible files) into a fresh repository, then a
   restore of that snapshot;
 * on a repository of N small snapshots (made once in a local repository and brought
-  in with ``restic copy``, which is timed too): ``check --read-data-subset=10%``, and
+  in with the maintenance role's ``restic.copy``, which is timed too): ``check --read-data-subset=10%``, and
   ``forget`` of a batch of snapshots followed by ``prune``.
 
 S3 runs as the bucket's maintenance user (prune deletes). Also reported: resident
@@ -25,16 +25,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.ceph_rgw import PORTS, CephRGW, free_ports
+from tests.ceph_rgw import CephRGW
+from tests.rest_server import RestServer
 from tests.s3_client import S3Client
 from tests.s3_fixtures import write_credentials
 
@@ -42,6 +41,7 @@ from backup_agent import restic, s3policy
 
 RESULTS = Path(__file__).parent / "results" / "s3.json"
 TAGS = {"service": "bench", "kind": "full"}
+REST_PASSWORD = "bench-rest"  # noqa: S105 (a throwaway server's user)
 T = TypeVar("T")
 
 
@@ -65,10 +65,12 @@ def memory_of(pid: int) -> dict[str, int]:
 class Stores:
     """Makes fresh repositories on either store."""
 
-    def __init__(self, work: Path, rgw: CephRGW, rest_url: str) -> None:
-        self.work, self.rgw, self.rest_url = work, rgw, rest_url
+    def __init__(self, work: Path, rgw: CephRGW, rest: RestServer) -> None:
+        self.work, self.rgw, self.rest = work, rgw, rest
         self.password = work / "password"
         self.password.write_text("bench\n")
+        self.rest_credentials = work / "rest.credentials"
+        self.rest_credentials.write_text(f"bench:{REST_PASSWORD}\n")
         self.user = rgw.create_user("bench-maintenance")
         self.credentials = write_credentials(
             work / "s3.credentials", self.user.access_key, self.user.secret_key
@@ -86,22 +88,12 @@ class Stores:
             assert self.client.configure(name, "versioning", versioning).status == 200
             url, credentials = self.rgw.restic_url(name), str(self.credentials)
         else:
-            url, credentials = f"{self.rest_url}/{name}", None
+            url, credentials = self.rest.url(name), str(self.rest_credentials)
         repo = restic.Repository(
             url, str(self.password), "bench", credentials, str(self.work / f"cache-{name}")
         )
         restic.init(repo)
         return repo
-
-
-def wait_until_listening(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"rest-server did not listen on port {port}")
 
 
 def make_data(path: Path, megabytes: int) -> None:
@@ -116,39 +108,27 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="s3port-bench-", dir="/var/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="backup-agent-s3-bench-", dir="/var/tmp"))
     rgw = CephRGW()
-    rest: subprocess.Popen[bytes] | None = None
+    rest: RestServer | None = None
     try:
         rgw.start()
-        used = {rgw.mon_port, *rgw.osd_ports, int(rgw.endpoint.rsplit(":", 1)[1])}
-        [port] = free_ports("127.0.0.1", [p for p in PORTS if p not in used], 1)
-        rest = subprocess.Popen(
-            [
-                "restic-rest-server",
-                "--path",
-                str(work / "rest"),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--no-auth",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until_listening(port)
-        stores = Stores(work, rgw, f"rest:http://127.0.0.1:{port}")
+        # rest-server as the stack runs it, with a user, but without --append-only: the
+        # bench prunes there as the maintenance role does on the server's disk.
+        rest = RestServer({"bench": REST_PASSWORD}, append_only=False)
+        assert rest.process is not None
+        stores = Stores(work, rgw, rest)
         report = run(args, work, stores)
         report["memory_bytes"] = {
             **{name: memory_of(p.pid) for name, p in rgw.processes.items()},
-            "rest-server": memory_of(rest.pid),
+            "rest-server": memory_of(rest.process.pid),
         }
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report, indent=2))
     finally:
         if rest is not None:
-            rest.terminate()
-            rest.wait(10)
+            rest.remove()
         rgw.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -185,11 +165,8 @@ def run(args: argparse.Namespace, work: Path, stores: Stores) -> dict[str, objec
         (small / f"added-{i}.bin").write_bytes(os.urandom(2048))
         restic.backup(local, [str(small)], TAGS)
     many = {store: stores.fresh(store) for store in order}
-    source = {"RESTIC_FROM_REPOSITORY": local.url, "RESTIC_FROM_PASSWORD_FILE": local.password_file}
     for store, repo in many.items():
-        env = {**os.environ, **repo.env(), **source}
-        copy = ["restic", "-q", "copy"]
-        record("copy_in", store, timed(subprocess.run, copy, env=env, check=True)[0])
+        record("copy_in", store, timed(restic.copy, local, repo)[0])
     batch = max(1, args.snapshots // (4 * args.repeat))
     for _ in range(args.repeat):
         for store in order:
