@@ -1,5 +1,5 @@
-"""The compose stack with its repositories on S3 (BACKUP_STORE=s3) or copied to S3
-(BACKUP_STORE=rest+s3), for real: the Ceph RGW stand-in image, the s3-setup one-shot,
+"""The compose stack with its repositories on S3 (BACKUP_STORE=s3, no rest-server runs) or
+copied to S3 beside rest-server (BACKUP_STORE=rest+s3), for real: the Ceph RGW stand-in image, the s3-setup one-shot,
 the repository init, an agent's backup, the store refusing the agent's deletion, the
 maintenance role's retention, check and copy, a restore.
 
@@ -77,7 +77,7 @@ def first_snapshot(stack: Stack, service: str = "files-agent") -> None:
 
     def listed() -> bool:
         out = stack.compose(
-            "exec", "-T", service, "backup-agent", "snapshots", "files", check=False
+            "exec", "-T", service, "backup-agent", "snapshots", "files", "--json", check=False
         ).stdout
         return '"id"' in out
 
@@ -98,6 +98,8 @@ def test_the_repositories_on_s3_with_one_setting(store_stack: Stack) -> None:
     up(stack, "files-agent", "maintenance")
     setup_log = stack.compose("logs", "--no-color", "s3-setup").stdout
     assert "bucket policy set" in setup_log, setup_log
+    services = stack.compose("ps", "--all", "--format", "{{.Service}}").stdout.split()
+    assert "s3" in services and "backup-server" not in services, services  # S3 instead
     first_snapshot(stack)
 
     # The agent's own key pair: the store refuses deleting its snapshot.
@@ -130,6 +132,8 @@ def test_a_second_copy_on_s3_beside_rest_server(store_stack: Stack) -> None:
     stack.env["BACKUP_STORE"] = "rest+s3"
     write_files(stack.files)
     up(stack, "files-agent", "maintenance")
+    services = stack.compose("ps", "--format", "{{.Service}}").stdout.split()
+    assert {"s3", "backup-server"} <= set(services), services  # S3 beside rest-server
     first_snapshot(stack)
     copied = stack.exec("maintenance", "backup-agent", "copy").stdout
     assert "files: newest trusted snapshot in the copy: 20" in copied, copied

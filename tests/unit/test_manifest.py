@@ -1122,3 +1122,26 @@ def test_the_compose_stores_differ_from_compose_yaml_only_where_the_repositories
     assert [
         target.url for _, target, _ in manifest.load(root / "compose-s3-copy.yaml").copies()
     ] == ["s3:http://s3:7480/agama-copy"]
+
+
+def test_the_s3_stack_scrapes_what_the_rest_stack_does_but_rest_server() -> None:
+    """BACKUP_STORE=s3 runs no rest-server: its Prometheus must not scrape one (that would
+    fire BackupServerDown for ever), and must scrape everything else alike."""
+    root = Path(__file__).resolve().parents[2] / "compose"
+    rest = yaml.safe_load((root / "prometheus" / "prometheus.yml").read_text())
+    s3 = yaml.safe_load((root / "prometheus" / "prometheus-s3.yml").read_text())
+    jobs = [job for job in rest.pop("scrape_configs") if job["job_name"] != "backup-server"]
+    assert s3.pop("scrape_configs") == jobs and len(jobs) == 4
+    assert s3 == rest
+
+    class ComposeLoader(yaml.SafeLoader):
+        """YAML with Compose's ``!override`` (replace instead of merge)."""
+
+    def mapping(loader: ComposeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        return loader.construct_mapping(node)
+
+    ComposeLoader.add_constructor("!override", mapping)
+    override = yaml.load((root / "s3.yml").read_text(), ComposeLoader)  # noqa: S506
+    assert override["configs"]["prometheus"]["file"] == "./prometheus/prometheus-s3.yml"
+    assert override["services"]["backup-server"]["profiles"] == ["rest-server"]
+    assert list(override["services"]["repository-init"]["depends_on"]) == ["s3-setup"]
