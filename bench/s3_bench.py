@@ -2,14 +2,14 @@
 
 Both stores run on this machine over loopback (``tests.net``'s address): a throwaway
 single-node Ceph cluster (memstore OSD, so RAM, not disk) with its RADOS Gateway, and
-``restic-rest-server`` on a temporary directory with a user, without ``--append-only``. The same operations alternate between them, K times, and
-the medians are compared:
+``restic-rest-server`` on a temporary directory with a user, without ``--append-only``.
+The same operations alternate between them, K times, and the medians are compared:
 
 * backup of the same ~200 MB (incompressible files) into a fresh repository, then a
   restore of that snapshot;
-* on a repository of N small snapshots (made once in a local repository and brought
-  in with the maintenance role's ``restic.copy``, which is timed too): ``check --read-data-subset=10%``, and
-  ``forget`` of a batch of snapshots followed by ``prune``.
+* on a repository of N small snapshots (made once in a local repository and brought in
+  with the maintenance role's ``restic.copy``, which is timed too):
+  ``check --read-data-subset=10%``, and ``forget`` of a batch of snapshots, then ``prune``.
 
 S3 runs as the bucket's maintenance user (prune deletes). Also reported: resident
 memory of each Ceph daemon and of rest-server at the end (and their peaks).

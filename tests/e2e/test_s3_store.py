@@ -1,7 +1,7 @@
 """The compose stack with its repositories on S3 (BACKUP_STORE=s3, no rest-server runs) or
-copied to S3 beside rest-server (BACKUP_STORE=rest+s3), for real: the Ceph RGW stand-in image, the s3-setup one-shot,
-the repository init, an agent's backup, the store refusing the agent's deletion, the
-maintenance role's retention, check and copy, a restore.
+copied to S3 beside rest-server (BACKUP_STORE=rest+s3), for real: the Ceph RGW stand-in
+image, the s3-setup one-shot, the repository init, an agent's backup, the store refusing
+the agent's deletion, the maintenance role's retention, check and copy, a restore.
 
 Only the services these need are started (no database, Grafana or Prometheus: test_stack
 covers them with rest-server); the images are those `make base-images` builds, or
