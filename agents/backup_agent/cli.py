@@ -445,7 +445,11 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         found = {snap.id: snap for snaps in listed.values() for snap in snaps}
         ordered = sorted(found.values(), key=lambda snap: snap.time)
-        print(json.dumps([asdict(s) for s in ordered], default=str, indent=2))
+        fields = [asdict(s) for s in ordered]
+        for snap in fields:  # like restic: "original" only in a copy
+            if snap["original"] is None:
+                del snap["original"]
+        print(json.dumps(fields, default=str, indent=2))
         return EXIT_OK
     trust = Trust.of(loaded)
     print(views.snapshots(judge(listed[n], loaded.services[n], trust) for n in names))
