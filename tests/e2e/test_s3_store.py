@@ -100,6 +100,9 @@ def test_the_repositories_on_s3_with_one_setting(store_stack: Stack) -> None:
     assert "bucket policy set" in setup_log, setup_log
     services = stack.compose("ps", "--all", "--format", "{{.Service}}").stdout.split()
     assert "s3" in services and "backup-server" not in services, services  # S3 instead
+    # Prometheus' backup-server job scrapes the store instead (prometheus-s3.yml).
+    scrape = "import urllib.request as u; print(u.urlopen('http://s3:9283/metrics').read())"
+    assert "s3_gateway_up 1" in stack.exec("maintenance", "python3", "-c", scrape).stdout
     first_snapshot(stack)
 
     # The agent's own key pair: the store refuses deleting its snapshot.

@@ -3,6 +3,7 @@
 # Ceph cluster on the first start, then runs its monitor, OSD and RADOS Gateway, and
 # creates or updates the S3 users from the credentials files. Settings (environment):
 #   RGW_PORT=7480          the gateway's port (HTTP)
+#   METRICS_PORT=9283      Prometheus target: up while the gateway answers (s3-metrics.py)
 #   OSD_SIZE_GB=20         size of the OSD's BlueStore file (sparse: grows as data comes)
 #   S3_CREDENTIALS=/run/secrets/s3_*   AWS credentials files, one per user: s3_NAME
 #                          makes user NAME (underscores become dashes), keys from [default]
@@ -110,8 +111,9 @@ shopt -s nullglob
 # shellcheck disable=SC2206 # a glob, split on purpose
 files=(${S3_CREDENTIALS:-/run/secrets/s3_*})
 s3-users.py "$conf" "${S3_BUCKET_CREATORS:-maintenance}" "${files[@]}"
+s3-metrics.py "${METRICS_PORT:-9283}" "$port" &
 touch "$dir/ready"
-say "S3 on port $port, users: ${#files[@]}"
+say "S3 on port $port, users: ${#files[@]}; /metrics on port ${METRICS_PORT:-9283}"
 
 # Any daemon ending ends the container (compose restarts it).
 wait -n
