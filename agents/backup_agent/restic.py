@@ -457,9 +457,7 @@ def copy(source: Repository, target: Repository, snapshot_ids: Sequence[str] = (
     ``target`` does not hold yet (restic copy, which recognises earlier copies; each copy
     names its snapshot as ``original``); returns how many it copied. Failures are named
     after ``target``, where the data goes."""
-    argv = pair_argv(
-        source, target, command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids)
-    )
+    argv = pair_argv(source, target, command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids))
     result = guard.run(argv, pair_env(source, target), target.url, guard.LONG, error)
     return len(COPIED.findall(result.stdout))
 

@@ -108,7 +108,7 @@ def test_the_repositories_on_s3_with_one_setting(store_stack: Stack) -> None:
     # The agent's own key pair: the store refuses deleting its snapshot.
     script = (
         "export RESTIC_REPOSITORY=s3:http://s3:7480/agama-files"
-        " RESTIC_PASSWORD_FILE=/run/secrets/restic_password"
+        " RESTIC_PASSWORD_FILE=/run/secrets/restic_password_files"
         " AWS_SHARED_CREDENTIALS_FILE=/run/secrets/s3_credentials AWS_PROFILE=default;"
         " restic forget latest 2>&1; restic snapshots --json"
     )
