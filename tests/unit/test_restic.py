@@ -164,12 +164,14 @@ def test_env_with_an_s3_credentials_file(tmp_path: Path) -> None:
     credentials = s3_credentials(
         tmp_path, "[default]\naws_access_key_id = AGENTKEY\naws_secret_access_key = s3-secret-91\n"
     )
+    cacert = tmp_path / "ca.pem"  # env() refuses a CA certificate it cannot read
+    cacert.write_text("-----BEGIN CERTIFICATE-----\n")
     repo = restic.Repository(
         url="s3:https://s3.example.net/agama-mysql",
         password_file="/run/secrets/restic_password",
         host="agama",
         credentials_file=credentials,
-        cacert="/run/secrets/ca.pem",
+        cacert=str(cacert),
     )
     env = repo.env()
     assert {key: env.pop(key) for key in restic.S3_KEY_VARIABLES} == dict.fromkeys(
@@ -178,7 +180,7 @@ def test_env_with_an_s3_credentials_file(tmp_path: Path) -> None:
     assert env == {
         "RESTIC_REPOSITORY": "s3:https://s3.example.net/agama-mysql",
         "RESTIC_PASSWORD_FILE": "/run/secrets/restic_password",
-        "RESTIC_CACERT": "/run/secrets/ca.pem",
+        "RESTIC_CACERT": str(cacert),
         "AWS_SHARED_CREDENTIALS_FILE": credentials,
         "AWS_PROFILE": "default",
     }
@@ -447,3 +449,39 @@ def test_version_unrecognisable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     fake_restic(tmp_path, monkeypatch, version_script('{"message_type":"version","version":"dev"}'))
     with pytest.raises(BackupError, match="cannot tell restic's version from 'dev'"):
         restic.version()
+
+
+def test_a_copy_gives_restic_one_set_of_credentials_of_a_kind(tmp_path: Path) -> None:
+    """restic copy has one set of S3 (or rest-server) credentials for both repositories:
+    two different files of one kind are refused, not silently replaced by the target's;
+    an S3 target beside a rest-server source keeps both."""
+    pair = "[default]\naws_access_key_id = COPYKEY\naws_secret_access_key = s3-secret-17\n"
+    copier = s3_credentials(tmp_path, pair)
+    user = tmp_path / "rest_maintenance"
+    user.write_text("maintenance:rest-secret-23\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    s3_source = restic.Repository(
+        url="s3:http://s3:7480/agama-files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=s3_credentials(other, pair),
+    )
+    s3_target = restic.Repository(
+        url="s3:http://s3:7480/agama-copy-files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=copier,
+    )
+    with pytest.raises(BackupError, match="one set of S3 credentials"):
+        restic.pair_env(s3_source, s3_target)
+    rest_source = restic.Repository(
+        url="rest:https://backup-server:8000/files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=str(user),
+    )
+    env = restic.pair_env(rest_source, s3_target)
+    assert env["RESTIC_REST_USERNAME"] == "maintenance"
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == copier
+    assert env["RESTIC_FROM_REPOSITORY"] == rest_source.url
