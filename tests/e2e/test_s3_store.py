@@ -134,6 +134,9 @@ def test_a_second_copy_on_s3_beside_rest_server(store_stack: Stack) -> None:
     stack = store_stack
     stack.env["BACKUP_STORE"] = "rest+s3"
     write_files(stack.files)
+    # The role files start an agent without waiting for its backup server (another
+    # machine): the server first, so that the agent's first-start backup finds it.
+    up(stack, "backup-server")
     up(stack, "files-agent", "maintenance")
     services = stack.compose("ps", "--format", "{{.Service}}").stdout.split()
     assert {"s3", "backup-server"} <= set(services), services  # S3 beside rest-server
