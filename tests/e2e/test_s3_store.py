@@ -10,6 +10,7 @@ AGENT_IMAGE, SERVER_IMAGE and S3_IMAGE.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +85,20 @@ def first_snapshot(stack: Stack, service: str = "files-agent") -> None:
     wait_for("the files agent's first backup", listed, timeout=300, every=5)
 
 
+def first_copy_done(stack: Stack) -> bool:
+    """Whether the maintenance role's scheduled copy has ended (passed or failed)."""
+    for line in stack.compose("logs", "--no-color", "maintenance").stdout.splitlines():
+        text = line.partition("| ")[2]
+        if not text.startswith("{"):
+            continue
+        record = json.loads(text)
+        if record.get("task") == "copy" and (
+            record.get("msg") == "finished" or record.get("level") == "error"
+        ):
+            return True
+    return False
+
+
 def assert_nothing_left(stack: Stack) -> None:
     label = f"label=com.docker.compose.project={stack.project}"
     assert docker_ids("container", label) == set()
@@ -110,7 +125,8 @@ def test_the_repositories_on_s3_with_one_setting(store_stack: Stack) -> None:
         "export RESTIC_REPOSITORY=s3:http://s3:7480/agama-files"
         " RESTIC_PASSWORD_FILE=/run/secrets/restic_password_files"
         " AWS_SHARED_CREDENTIALS_FILE=/run/secrets/s3_credentials AWS_PROFILE=default;"
-        " restic forget latest 2>&1; restic snapshots --json"
+        # --retry-lock: the agent itself may hold a lock a moment (listing its snapshots).
+        " restic forget --retry-lock 2m latest 2>&1; restic snapshots --json"
     )
     forget = stack.exec("files-agent", "sh", "-c", script, check=False).stdout
     assert "Access Denied" in forget and '"hostname":"agama"' in forget, forget
@@ -141,9 +157,12 @@ def test_a_second_copy_on_s3_beside_rest_server(store_stack: Stack) -> None:
     services = stack.compose("ps", "--format", "{{.Service}}").stdout.split()
     assert {"s3", "backup-server"} <= set(services), services  # S3 beside rest-server
     first_snapshot(stack)
-    copied = stack.exec("maintenance", "backup-agent", "copy").stdout
-    assert "files: newest trusted snapshot in the copy: 20" in copied, copied
-    logs = stack.compose("logs", "--no-color", "maintenance").stdout
+    # The maintenance role's first start copies too, maybe before the agent's snapshot
+    # existed: two copies at once would both create the copy repositories.
+    wait_for("the first start's copy", lambda: first_copy_done(stack), timeout=300, every=5)
+    copied = stack.exec("maintenance", "backup-agent", "copy")
+    assert "files: newest trusted snapshot in the copy: 20" in copied.stdout, copied.stdout
+    logs = stack.compose("logs", "--no-color", "maintenance").stdout + copied.stderr
     assert "created the copy repository" in logs and "copied 1 snapshot(s)" in logs, logs
     say("rest+s3: the maintenance role copied the repository to S3")
     stack.down()
