@@ -63,8 +63,9 @@ def test_maintenance_waits_for_two_live_backups_then_checks_and_applies_retentio
             finished = agent.find("finished", task=task)
             assert finished, agent.entries()[-5:]
             assert metric(agent.port, "backup_last_run_success", HOST, service=task[:-5]) == 1
-            # The check, started while they ran, waited for their locks.
-            assert datetime.fromisoformat(finished[0]["time"]).timestamp() < check_ended
+            if task == "files/full":  # one snapshot: the check waited for its whole lock
+                # (the dump's record is a second snapshot, which may wait for the check)
+                assert datetime.fromisoformat(finished[0]["time"]).timestamp() < check_ended
             assert agent.stop()[0] == 0
     finally:
         for agent in agents:

@@ -64,7 +64,7 @@ class ProcWatcher:
 
 @pytest.fixture
 def small(mariadb: MariaDB, tmp_path: Path) -> Iterator[Database]:
-    database = Database(mariadb, tmp_path, 1)
+    database = Database(mariadb, tmp_path, 24)  # a dump that lasts long enough to be seen
     try:
         yield database
     finally:

@@ -310,3 +310,14 @@ def test_alert_rule_tests_use_exported_metrics(known: frozenset[str]) -> None:
         for series in group["input_series"]:
             name = series["series"].split("{", 1)[0].strip()
             assert name in known, f"{group['name']}: unknown metric {name}"
+
+
+def test_panels_do_not_overlap(dashboard: Json) -> None:
+    """Every grid cell holds one panel at most (rows added by separate changes collide)."""
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']!r} overlaps {taken[(x, y)]!r}"
+                taken[(x, y)] = panel["title"]
