@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 
 .PHONY: help deps ensure-deps venv test unit integration faults lint format clean base-images images bench \
-	up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e \
+	bench-s3 up down down-volumes ps logs backup-now drill restore-test snapshots status plan e2e \
 	host-bundle recovery-kit migrate
 
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
 	@echo "make test        lint, images, then unit, integration and end-to-end tests (nothing may skip)"
 	@echo "make bench       restore speed: drill vs. restic dump | mariadb (bench/results/)"
+	@echo "make bench-s3    restic on S3 (a throwaway Ceph RGW) vs. rest-server, same data, same run"
 	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
 	@echo "make faults      fault-injection suite: real faults on real processes (needs the images)"
@@ -78,6 +79,10 @@ format: venv
 # Restore speed of the drill against `restic dump | mariadb` into an untuned server.
 bench: venv
 	$(BIN)/python -m bench.restore_bench
+
+# S3 (a throwaway Ceph RGW) against rest-server as restic's store, side by side.
+bench-s3: ensure-deps venv
+	$(BIN)/python -m bench.s3_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,8 @@
 #   local/mariadb:11.8       stand-in for mysql:8.4 / mariadb (images/standins/mariadb)
 #   local/prometheus:debian  stand-in for prom/prometheus     (images/standins/prometheus)
 #   local/alertmanager:debian stand-in for prom/alertmanager (images/standins/alertmanager)
+#   local/ceph-rgw:debian    stand-in for an S3 store: Ceph's RADOS Gateway, single node
+#                            (images/standins/ceph-rgw; BACKUP_STORE=s3 or rest+s3)
 #   local/grafana-standin:dev TEST STAND-IN for grafana/grafana, not Grafana
 #                            (tests/e2e/grafana-standin: Grafana's SQLite layout, 3 API calls)
 # Idempotent; starts nothing (scripts/start-dockerd.sh does). The project images are
@@ -98,5 +100,6 @@ fi
 build local/mariadb:11.8 images/standins/mariadb
 build local/prometheus:debian images/standins/prometheus
 build local/alertmanager:debian images/standins/alertmanager
+build "${S3_IMAGE:-local/ceph-rgw:debian}" images/standins/ceph-rgw
 # From the repository root: it copies tests/grafana_db.py.
 build local/grafana-standin:dev . tests/e2e/grafana-standin/Dockerfile

@@ -7,6 +7,8 @@
 # the stack's database image, whose clients it copies: the mysql service's image in the
 # compose files (MYSQL_IMAGE, compose/.env; AIRGAP=1: the stand-in). Prints one line per
 # image (VERBOSE=1: the whole build output; a failure prints its last lines).
+# With BACKUP_STORE=s3 or rest+s3 it also builds the S3 stand-in (S3_IMAGE, default
+# local/ceph-rgw:debian, images/standins/ceph-rgw), which no registry serves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,8 @@ build() { # build TAG DOCKERFILE [BUILD-ARG...]
 
 build "$AGENT_IMAGE" images/agent/Dockerfile --build-arg "DB_IMAGE=$DB_IMAGE"
 build "$SERVER_IMAGE" images/backup-server/Dockerfile
+s3_image=${S3_IMAGE:-local/ceph-rgw:debian}
+if scripts/compose.sh config --images | grep -qxF "$s3_image"; then
+    quiet_build "$s3_image" images/standins/ceph-rgw --network host ${BASE:+--build-arg "BASE=$BASE"}
+fi
 remove_stage_images

@@ -3,6 +3,10 @@
 #   compose/docker-compose.yml  (it includes the role files of compose/hosts/)
 #   + compose/airgap.yml   when `make up` chose the stand-ins (marker compose/.airgap),
 #                          or AIRGAP=1 (AIRGAP=0: never)
+#   + compose/s3.yml       BACKUP_STORE=s3: the repositories on S3 (the Ceph RGW stand-in),
+#                          manifest manifests/compose-s3.yaml
+#   + compose/s3-copy.yml  BACKUP_STORE=rest+s3: rest-server, and a second copy on S3,
+#                          manifest manifests/compose-s3-copy.yaml
 #   + $STACK_FILES         extra override files, colon-separated (the e2e test's)
 # and DOCKER_GID, the group of the Docker socket, which the verifier (the only service
 # with Docker access) is given: compose refuses to run without it. Variables from
@@ -16,6 +20,23 @@ case ${AIRGAP:-} in
 1) files+=(-f "$root/compose/airgap.yml") ;;
 0) ;;
 *) if [ -e "$root/compose/.airgap" ]; then files+=(-f "$root/compose/airgap.yml"); fi ;;
+esac
+# BACKUP_STORE from the environment, else from compose/.env (default: rest).
+store=${BACKUP_STORE:-}
+if [ -z "$store" ] && [ -e "$root/compose/.env" ]; then
+    store=$(sed -n 's/^BACKUP_STORE=//p' "$root/compose/.env" | tail -n 1)
+fi
+case ${store:-rest} in
+rest) ;;
+s3)
+    files+=(-f "$root/compose/s3.yml")
+    export MANIFEST=${MANIFEST:-$root/manifests/compose-s3.yaml}  # the role files' config
+    ;;
+rest+s3)
+    files+=(-f "$root/compose/s3-copy.yml")
+    export MANIFEST=${MANIFEST:-$root/manifests/compose-s3-copy.yaml}
+    ;;
+*) echo "compose.sh: BACKUP_STORE must be rest, s3 or rest+s3, not '$store'" >&2; exit 2 ;;
 esac
 if [ -n "${STACK_FILES:-}" ]; then
     IFS=: read -ra extra <<<"$STACK_FILES"

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 missing=()
-for tool in restic restic-rest-server mariadbd mariadb-install-db mariadb sqlite3 promtool prometheus docker dockerd debootstrap shellcheck openssl; do
+for tool in restic restic-rest-server mariadbd mariadb-install-db mariadb sqlite3 promtool prometheus docker dockerd debootstrap shellcheck \
+    ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph faketime openssl; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 if command -v restic >/dev/null 2>&1; then

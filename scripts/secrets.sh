@@ -18,6 +18,9 @@
 #   ca.pem, ca.key             the CA of the backup server's TLS certificate
 #   backup-server.pem, .key    that certificate (backup-server, backup-server-verifier)
 #   recovery-kit.json          when the last recovery kit was exported (make recovery-kit)
+#   s3_<user>                  S3 key pairs (AWS credentials files) of the S3 store's users,
+#                              for BACKUP_STORE=s3 or rest+s3 (compose/s3.yml, s3-copy.yml):
+#                              <service>_agent, verifier, maintenance, owner, copy
 #
 # Who can read them: compose bind-mounts secret files as they are on the host, so the
 # host file's owner, group and mode are what the containers see. The files belong to
@@ -36,4 +39,4 @@ chmod 0700 "$dir"
 abs=$(cd "$dir" && pwd)
 docker run --rm --network none --user "$(id -u):10001" \
     -v "$abs:$abs" -v "$PWD/manifests/compose.yaml:/etc/backup-agent/manifest.yaml:ro" \
-    --entrypoint backup-agent "$image" --log-level warning secrets --dir "$abs"
+    --entrypoint backup-agent "$image" --log-level warning secrets --dir "$abs" --s3

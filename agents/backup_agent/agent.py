@@ -1,7 +1,8 @@
 """``backup-agent run``: wire a role's tasks to the scheduler, the state file and /metrics.
 
 Roles: ``backup`` (a sidecar: the manifest's services, or the ones named),
-``maintenance`` (beside the repository: retention then prune, and checks) and
+``maintenance`` (beside the repository: retention then prune, checks, and the second
+copy when ``maintenance.copy`` asks for one) and
 ``verifier`` (restore drills on the drill schedule, on another machine).
 """
 
@@ -26,7 +27,15 @@ from backup_agent.jobs.mysql.scratch import prepare_verifier
 from backup_agent.manifest import Manifest, MysqlOptions
 from backup_agent.metrics import Metrics
 from backup_agent.scheduler import Scheduler, Task
-from backup_agent.state import CHECK, DRILL, RETENTION, State, backup_task, binlog_task
+from backup_agent.state import (
+    CHECK,
+    COPY,
+    DRILL,
+    RETENTION,
+    State,
+    backup_task,
+    binlog_task,
+)
 
 log = logging.getLogger("backup_agent.agent")
 ROLES = ("backup", "maintenance", "verifier")
@@ -73,8 +82,8 @@ def heartbeats(manifest: Manifest, names: Sequence[str]) -> list[Beating]:
 
 
 def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> list[Task]:
-    """Retention (forget then prune) and the rotating check, on their schedules; each
-    publishes the maintenance metrics when it ends, whatever the outcome."""
+    """Retention (forget then prune), the rotating check and the copy, on their
+    schedules; each publishes the maintenance metrics when it ends, whatever the outcome."""
 
     limit = manifest.maintenance.deadline.total_seconds()
 
@@ -87,6 +96,10 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
         with runs.recorded(state, CHECK) as outcome, execute.Deadline(limit, "check"):
             maintenance.check_repositories(manifest, outcome.before.successes)
 
+    def copy() -> None:
+        with runs.recorded(state, COPY), execute.Deadline(limit, "copy"):
+            metrics.publish_copy(maintenance.copy_repositories(manifest))
+
     def published(action: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -97,10 +110,13 @@ def maintenance_tasks(manifest: Manifest, state: State, metrics: Metrics) -> lis
         return run
 
     settings = manifest.maintenance
-    return [
+    tasks = [
         Task(RETENTION, settings.retention, published(retention)),
         Task(CHECK, settings.check, published(check)),
     ]
+    if settings.copy is not None:
+        tasks.append(Task(COPY, settings.copy.schedule, published(copy)))
+    return tasks
 
 
 def verifier_tasks(manifest: Manifest, state: State) -> list[Task]:
@@ -229,6 +245,10 @@ def serve(manifest: Manifest, role: str, names: Sequence[str]) -> None:
             metrics.publish_survey(*maintenance.survey_repositories(manifest))
         except BackupError as exc:
             log.warning("snapshot counts and repository size wait for retention: %s", exc)
+        try:
+            metrics.publish_copy(maintenance.survey_copies(manifest))
+        except BackupError as exc:
+            log.warning("the copies' freshness waits for the next copy: %s", exc)
 
     def last_run(task: Task) -> float | None:
         return state.run(task.id).last_run if state.known(task.id) else None

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -34,6 +34,8 @@ from backup_agent import (
     readout,
     restic,
     runs,
+    s3,
+    s3policy,
     secret_store,
     views,
 )
@@ -48,9 +50,10 @@ from backup_agent.errors import (
 )
 from backup_agent.jobs import JOBS
 from backup_agent.jobs.base import RestoreRequest, require_drill
+from backup_agent.manifest.model import SERVICE_FIELD
 from backup_agent.metrics import Metrics
 from backup_agent.snapshots import Trust, judge
-from backup_agent.state import DRILL, SHIPPING, State
+from backup_agent.state import COPY, DRILL, SHIPPING, State
 
 log = logging.getLogger("backup_agent")
 
@@ -100,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
         choices=agent.ROLES,
         default=os.environ.get("BACKUP_AGENT_ROLE"),
         help="whose view of the repositories (default: $BACKUP_AGENT_ROLE, else the verb's: "
-        "maintenance for retention and check, verifier for drill, backup for the rest)",
+        "maintenance for retention, check, copy and init --copy, verifier for drill, backup "
+        "for the rest)",
     )
     top.add_argument("--log-level", default=os.environ.get("BACKUP_AGENT_LOG_LEVEL", "info"))
     top.add_argument(
@@ -115,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=cmd_validate)
 
     init = verbs.add_parser("init", help="create the restic repository if it does not exist")
+    init.add_argument(
+        "--copy",
+        action="store_true",
+        help="create the second copies of maintenance.copy instead (as the maintenance role)",
+    )
     init.set_defaults(handler=cmd_init)
 
     backup = verbs.add_parser("backup", help="back up one service now")
@@ -151,6 +160,63 @@ def parser() -> argparse.ArgumentParser:
         "--run-number", type=int, default=0, help="which subset k/N to read (k = n mod N + 1)"
     )
     check.set_defaults(handler=cmd_check)
+
+    copy = verbs.add_parser(
+        "copy", help="copy new snapshots to the second copy now (maintenance.copy)"
+    )
+    copy.set_defaults(handler=cmd_copy)
+
+    setup = verbs.add_parser(
+        "s3-setup",
+        help="create and configure each S3 bucket of the manifest as its owner (the "
+        "maintenance role): versioning, public access block, lifecycle, append-only policy",
+    )
+    setup.add_argument(
+        "--maintenance", required=True, help="ARN of the maintenance role's user (the owner)"
+    )
+    setup.add_argument(
+        "--agent",
+        action="append",
+        required=True,
+        help="ARN of a backup agent's user, may name {service} (repeatable)",
+    )
+    setup.add_argument(
+        "--verifier",
+        action="append",
+        default=[],
+        help="ARN of the verifier's user: reads, and adds its signed drill records (repeatable)",
+    )
+    setup.add_argument(
+        "--reader", action="append", default=[], help="ARN of a user that only reads (repeatable)"
+    )
+    setup.add_argument(
+        "--store",
+        choices=("rgw", "aws"),
+        default="rgw",
+        help="Ceph RGW or AWS S3: which policy actions and public access flags (default rgw)",
+    )
+    setup.add_argument(
+        "--keep-versions",
+        type=int,
+        default=30,
+        metavar="DAYS",
+        help="days an overwritten or deleted object stays restorable (default 30)",
+    )
+    setup.add_argument(
+        "--copy",
+        action="store_true",
+        help="set up the buckets of maintenance.copy instead of the repositories'",
+    )
+    setup.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="the owner's AWS credentials file (default: the role's own; with --copy the copy "
+        "should be owned by someone the backup server's role is not)",
+    )
+    setup.add_argument(
+        "--print", action="store_true", help="print each bucket's policy, change nothing"
+    )
+    setup.set_defaults(handler=cmd_s3_setup)
 
     drill_ = verbs.add_parser(
         "drill",
@@ -233,6 +299,11 @@ def parser() -> argparse.ArgumentParser:
     secrets.add_argument(
         "--inventory", help="the machines (default: every role on one machine, --manifest)"
     )
+    secrets.add_argument(
+        "--s3",
+        action="store_true",
+        help="S3 key pairs too, for every S3 user of the compose stack's S3 modes",
+    )
     secrets.set_defaults(handler=cmd_secrets)
 
     bundle_ = verbs.add_parser(
@@ -306,7 +377,15 @@ def _load(args: argparse.Namespace, role: str = "backup") -> manifest.Manifest:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """Create each repository of the manifest that does not exist yet."""
+    """Create each repository of the manifest (or each copy) that does not exist yet."""
+    if args.copy:
+        for repo, names, created in maintenance.init_copies(_load(args, "maintenance")):
+            where = f"{execute.mask(repo.url)} ({', '.join(names)})"
+            if created:
+                log.info("created copy repository %s: %s", where, created)
+            else:
+                log.info("copy repository %s already exists", where)
+        return EXIT_OK
     for repo, names in _load(args).repositories().values():
         where = f"{execute.mask(repo.url)} ({', '.join(names)})"
         if restic.exists(repo):
@@ -355,6 +434,57 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     subset = maintenance.check_repositories(_load(args, "maintenance"), args.run_number)
     print(f"repository check passed (read data subset {subset})")
+    return EXIT_OK
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """Copy new snapshots to every second copy now; recorded like the scheduled copy."""
+    loaded = _load(args, "maintenance")
+    if loaded.maintenance.copy is None:
+        raise BackupError("the manifest has no maintenance.copy: nowhere to copy to")
+    with runs.recorded(State(loaded.agent.state_dir), COPY):
+        newest = maintenance.copy_repositories(loaded)
+    for name, when in newest.items():
+        stamp = datetime.fromtimestamp(when, UTC).isoformat() if when else "none"
+        print(f"{name}: newest trusted snapshot in the copy: {stamp}")
+    return EXIT_OK
+
+
+def cmd_s3_setup(args: argparse.Namespace) -> int:
+    """Set up every S3 bucket of the manifest (as the maintenance role reaches them);
+    ``{service}`` in the principals becomes each service the bucket holds."""
+    loaded = _load(args, "maintenance")
+    if args.copy:
+        pairs = [(target, names) for _, target, names in loaded.copies()]
+    else:
+        pairs = list(loaded.repositories().values())
+    found = [(r, n) for r, n in pairs if r.is_s3]
+    if not found:
+        what = "maintenance.copy" if args.copy else "repository"
+        raise BackupError(f"the manifest has no S3 {what} (s3: URL) to set up")
+    for repo, names in found:
+        where = s3.location(repo.url)
+
+        def principals(values: Sequence[str], names: Sequence[str] = names) -> list[str]:
+            return list(dict.fromkeys(v.replace(SERVICE_FIELD, n) for v in values for n in names))
+
+        policy = s3policy.bucket_policy(
+            where.bucket,
+            maintenance=principals([args.maintenance])[0],
+            agents=principals([*args.agent, *args.verifier]),
+            readers=principals(args.reader),
+            prefix=where.prefix,
+            store=args.store,
+        )
+        if args.print:
+            print(json.dumps(policy, indent=2))
+            continue
+        owner = replace(repo, credentials_file=args.credentials) if args.credentials else repo
+        client = s3.Client.for_repository(owner)
+        for step in s3policy.setup(
+            client, where.bucket, policy, store=args.store, keep_versions_days=args.keep_versions
+        ):
+            log.info("bucket %s (%s): %s", where.bucket, ", ".join(names), step)
     return EXIT_OK
 
 
@@ -506,7 +636,7 @@ def _inventory(args: argparse.Namespace) -> inventory.Inventory:
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
-    created = secret_store.ensure(_inventory(args), Path(args.dir))
+    created = secret_store.ensure(_inventory(args), Path(args.dir), s3=args.s3)
     what = f"created {' '.join(created)}" if created else "all present"
     print(f"secrets: {what} in {args.dir} (group {secret_store.GROUP}, mode 0640)")
     return EXIT_OK

@@ -1,5 +1,5 @@
 """Repository maintenance on the backup server: retention, prune, check, stale locks,
-and the survey of what the repository holds.
+the second copy, and the survey of what the repository holds.
 
 The agents only append (rest-server ``--append-only``); this role has full access.
 Retention (``retention.plan_service``) is computed here per service, over the
@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
-from backup_agent import restic
+from backup_agent import execute, restic
 from backup_agent.manifest import Manifest
 from backup_agent.retention import ServicePlan, check_plan, plan_service
 from backup_agent.snapshots import Trust, judge
@@ -106,6 +106,46 @@ def check_repositories(manifest: Manifest, run_number: int) -> str:
     for repo, _ in manifest.repositories().values():
         with_unlock(repo, partial(restic.check, repo, read_data_subset=subset))
     return subset
+
+
+def copy_repositories(manifest: Manifest) -> dict[str, float]:
+    """Copy each repository's new snapshots to its second copy (``maintenance.copy``),
+    creating a copy repository that does not exist yet; then what the copies hold
+    (``survey_copies``)."""
+    for source, target, names in manifest.copies():
+        if not restic.exists(target):
+            created = restic.init(target, chunker_from=source)
+            log.info("created the copy repository %s: %s", execute.mask(target.url), created)
+        copied = restic.copy(source, target)
+        log.info(
+            "copied %d snapshot(s) of %s to %s",
+            copied,
+            ", ".join(names),
+            execute.mask(target.url),
+            extra={"task": "copy"},
+        )
+    return survey_copies(manifest)
+
+
+def survey_copies(manifest: Manifest) -> dict[str, float]:
+    """The time of the newest trusted snapshot of each service in its copy (0 for none),
+    judged by the same trust rule as the repository: the copy's freshness metric."""
+    trust = Trust.of(manifest)
+    newest: dict[str, float] = {}
+    for _, target, names in manifest.copies():
+        found = survey(restic.snapshots(target), manifest, names, trust).services
+        newest.update({name: found[name].newest for name in names})
+    return newest
+
+
+def init_copies(manifest: Manifest) -> list[tuple[restic.Repository, tuple[str, ...], str]]:
+    """Create each copy repository that does not exist yet, with the chunker parameters
+    of the repository it copies; (copy, services, new id or '' if it existed)."""
+    done = []
+    for source, target, names in manifest.copies():
+        created = "" if restic.exists(target) else restic.init(target, chunker_from=source)
+        done.append((target, names, created))
+    return done
 
 
 def with_unlock(repo: restic.Repository, action: Callable[[], T]) -> T:

@@ -14,7 +14,7 @@ read from the drill report at scrape time, so drills started by an operator show
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -26,11 +26,19 @@ from backup_agent.jobs.mysql.binlog.events import BinlogGap
 from backup_agent.jobs.mysql.binlog.pitr import Shipped
 from backup_agent.manifest import Manifest, Service
 from backup_agent.repository_errors import REASONS
-from backup_agent.state import CHECK, RETENTION, SHIPPING, State, backup_task, binlog_task
+from backup_agent.state import (
+    CHECK,
+    COPY,
+    RETENTION,
+    SHIPPING,
+    State,
+    backup_task,
+    binlog_task,
+)
 from backup_agent.survey import Survey
 
 PREFIX = "backup"
-MAINTENANCE_TASKS = (RETENTION, CHECK)
+MAINTENANCE_TASKS = (RETENTION, CHECK, COPY)
 
 
 # Per-service gauges, by name (without the ``backup_`` prefix) with their help text.
@@ -56,6 +64,9 @@ SERVICE_GAUGES = {
     "newest_snapshot_bytes": "Bytes the newest trusted snapshot read (restic's summary).",
     "typical_snapshot_bytes": "Median bytes read by the snapshots before the newest; 0 if none.",
     "orphaned_snapshots": "Snapshots tagged with a service the manifest does not name.",
+    "copy_newest_snapshot_timestamp_seconds": (
+        "Time of the newest trusted snapshot in the second copy (maintenance.copy); 0 if none."
+    ),
 }
 # Per-service gauges of point-in-time recovery (MySQL services that ship binlogs).
 BINLOG_GAUGES = {
@@ -80,14 +91,15 @@ BINLOG_GAUGES = {
 LIMIT_GAUGES = {
     "retention_max_age_seconds": "Retention's max_age: no trusted snapshot is kept longer.",
     "drill_max_age_seconds": "drill.max_age: the newest drilled snapshot must be younger.",
+    "copy_max_age_seconds": "maintenance.copy.max_age: the copy's newest snapshot must be younger.",
     "repository_size_limit_bytes": (
         "repository.size_limit (rest-server --max-size): what the server stores at most; 0 if none."
     ),
 }
-# Per-maintenance-task gauges (label ``task``: retention, check).
+# Per-maintenance-task gauges (label ``task``: retention, check, copy).
 TASK_GAUGES = {
     "maintenance_last_success_timestamp_seconds": (
-        "End of the last successful maintenance task (retention, check)."
+        "End of the last successful maintenance task (retention, check, copy)."
     ),
     "maintenance_last_success": "1 if the last run of the task succeeded, 0 if not.",
 }
@@ -313,7 +325,15 @@ class Metrics:
         self.limits["retention_max_age_seconds"].set(manifest.retention.max_age.total_seconds())
         if manifest.drill is not None:
             self.limits["drill_max_age_seconds"].set(manifest.drill.max_age.total_seconds())
+        if manifest.maintenance.copy is not None:
+            limit = manifest.maintenance.copy.max_age.total_seconds()
+            self.limits["copy_max_age_seconds"].set(limit)
         self.limits["repository_size_limit_bytes"].set(manifest.size_limit or 0)
+
+    def publish_copy(self, newest: Mapping[str, float]) -> None:
+        """The newest trusted snapshot of each service in the second copy (after a copy)."""
+        for name, when in newest.items():
+            self.service(name, "copy_newest_snapshot_timestamp_seconds").set(when)
 
 
 class FailureCollector(Collector):
@@ -327,7 +347,8 @@ class FailureCollector(Collector):
         family = CounterMetricFamily(
             f"{PREFIX}_failures",
             "Failed backups by cause (server_unreachable, access_refused, repository_missing, "
-            "wrong_password, repository_not_writable, locked, dump_failed, timeout, empty, ...).",
+            "wrong_password, repository_not_writable, locked, dump_failed, timeout, empty, "
+            "clock_skew, wrong_endpoint, ...).",
             labels=["service", "reason"],
         )
         for (service, reason), count in sorted(self.counts.copy().items()):  # scrape thread

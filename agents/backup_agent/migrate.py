@@ -54,7 +54,8 @@ def migrate(manifest: Manifest, source: restic.Repository, *, dry_run: bool = Fa
             continue
         if not exists:
             restic.init(target, chunker_from=source)
-        restic.copy(target, source, [s.id for s in todo])
+        if todo:  # restic copy without ids would copy every service's snapshots
+            restic.copy(source, target, [s.id for s in todo])
         repointed = _repoint(target, listed, name, key)
         moved.append(Moved(name, len(todo), len(listed) - len(todo), repointed))
         log.info(

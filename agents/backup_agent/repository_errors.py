@@ -4,9 +4,10 @@ restic 0.18 reports backend trouble only as retry lines on stderr (``Stat(<confi
 returned error, retrying after 1.3s: ... connection refused``) and retries almost every
 error for 15 minutes. Its final JSON ``exit_error`` message spans several lines and adds
 "Is there a repository at the following location?" even when the server is simply down.
-This module reads those lines (captured from real restic 0.18 and rest-server 0.13, see
-``tests/unit/data/restic_failures``) and names one cause. Messages name the backup
-server's host and port, never credentials, and never contain a newline.
+This module reads those lines (captured from real restic 0.18 against rest-server 0.13
+and Ceph RGW 16.2, see ``tests/unit/data/restic_failures``) and names one cause.
+Messages name the backup server's (or S3 store's) host and port, never credentials,
+and never contain a newline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ NOT_WRITABLE = "repository_not_writable"  # read-only or full
 LOCKED = "locked"
 DUMP_FAILED = "dump_failed"
 TIMEOUT = "timeout"
+CLOCK_SKEW = "clock_skew"  # S3 signs requests with the time: the store refuses a wrong clock
+WRONG_ENDPOINT = "wrong_endpoint"  # something answers there, but not an S3 store
 REASONS = (
     UNREACHABLE,
     REFUSED,
@@ -35,6 +38,8 @@ REASONS = (
     LOCKED,
     DUMP_FAILED,
     TIMEOUT,
+    CLOCK_SKEW,
+    WRONG_ENDPOINT,
 )
 
 RETRYING = re.compile(r"^(?P<op>\w+\(<[^>]*>\)) returned error, retrying after \S+: (?P<error>.*)$")
@@ -109,6 +114,59 @@ HTTP: dict[str, Cause] = {
 }
 
 
+# S3 stores' answers, as minio-go (restic's S3 client) passes on the store's error
+# message, first match wins. Ceph RGW and AWS word them alike; where they differ the
+# needle is what both share. restic retries all but "Access Denied" for 15 minutes.
+S3: tuple[tuple[str, Cause], ...] = (
+    (
+        "The specified bucket does not exist",
+        Cause(MISSING, "S3 bucket not found", True),
+    ),
+    (
+        "does not exist in our records",
+        Cause(REFUSED, "S3 access key unknown to the store", True),
+    ),
+    (
+        "The request signature we calculated does not match",
+        Cause(REFUSED, "S3 secret key wrong (signature does not match)", True),
+    ),
+    (
+        "request time and the",  # RGW: "...the server's time is too large", AWS: "current time"
+        Cause(CLOCK_SKEW, "the clocks differ by more than 15 minutes", True),
+    ),
+    ("RequestTimeTooSkewed", Cause(CLOCK_SKEW, "the clocks differ by more than 15 minutes", True)),
+    ("QuotaExceeded", Cause(NOT_WRITABLE, "S3 quota exceeded", True)),
+    (
+        "s3.getCredentials: no credentials found",
+        Cause(REFUSED, "no S3 credentials (repository credentials_file)", True),
+    ),
+    (
+        "Method Not Allowed",
+        Cause(WRONG_ENDPOINT, "the server there is not an S3 store (HTTP 405)", True),
+    ),
+    (  # an S3 store refuses with 403 and an S3 error; a bare 401 is some other server
+        "Unauthorized",
+        Cause(WRONG_ENDPOINT, "the server there is not an S3 store (HTTP 401)", True),
+    ),
+    ("Bucket name", Cause(MISSING, "S3 bucket name invalid", True)),  # minio-go's own check
+    ("malformed HTTP", Cause(WRONG_ENDPOINT, "no HTTP server at that port", True)),
+    (
+        "Connection closed by foreign host",
+        Cause(REFUSED, "URL says http, the endpoint closes the connection (TLS?)", True),
+    ),
+)
+S3_DENIED = "Access Denied."
+# What S3's "Access Denied." means, by the operation restic was doing.
+S3_DENIED_BY_OP = (
+    (
+        "Remove(<lock/",
+        "the store refuses deleting lock files: the bucket policy must allow locks/",
+    ),
+    ("Remove(", "the store refuses deletions (S3 Access Denied: append-only bucket policy)"),
+    ("Save(", "the store refuses writing (S3 Access Denied: a read-only key pair?)"),
+)
+
+
 def line_cause(line: str) -> Cause | None:
     """The cause named by one retry or failure line of restic's stderr, if any."""
     line = ANSI.sub("", line).strip()
@@ -130,7 +188,10 @@ def error_cause(error: str, op: str = "") -> Cause | None:
         if status["code"] == "404" and not op.startswith("Stat(<config"):
             return Cause(NOT_WRITABLE, f"{op} not found on the server (HTTP 404)")
         return cause
-    for needle, cause in TRANSPORT:
+    if S3_DENIED in error:
+        detail = next((text for start, text in S3_DENIED_BY_OP if op.startswith(start)), "")
+        return Cause(REFUSED, detail or "S3 access denied (bucket policy or key pair)", True)
+    for needle, cause in (*S3, *TRANSPORT):
         if needle in error:
             return cause
     return None
@@ -233,26 +294,48 @@ def dump_detail(lines: list[str], final: str) -> str:
     return f"{program} failed ({how}){last}"
 
 
-# One line per cause: {server} host:port, {location} the repository, {detail}, {after}.
+# One line per cause: {store} "backup server" or "S3 store", {server} host:port,
+# {location} the repository, {detail}, {after}.
 MESSAGES = {
-    UNREACHABLE: "backup server {server} unreachable: {detail}{after}",
-    REFUSED: "backup server {server} refused access: {detail}{after}",
+    UNREACHABLE: "{store} {server} unreachable: {detail}{after}",
+    REFUSED: "{store} {server} refused access: {detail}{after}",
     MISSING: "no restic repository at {location} (backup-agent init creates it)",
     WRONG_PASSWORD: "wrong password for the restic repository at {location}",
-    NOT_WRITABLE: "backup server {server} cannot store the repository: {detail}{after}",
+    NOT_WRITABLE: "{store} {server} cannot store the repository: {detail}{after}",
     LOCKED: "restic repository at {location} is locked: {detail}",
     DUMP_FAILED: "dump failed: {detail}",
     TIMEOUT: "restic {verb} against {server} timed out: {detail}",
+    CLOCK_SKEW: "{store} {server} refuses this host's requests: {detail}; fix them (NTP)",
+    WRONG_ENDPOINT: "{server} is not the S3 store of {location}: {detail}",
 }
+BUCKET_MISSING = (
+    "no S3 bucket {bucket} at {server}: a wrong bucket name, or {server} is not the S3 "
+    "endpoint (the maintenance role creates buckets: backup-agent s3-setup)"
+)
 
 
 def message(cause: Cause, verb: str, url: str, stopped_after: float | None = None) -> str:
     """One line for people: the cause, where, and how long restic was given."""
+    s3 = url.startswith("s3:")
     after = f" (restic {verb} gave up after {stopped_after:.0f} s)" if stopped_after else ""
-    return MESSAGES.get(cause.reason, MESSAGES[TIMEOUT]).format(
+    if s3 and cause.reason == UNREACHABLE and cause.detail == "host name does not resolve":
+        after = " (the bucket in the host name? s3.path_style: true puts it in the path)" + after
+    template = MESSAGES.get(cause.reason, MESSAGES[TIMEOUT])
+    if cause.reason == MISSING and cause.detail.startswith("S3 bucket"):
+        template = BUCKET_MISSING
+    return template.format(
+        store="S3 store" if s3 else "backup server",
         server=server_of(url),
         location=location_of(url),
+        bucket=bucket_of(url),
         detail=cause.detail,
         after=after,
         verb=verb,
     )
+
+
+def bucket_of(url: str) -> str:
+    """The bucket of an ``s3:`` URL (``s3:https://host/BUCKET/path``, ``s3:host/BUCKET``)."""
+    rest = url.removeprefix("s3:")
+    rest = rest.partition("://")[2] if "://" in rest else rest
+    return rest.split("/")[1] if rest.count("/") else ""

@@ -9,6 +9,7 @@ Snapshots are always written with the manifest's fixed ``--host`` and tagged
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import os
@@ -96,20 +97,35 @@ def _readable(stderr_tail: str) -> str:
 
 @dataclass(frozen=True)
 class Repository:
-    """Where snapshots go and how to open the repository."""
+    """Where snapshots go and how to open the repository.
+
+    ``credentials_file`` is, for rest-server, one line ``user:password``; for S3
+    (``s3:`` URLs), an AWS shared credentials file whose ``[default]`` profile holds
+    ``aws_access_key_id`` and ``aws_secret_access_key``. ``s3_region`` and
+    ``s3_path_style`` (bucket in the path, as Ceph RGW and MinIO serve it; False: in
+    the host name, as AWS prefers; None: restic decides) only apply to S3.
+    """
 
     url: str
     password_file: str
     host: str
-    credentials_file: str | None = None  # "user:password" for rest-server, one line
+    credentials_file: str | None = None
     cache_dir: str | None = None
     cacert: str | None = None  # CA certificate that signed the backup server's certificate
+    s3_region: str | None = None
+    s3_path_style: bool | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3:")
 
     def env(self) -> dict[str, str]:
         """Environment for restic; secrets stay in files or here, never in argv.
 
         rest-server credentials can only reach restic through its environment (or the
         URL, which also ends up there): they are read from their file for each call.
+        An S3 key pair stays in its file, which restic reads itself; the key variables
+        restic would prefer to it are blanked, so the file the manifest names counts.
         """
         env = {"RESTIC_REPOSITORY": self.url, "RESTIC_PASSWORD_FILE": self.password_file}
         if self.cacert:
@@ -119,13 +135,51 @@ class Repository:
                     f"certificate {self.cacert} that must have signed its TLS certificate"
                 ).because(repository_errors.REFUSED)
             env["RESTIC_CACERT"] = self.cacert
-        if self.credentials_file:
+        if self.credentials_file and self.is_s3:
+            read_s3_credentials(self.credentials_file)
+            env.update(dict.fromkeys(S3_KEY_VARIABLES, ""))
+            env["AWS_SHARED_CREDENTIALS_FILE"] = self.credentials_file
+            env["AWS_PROFILE"] = S3_PROFILE
+        elif self.credentials_file:
             user, password = read_credentials(self.credentials_file)
             env["RESTIC_REST_USERNAME"] = user
             env["RESTIC_REST_PASSWORD"] = password
         if self.cache_dir:
             env["RESTIC_CACHE_DIR"] = self.cache_dir
         return env
+
+    def options(self) -> list[str]:
+        """restic's options for this repository (S3 region and bucket lookup), each one
+        argument, so that the verb stays the first argument without a dash."""
+        if not self.is_s3:
+            return []
+        options = []
+        if self.s3_region:
+            options.append(f"--option=s3.region={self.s3_region}")
+        if self.s3_path_style is not None:
+            lookup = "path" if self.s3_path_style else "dns"
+            options.append(f"--option=s3.bucket-lookup={lookup}")
+        return options
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` (restic's) with this repository's options after the program name."""
+        return [argv[0], *self.options(), *argv[1:]]
+
+
+# Variables restic (minio-go) reads before the credentials file; blanked for S3.
+S3_KEY_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "AWS_SESSION_TOKEN",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "RESTIC_AWS_ASSUME_ROLE_ARN",
+)
+S3_PROFILE = "default"
 
 
 def read_credentials(path: str) -> tuple[str, str]:
@@ -142,6 +196,36 @@ def read_credentials(path: str) -> tuple[str, str]:
     return user, password
 
 
+def read_s3_credentials(path: str) -> tuple[str, str]:
+    """Check an AWS credentials file before restic reads it; returns the key pair.
+
+    Its ``[default]`` profile must hold a key pair and nothing restic would run or
+    follow: ``credential_process`` would make restic execute a program, so it is refused.
+    The secret key is registered for masking.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise BackupError(f"cannot read S3 credentials {path}: {exc.strerror}") from exc
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise BackupError(f"{path}: not an AWS credentials file ({type(exc).__name__})") from exc
+    if not parser.has_section(S3_PROFILE):
+        raise BackupError(f"{path}: no [{S3_PROFILE}] profile (an AWS credentials file)")
+    profile = parser[S3_PROFILE]
+    if "credential_process" in profile:
+        raise BackupError(f"{path}: credential_process is refused (restic would run it)")
+    key = profile.get("aws_access_key_id", "").strip()
+    secret = profile.get("aws_secret_access_key", "").strip()
+    if not key or not secret:
+        raise BackupError(
+            f"{path}: [{S3_PROFILE}] needs aws_access_key_id and aws_secret_access_key"
+        )
+    execute.register_secret(secret)
+    return key, secret
+
+
 @dataclass(frozen=True)
 class Snapshot:
     id: str
@@ -151,7 +235,7 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
     summary: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    original: str | None = None  # the snapshot it was copied from (restic copy, tag)
+    original: str | None = None  # in a copy (restic copy): the id of the snapshot copied
 
     def tag(self, key: str) -> str | None:
         """Value of a ``key=value`` tag, or None."""
@@ -250,7 +334,7 @@ def command(verb: str, *args: str) -> list[str]:
 
 def _run(repo: Repository, argv: list[str], limits: guard.Limits = guard.QUICK) -> execute.Result:
     """restic to completion, bounded (``repository_guard``): a failure names its cause."""
-    return guard.run(argv, repo.env(), repo.url, limits, error)
+    return guard.run(repo.argv(argv), repo.env(), repo.url, limits, error)
 
 
 class Running:
@@ -260,7 +344,7 @@ class Running:
     def __init__(
         self, repo: Repository, argv: list[str], limits: guard.Limits = guard.LONG, **streams: Any
     ) -> None:
-        argv = guard.bounded(argv, limits)
+        argv = guard.bounded(repo.argv(argv), limits)
         self.guard = guard.Guard(argv, repo.url, limits)
         self.signalled = threading.Event()  # restic said it received SIGTERM
         self.process = execute.Process(
@@ -312,13 +396,14 @@ def require_version() -> tuple[int, int, int]:
 
 
 def init(repo: Repository, chunker_from: Repository | None = None) -> str:
-    """Create the repository; returns its id. With ``chunker_from``, it takes that
-    repository's chunker parameters, so that data copied from it deduplicates."""
+    """Create the repository; returns its id. ``chunker_from``: the repository it will
+    hold copies of, whose chunker parameters it takes (restic's advice for copies)."""
     if chunker_from is None:
         result = _run(repo, command("init"))
     else:
         argv = command("init", "--copy-chunker-params")
-        result = guard.run(argv, _with_source(repo, chunker_from), repo.url, guard.QUICK, error)
+        result = guard.run(pair_argv(chunker_from, repo, argv), pair_env(chunker_from, repo),
+                           repo.url, guard.QUICK, error)  # fmt: skip
     for message in parse_messages(result.stdout):
         if message.get("message_type") == "initialized":
             return str(message["id"])
@@ -343,8 +428,70 @@ def preflight(repo: Repository) -> None:
     ``--no-lock``, writes and deletes a lock file: a write an append-only rest-server
     allows, which fails on a read-only or full server. It cannot prove room for the
     backup itself; a full server is caught by its first HTTP 507 instead.
+    On S3 a bucket policy may refuse restic's deletion of its own lock: restic then
+    exits 0 and leaves the lock behind, and every later run would; that fails here too.
     """
-    _run(repo, command("cat", "config"), guard.PREFLIGHT)
+    argv = command("cat", "config")
+    result = _run(repo, argv, guard.PREFLIGHT)
+    failure = ResticError(execute.display(argv), 0, "", "left an error behind")
+    if _name_backend_failure(failure, result, repo.url, "cat"):
+        raise failure
+
+
+def _name_backend_failure(
+    error: ResticError, result: execute.Result, url: str, verb: str, prefix: str = ""
+) -> bool:
+    """When restic exited 0 after a backend operation failed (a deletion the store
+    refused), give ``error`` that failure's reason and message; True if there was one."""
+    failed = [line for line in result.stderr.splitlines() if repository_errors.FAILED.match(line)]
+    cause = repository_errors.line_cause(failed[0]) if failed else None
+    if cause is None:
+        return False
+    error.because(cause.reason)
+    error.args = (prefix + repository_errors.message(cause, verb, url),)
+    return True
+
+
+def copy(source: Repository, target: Repository, snapshot_ids: Sequence[str] = ()) -> int:
+    """Copy the snapshots ``snapshot_ids`` of ``source`` (default: every one) that
+    ``target`` does not hold yet (restic copy, which recognises earlier copies; each copy
+    names its snapshot as ``original``); returns how many it copied. Failures are named
+    after ``target``, where the data goes."""
+    argv = pair_argv(source, target, command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids))
+    result = guard.run(argv, pair_env(source, target), target.url, guard.LONG, error)
+    return len(COPIED.findall(result.stdout))
+
+
+COPIED = re.compile(rb"^snapshot [0-9a-f]+ saved$", re.MULTILINE)
+
+
+def pair_env(source: Repository, target: Repository) -> dict[str, str]:
+    """restic's environment for ``target`` with ``source`` as its ``--from-repo``.
+
+    Credentials and options of one kind (S3, rest-server) are restic's for both
+    repositories: the manifest checks make sure the two agree, and two different
+    credentials files of one kind are refused here.
+    """
+    ours, theirs = source.credentials_file, target.credentials_file
+    if ours and theirs and ours != theirs and source.is_s3 == target.is_s3:
+        kind = "S3" if source.is_s3 else "rest-server"
+        raise BackupError(
+            f"restic copy gives {source.url} and {target.url} one set of {kind} "
+            f"credentials: {ours} and {theirs} differ"
+        )
+    env = {**source.env(), **target.env()}
+    env["RESTIC_FROM_REPOSITORY"] = source.url
+    env["RESTIC_FROM_PASSWORD_FILE"] = source.password_file
+    cacerts = dict.fromkeys(c for c in (source.cacert, target.cacert) if c)
+    if cacerts:
+        env["RESTIC_CACERT"] = ",".join(cacerts)
+    return env
+
+
+def pair_argv(source: Repository, target: Repository, argv: Sequence[str]) -> list[str]:
+    """``argv`` with the options of both repositories (one S3 set, see ``pair_env``)."""
+    options = dict.fromkeys([*source.options(), *target.options()])
+    return [argv[0], *options, *argv[1:]]
 
 
 def tag_args(tags: Mapping[str, str]) -> list[str]:
@@ -491,28 +638,10 @@ def forget(repo: Repository, snapshot_ids: Sequence[str]) -> None:
         raise guard.named(error, "forget", 0, lines, repo.url)
 
 
-def copy(repo: Repository, source: Repository, snapshot_ids: Sequence[str]) -> None:
-    """Copy these snapshots of ``source`` into ``repo`` (each keeps its id as ``original``)."""
-    if snapshot_ids:
-        argv = command("copy", "--retry-lock", RETRY_LOCK, *snapshot_ids)
-        guard.run(argv, _with_source(repo, source), repo.url, guard.LONG, error)
-
-
 def retag(repo: Repository, snapshot_id: str, tags: Sequence[str]) -> None:
     """Replace a snapshot's tags (restic writes it anew, keeping ``original``)."""
     args = [arg for tag in tags for arg in ("--set", tag)]
     _run(repo, command("tag", "--retry-lock", RETRY_LOCK, *args, snapshot_id))
-
-
-def _with_source(repo: Repository, source: Repository) -> dict[str, str]:
-    """restic's environment for ``repo`` with ``source`` as its --from-repo."""
-    if source.credentials_file:
-        raise BackupError("a source repository behind rest-server credentials is not supported")
-    return {
-        **repo.env(),
-        "RESTIC_FROM_REPOSITORY": source.url,
-        "RESTIC_FROM_PASSWORD_FILE": source.password_file,
-    }
 
 
 def prune(repo: Repository) -> None:

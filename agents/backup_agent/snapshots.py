@@ -19,6 +19,12 @@ A binlog shipment is trusted by the same host and date rules when the service sh
 binlogs (``binlog:`` in the manifest), its tags are well formed and it claims no
 binlog written after it was made; it is never "latest".
 
+In a second copy (``restic copy``) every snapshot has a new id and names the one it
+was copied from (``original``); records name the original, so ``of=`` matches either.
+Two snapshots that claim to be the same one (an ``original`` that another snapshot's
+id or ``original`` also is) are both untrusted: no sidecar can make its snapshot pass
+for a proven one by claiming to be its copy.
+
 Untrusted snapshots are reported (log, ``backup_untrusted_snapshots``), never used and
 never removed by retention. Drill records carry an HMAC made with ``drill.key_file``,
 which only the verifier and the maintenance role hold, so a sidecar cannot forge one.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -128,16 +135,20 @@ def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> 
             records.append(snapshot)
         else:
             candidates.append(snapshot)
-    ids = {s.id for s in candidates}
+    claims = Counter(name for s in candidates for name in {s.id, s.original} if name)
+    for snapshot in [s for s in candidates if s.original and claims[s.original] > 1]:
+        result.untrusted.append((snapshot, "another snapshot claims to be the same (a copy)"))
+        candidates.remove(snapshot)
+    by_name = {name: s for s in candidates for name in (s.id, s.original) if name}
     for record in records:
-        target = record.tag("of") or ""
-        if target not in ids:
+        target = by_name.get(record.tag("of") or "")
+        if target is None:
             why = "a record of no trusted snapshot of this service"
             result.untrusted.append((record, why))
         elif record.tag("kind") == META_KIND:
-            result.records[target] = record
+            result.records[target.id] = record
         elif _signed(record, service, trust):
-            result.drilled[target] = record
+            result.drilled[target.id] = record
         elif trust.drill_key is None:  # a sidecar holds no key: it cannot tell
             result.untrusted.append((record, "a drill record, not checked: no drill key here"))
         else:

@@ -2,12 +2,12 @@
 
 A task is what the scheduler runs (``TaskId``): a service's backup of one snapshot
 kind (role ``backup``; binlog shipping is kind ``binlog``), a maintenance task
-(``retention``, ``check``) or the drills (role ``verifier``). The file keeps them in
+(``retention``, ``check``, ``copy``) or the drills (role ``verifier``). The file keeps them in
 that structure::
 
     {"version": 2,
      "backup": {"mysql": {"full": RUN, "binlog": RUN}, "files": {"incremental": RUN, "full": RUN}},
-     "maintenance": {"retention": RUN, "check": RUN},
+     "maintenance": {"retention": RUN, "check": RUN, "copy": RUN},
      "verifier": {"drill": RUN}}
 
 Several processes may share it (the long-lived agent, and an operator's one-shot
@@ -39,7 +39,7 @@ VERSION = 2
 @dataclass(frozen=True)
 class TaskId:
     """Which task a run belongs to. Backups: ``name`` is the service and ``kind`` the
-    snapshot kind; maintenance: ``retention`` or ``check``; verifier: ``drill``."""
+    snapshot kind; maintenance: ``retention``, ``check`` or ``copy``; verifier: ``drill``."""
 
     role: str
     name: str
@@ -51,6 +51,7 @@ class TaskId:
 
 RETENTION = TaskId("maintenance", "retention")
 CHECK = TaskId("maintenance", "check")
+COPY = TaskId("maintenance", "copy")
 DRILL = TaskId("verifier", "drill")
 
 

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import service_spec
 from tests.grafana_db import GrafanaDirs
 from tests.mariadb_server import MariaDB
+from tests.s3_fixtures import ceph_rgw, s3_repository  # noqa: F401 - fixtures of the S3 tests
 
 SCHEMA = [
     "CREATE TABLE customer (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(200) NOT NULL,"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from backup_agent import bundle, inventory, manifest, secret_store
+from backup_agent import bundle, inventory, manifest, restic, secret_store
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "compose" / "hosts"
@@ -143,3 +143,23 @@ def test_the_env_file_says_where_to_publish_and_where_the_peers_are() -> None:
     assert "COMPOSE_PROFILES" not in db
     # backup-agent status on another machine reads the monitoring machine's Prometheus.
     assert f"PROMETHEUS_ADDRESS=verify:{loaded.ports.prometheus}" in db.splitlines()
+
+
+def test_s3_key_pairs_when_asked_or_when_the_manifest_reaches_s3(tmp_path: Path) -> None:
+    """The compose stack asks for every S3 user's key pair (secrets --s3: its S3 modes);
+    otherwise an S3 repository brings the agents', verifier's and maintenance role's,
+    an S3 copy its owner's and the appending copy user's, and rest-server none."""
+    assert secret_store.s3_users(stack()) == []
+    agents = ["mysql_agent", "grafana_agent", "files_agent", "verifier", "maintenance"]
+    assert secret_store.s3_users(stack(), s3=True) == [*agents, "owner", "copy"]
+    for name, users in (("compose-s3.yaml", agents), ("compose-s3-copy.yaml", ["owner", "copy"])):
+        on_s3 = inventory.Inventory.single(manifest.load(ROOT / "manifests" / name))
+        assert secret_store.s3_users(on_s3) == users, name
+    made = secret_store.generated(stack(), s3=True)
+    pairs = [made[f"s3_{user}"](tmp_path) for user in ("copy", "owner")]
+    assert pairs[0] != pairs[1]
+    for number, pair in enumerate(pairs):
+        path = tmp_path / f"s3_{number}"
+        path.write_text(pair)
+        access, secret = restic.read_s3_credentials(str(path))  # the agent accepts it
+        assert len(access) == 20 and access == access.upper() and len(secret) == 64

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from backup_agent import manifest
 from backup_agent.errors import EXIT_USAGE, ManifestError
@@ -1031,3 +1032,183 @@ def test_bad_monitoring_is_refused(monitoring: Data, path: str) -> None:
     data["monitoring"] = monitoring
     (problem,) = problems_of(data)
     assert problem[0] == path
+
+
+# --- S3 repositories, each role with its own key pair, and the second copy ---------------
+
+
+def on_s3() -> Data:
+    """Per-service buckets on S3: agents, verifier and maintenance with their own key pairs,
+    and a copy to a second S3 store."""
+    data = base()
+    data["services"]["docs"] = files_service()
+    data["repository"].update(
+        url="s3:https://s3.example.net/agama-{service}",
+        credentials_file="/run/secrets/s3_{service}_agent",
+        s3={"region": "eu-central-1", "path_style": True},
+    )
+    data["drill"] = {"schedule": "0 6 * * 1", "credentials_file": "/run/secrets/s3_verifier"}
+    data["maintenance"] = {
+        "credentials_file": "/run/secrets/s3_maintenance",
+        "copy": {
+            "url": "rest:https://offsite:8000/{service}",
+            "credentials_file": "/run/secrets/rest_copy",
+            "schedule": "0 7 * * *",
+            "max_age": "3d",
+        },
+    }
+    return data
+
+
+def test_every_role_opens_the_s3_repositories_with_its_own_key_pair() -> None:
+    loaded = manifest.parse(on_s3())
+    agent = loaded.repository_for("db")
+    assert (agent.url, agent.credentials_file) == (
+        "s3:https://s3.example.net/agama-db",
+        "/run/secrets/s3_db_agent",
+    )
+    assert (agent.s3_region, agent.s3_path_style) == ("eu-central-1", True)
+    verifier = loaded.for_role("verifier").repository_for("db")
+    assert verifier.credentials_file == "/run/secrets/s3_verifier"
+    maintenance = loaded.for_role("maintenance").repository_for("docs")
+    assert (maintenance.url, maintenance.credentials_file) == (
+        "s3:https://s3.example.net/agama-docs",
+        "/run/secrets/s3_maintenance",
+    )
+    assert maintenance.s3_region == "eu-central-1"
+
+
+def test_the_copy_of_each_repository_goes_to_its_own_destination() -> None:
+    loaded = manifest.parse(on_s3())
+    copy = loaded.maintenance.copy
+    assert copy is not None and copy.max_age == timedelta(days=3)
+    assert copy.schedule.cron == "0 7 * * *"
+    pairs = [(source.url, target.url, names) for source, target, names in loaded.copies()]
+    assert pairs == [
+        ("s3:https://s3.example.net/agama-db", "rest:https://offsite:8000/db", ("db",)),
+        ("s3:https://s3.example.net/agama-docs", "rest:https://offsite:8000/docs", ("docs",)),
+    ]
+    source, target, _ = loaded.copies()[0]
+    assert source.credentials_file == "/run/secrets/s3_maintenance"  # whoever runs it
+    assert target.credentials_file == "/run/secrets/rest_copy"
+    assert target.password_file == "/run/secrets/restic_password"  # default: the repository's
+    assert (target.s3_region, target.host) == (None, "agama")
+    assert manifest.parse(base()).copies() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["repository"].pop("credentials_file"),
+            [("repository.credentials_file", "required for an s3: URL")],
+        ),
+        (
+            lambda d: d["maintenance"].pop("credentials_file"),
+            [("maintenance.credentials_file", "retention deletes")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(url="s3:https://copy.example/c-{service}"),
+            [("maintenance.copy.credentials_file", "one set of s3 credentials"),
+             ("maintenance.copy.s3", "must equal repository.s3")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(url="rest:https://offsite:8000/all"),
+            [("maintenance.copy.url", "repository.url has {service}; this URL must agree")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].update(s3={"region": "x"}),
+            [("maintenance.copy.s3", "only for an s3: url")],
+        ),
+        (
+            lambda d: d["maintenance"]["copy"].pop("schedule"),
+            [("maintenance.copy.schedule", "is required")],
+        ),
+        (
+            lambda d: d["services"].update(my_db=d["services"].pop("db")),
+            [("repository.url", "'agama-my_db' is not an S3 bucket name")],
+        ),
+    ],
+)  # fmt: skip
+def test_s3_manifests_that_are_refused(change: Any, expected: Problems) -> None:
+    data = on_s3()
+    change(data)
+    assert_problems(problems_of(data), expected)
+
+
+def test_s3_options_need_an_s3_url() -> None:
+    data = base()
+    data["repository"]["s3"] = {"path_style": True}
+    assert problems_of(data) == [("repository.s3", "only for s3: repository URLs")]
+
+
+def test_an_s3_copy_of_a_local_repository_needs_its_key_pair() -> None:
+    data = base()
+    data["maintenance"] = {"copy": {"url": "s3:https://s3.example/agama", "schedule": "0 7 * * *"}}
+    assert_problems(problems_of(data), [("maintenance.copy.credentials_file", "required")])
+    data["maintenance"]["copy"]["credentials_file"] = "/run/secrets/s3_copy"
+    assert manifest.parse(data).copies()[0][1].credentials_file == "/run/secrets/s3_copy"
+
+
+def test_a_verifier_with_the_agents_key_pair_is_warned_about() -> None:
+    data = on_s3()
+    del data["drill"]["credentials_file"]
+    (warning,) = [w for w in manifest.parse(data).warnings if w.startswith("drill.")]
+    assert "uses the agents' S3 key pair" in warning
+    assert not [w for w in manifest.parse(on_s3()).warnings if w.startswith("drill.")]
+
+
+def test_the_compose_stores_differ_from_compose_yaml_only_where_the_repositories_are() -> None:
+    """manifests/compose-s3.yaml (BACKUP_STORE=s3) and compose-s3-copy.yaml (rest+s3) are
+    the stack's policy with the repositories elsewhere: nothing else may drift."""
+    root = Path(__file__).resolve().parents[2] / "manifests"
+
+    def read(name: str) -> Data:
+        data: Data = yaml.safe_load((root / name).read_text())
+        return data
+
+    rest, s3, copy = read("compose.yaml"), read("compose-s3.yaml"), read("compose-s3-copy.yaml")
+    for variant in (s3, copy):
+        assert {
+            k: v for k, v in variant.items() if k not in ("repository", "drill", "maintenance")
+        } == {k: v for k, v in rest.items() if k not in ("repository", "drill", "maintenance")}
+    # The verifier reaches the buckets with its own key pair, not rest-server's endpoint.
+    drill = {k: v for k, v in s3["drill"].items() if k != "credentials_file"}
+    assert drill == {k: v for k, v in rest["drill"].items() if k != "repository_url"}
+    assert copy["drill"] == rest["drill"]
+    assert copy["repository"] == rest["repository"]
+    assert {k: v for k, v in copy["maintenance"].items() if k != "copy"} == rest["maintenance"]
+    loaded = manifest.load(root / "compose-s3.yaml")
+    assert loaded.repository_for("mysql").url == "s3:http://s3:7480/agama-mysql"
+    assert loaded.for_role("maintenance").repository_for("files").credentials_file == (
+        "/run/secrets/s3_maintenance"
+    )
+    assert [
+        target.url for _, target, _ in manifest.load(root / "compose-s3-copy.yaml").copies()
+    ] == [f"s3:http://s3:7480/agama-copy-{name}" for name in ("mysql", "grafana", "files")]
+
+
+def test_the_s3_stack_scrapes_the_store_where_the_rest_stack_scrapes_rest_server() -> None:
+    """BACKUP_STORE=s3 runs no rest-server: its Prometheus scrapes the S3 store as the
+    backup-server job (else BackupServerDown or BackupComponentAbsent would fire for ever),
+    and everything else alike."""
+    root = Path(__file__).resolve().parents[2] / "compose"
+    rest = yaml.safe_load((root / "prometheus" / "prometheus.yml").read_text())
+    s3 = yaml.safe_load((root / "prometheus" / "prometheus-s3.yml").read_text())
+    for job in rest["scrape_configs"]:
+        if job["job_name"] == "backup-server":  # the stand-in's s3-metrics: plain HTTP
+            job["static_configs"] = [{"targets": ["s3:9283"]}]
+            del job["scheme"], job["tls_config"]
+    assert s3 == rest
+
+    class ComposeLoader(yaml.SafeLoader):
+        """YAML with Compose's ``!override`` (replace instead of merge)."""
+
+    def mapping(loader: ComposeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        return loader.construct_mapping(node)
+
+    ComposeLoader.add_constructor("!override", mapping)
+    override = yaml.load((root / "s3.yml").read_text(), ComposeLoader)  # noqa: S506
+    assert override["configs"]["prometheus"]["file"] == "./prometheus/prometheus-s3.yml"
+    assert override["services"]["backup-server"]["profiles"] == ["rest-server"]
+    assert list(override["services"]["repository-init"]["depends_on"]) == ["s3-setup"]

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from backup_agent import manifest
 from backup_agent.metrics import Metrics
+from backup_agent.repository_errors import REASONS
 from backup_agent.state import Run, State, backup_task
 
 AGAMA = Path(__file__).resolve().parents[2] / "manifests" / "agama.yaml"
@@ -115,3 +116,13 @@ def test_failures_are_counted_by_reason_from_the_state_file(
     unreachable = {"service": "files", "reason": "server_unreachable"}
     assert value(registry, "backup_failures_total", **unreachable) == 2
     assert value(registry, "backup_failures_total", service="files", reason="wrong_password") == 1
+
+
+def test_every_named_cause_starts_at_zero(
+    setup: tuple[CollectorRegistry, Metrics, State, manifest.Manifest],
+) -> None:
+    """Also the S3 store's own causes (clock_skew, wrong_endpoint)."""
+    registry = setup[0]
+    assert {"clock_skew", "wrong_endpoint"} <= set(REASONS)
+    for reason in REASONS:
+        assert value(registry, "backup_failures_total", service="files", reason=reason) == 0

@@ -123,6 +123,64 @@ def test_lines_without_a_backend_error_name_nothing() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("s3-bucket-missing", "no S3 bucket no-such-bucket at {server}: a wrong bucket name, or "
+         "{server} is not the S3 endpoint (the maintenance role creates buckets: backup-agent "
+         "s3-setup)"),
+        ("s3-clock-skew", "S3 store {server} refuses this host's requests: the clocks differ by "
+         "more than 15 minutes; fix them (NTP)"),
+        ("s3-not-s3-rest-server", "{server} is not the S3 store of {url}: the server there is "
+         "not an S3 store (HTTP 405)"),
+        ("s3-lock-delete-denied", "S3 store {server} refused access: the store refuses deleting "
+         "lock files: the bucket policy must allow locks/"),
+        ("s3-agent-prune", "S3 store {server} refused access: the store refuses deletions (S3 "
+         "Access Denied: append-only bucket policy)"),
+        ("s3-path-style-off", "S3 store {server} unreachable: host name does not resolve (the "
+         "bucket in the host name? s3.path_style: true puts it in the path) (restic cat gave up "
+         "after 4 s)"),
+    ],
+)  # fmt: skip
+def test_s3_messages_say_what_to_fix(name: str, message: str) -> None:
+    sample = load(next(p for p in SAMPLES if p.stem == name))
+    cause = causes.classify(
+        sample["verb"], sample["exit"], sample["stderr"], sample["url"],
+        stopped_after=sample["stopped_after"],
+    )  # fmt: skip
+    assert cause is not None
+    text = causes.message(cause, sample["verb"], sample["url"], sample["stopped_after"])
+    assert text == message.format(server=causes.server_of(sample["url"]), url=sample["url"])
+
+
+def test_s3_failures_restic_retries_are_hopeless_at_their_first_line() -> None:
+    """restic retries a missing bucket, a wrong key or a skewed clock for 15 minutes; the
+    guard stops it at the first retry line."""
+    retried = [load(p) for p in SAMPLES if p.stem.startswith("s3-") and load(p)["stopped_after"]]
+    assert len(retried) >= 8
+    for sample in retried:
+        first = next(line for line in sample["stderr"] if "retrying after" in line)
+        cause = causes.line_cause(first)
+        if sample["reason"] == causes.UNREACHABLE:  # a store restarting: retrying may help
+            assert cause is not None and not cause.hopeless, first
+        else:
+            assert cause is not None and cause.hopeless, first
+            assert cause.reason == sample["reason"], first
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket"),
+    [
+        ("s3:https://s3.example:9000/bucket/path", "bucket"),
+        ("s3:http://127.0.0.1:23100/restic-1", "restic-1"),
+        ("s3:s3.amazonaws.com/bucket/prefix", "bucket"),
+        ("s3:s3.amazonaws.com", ""),
+    ],
+)
+def test_bucket_of(url: str, bucket: str) -> None:
+    assert causes.bucket_of(url) == bucket
+
+
+@pytest.mark.parametrize(
     ("url", "server"),
     [
         ("rest:http://agent:s3cret@10.0.0.5:8000/agama", "10.0.0.5:8000"),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from backup_agent import execute, restic
+from backup_agent import repository_guard as guard
 from backup_agent.errors import BackupError, CommandError
 
 # Output captured from restic 0.18.0 (`restic --json ...`), verbatim.
@@ -149,6 +150,80 @@ def test_read_credentials_missing_file(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"cannot read rest-server credentials {path}: No such file or directory"
     )
+
+
+def s3_credentials(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "s3-credentials"
+    path.write_text(body)
+    return str(path)
+
+
+def test_env_with_an_s3_credentials_file(tmp_path: Path) -> None:
+    """restic reads the key pair from the file itself; the variables it would prefer to
+    the file (inherited AWS or MinIO keys) are blanked, so the file counts."""
+    credentials = s3_credentials(
+        tmp_path, "[default]\naws_access_key_id = AGENTKEY\naws_secret_access_key = s3-secret-91\n"
+    )
+    cacert = tmp_path / "ca.pem"  # env() refuses a CA certificate it cannot read
+    cacert.write_text("-----BEGIN CERTIFICATE-----\n")
+    repo = restic.Repository(
+        url="s3:https://s3.example.net/agama-mysql",
+        password_file="/run/secrets/restic_password",
+        host="agama",
+        credentials_file=credentials,
+        cacert=str(cacert),
+    )
+    env = repo.env()
+    assert {key: env.pop(key) for key in restic.S3_KEY_VARIABLES} == dict.fromkeys(
+        restic.S3_KEY_VARIABLES, ""
+    )
+    assert env == {
+        "RESTIC_REPOSITORY": "s3:https://s3.example.net/agama-mysql",
+        "RESTIC_PASSWORD_FILE": "/run/secrets/restic_password",
+        "RESTIC_CACERT": str(cacert),
+        "AWS_SHARED_CREDENTIALS_FILE": credentials,
+        "AWS_PROFILE": "default",
+    }
+    assert "AWS_ACCESS_KEY_ID" in restic.S3_KEY_VARIABLES
+    assert execute.mask("signed with s3-secret-91") == "signed with ***"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("[other]\naws_access_key_id = K\naws_secret_access_key = S\n", "no [default] profile"),
+        ("[default]\naws_access_key_id = K\n", "needs aws_access_key_id and aws_secret_access_key"),
+        ("[default]\ncredential_process = /bin/sh -c id\n", "credential_process is refused"),
+        ("aws_access_key_id = K\n", "not an AWS credentials file"),
+    ],
+)
+def test_s3_credentials_files_that_are_refused(tmp_path: Path, body: str, problem: str) -> None:
+    """Only a plain key pair: restic would run a credential_process."""
+    repo = restic.Repository("s3:h/b", "/p", "agama", s3_credentials(tmp_path, body))
+    with pytest.raises(BackupError) as caught:
+        repo.env()
+    assert problem in str(caught.value)
+
+
+def test_s3_options_are_arguments_after_the_program(tmp_path: Path) -> None:
+    """Region and bucket lookup are restic options, one argument each; the verb stays
+    the first argument without a dash (the guard names failures by it)."""
+    repo = restic.Repository("s3:https://h/b", "/p", "agama", s3_region="eu-central-1",
+                             s3_path_style=True)  # fmt: skip
+    argv = repo.argv(restic.command("snapshots"))
+    assert argv == [
+        "restic",
+        "--option=s3.region=eu-central-1",
+        "--option=s3.bucket-lookup=path",
+        "--json",
+        "snapshots",
+    ]
+    assert guard.verb_of(argv) == "snapshots"
+    virtual = restic.Repository("s3:https://h/b", "/p", "agama", s3_path_style=False)
+    assert virtual.options() == ["--option=s3.bucket-lookup=dns"]
+    assert restic.Repository("s3:https://h/b", "/p", "agama").options() == []
+    rest = restic.Repository("rest:https://h/r", "/p", "agama", s3_region="eu-central-1")
+    assert rest.options() == []
 
 
 # --- exit codes -----------------------------------------------------------------------------
@@ -374,3 +449,39 @@ def test_version_unrecognisable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     fake_restic(tmp_path, monkeypatch, version_script('{"message_type":"version","version":"dev"}'))
     with pytest.raises(BackupError, match="cannot tell restic's version from 'dev'"):
         restic.version()
+
+
+def test_a_copy_gives_restic_one_set_of_credentials_of_a_kind(tmp_path: Path) -> None:
+    """restic copy has one set of S3 (or rest-server) credentials for both repositories:
+    two different files of one kind are refused, not silently replaced by the target's;
+    an S3 target beside a rest-server source keeps both."""
+    pair = "[default]\naws_access_key_id = COPYKEY\naws_secret_access_key = s3-secret-17\n"
+    copier = s3_credentials(tmp_path, pair)
+    user = tmp_path / "rest_maintenance"
+    user.write_text("maintenance:rest-secret-23\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    s3_source = restic.Repository(
+        url="s3:http://s3:7480/agama-files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=s3_credentials(other, pair),
+    )
+    s3_target = restic.Repository(
+        url="s3:http://s3:7480/agama-copy-files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=copier,
+    )
+    with pytest.raises(BackupError, match="one set of S3 credentials"):
+        restic.pair_env(s3_source, s3_target)
+    rest_source = restic.Repository(
+        url="rest:https://backup-server:8000/files",
+        password_file="/run/secrets/restic_password_files",
+        host="agama",
+        credentials_file=str(user),
+    )
+    env = restic.pair_env(rest_source, s3_target)
+    assert env["RESTIC_REST_USERNAME"] == "maintenance"
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == copier
+    assert env["RESTIC_FROM_REPOSITORY"] == rest_source.url

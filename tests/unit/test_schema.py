@@ -159,6 +159,7 @@ CODE_DEFAULTS: dict[str, Any] = {
     "maintenance.check_schedule": model.DEFAULT_CHECK_SCHEDULE,
     "maintenance.read_data_subsets": field_default(model.Maintenance, "read_data_subsets"),
     "maintenance.deadline": field_default(model.Maintenance, "deadline"),
+    "maintenance.copy.max_age": field_default(model.Copy, "max_age"),
     "$defs.service.expected_duration": field_default(model.Service, "expected_duration"),
     "$defs.mysql.host": field_default(model.MysqlOptions, "host"),
     "$defs.mysql.port": field_default(model.MysqlOptions, "port"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,6 +130,34 @@ def test_only_a_record_signed_with_the_drill_key_counts() -> None:
     without_key = judge([old, new, genuine], DOCS, Trust(TRUST.hosts, TRUST.clock_skew, NOW))
     assert without_key.latest_drilled is None
     assert without_key.untrusted == [(genuine, "a drill record, not checked: no drill key here")]
+
+
+def copied(original: restic.Snapshot) -> restic.Snapshot:
+    """``original`` as restic copy stores it in another repository: a new id, same tags."""
+    ident = f"{next(_ids):08x}" * 8
+    return dataclasses.replace(original, id=ident, short_id=ident[:8], original=original.id)
+
+
+def test_in_a_copy_records_and_drill_records_find_their_snapshot() -> None:
+    """restic copy gives every snapshot a new id; the records name the original."""
+    data, meta = dump(DAY)
+    proof = drilled(data)
+    copy = [copied(s) for s in (data, meta, proof)]
+    judged = judge(copy, DB, TRUST)
+    assert judged.trusted == [copy[0]] and judged.untrusted == []
+    assert judged.latest_drilled == copy[0]
+    assert judged.chain(copy[0]) == copy
+
+
+def test_a_snapshot_claiming_to_be_a_copy_of_a_proven_one_is_untrusted() -> None:
+    """A sidecar cannot make its own snapshot pass for the drilled one by naming it as
+    its original: both would claim one identity, and the claimant is refused."""
+    data, meta = dump(10 * DAY)
+    proof = drilled(data)
+    forged = dataclasses.replace(snap("db", DAY), original=data.id)
+    judged = judge([data, meta, proof, forged], DB, TRUST)
+    assert judged.latest_drilled == data
+    assert (forged, "another snapshot claims to be the same (a copy)") in judged.untrusted
 
 
 def test_other_services_are_left_out() -> None:

@@ -9,6 +9,7 @@ Values the schema left out take the dataclasses' defaults (``manifest.model``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -19,6 +20,7 @@ from cronsim import CronSimError
 
 from backup_agent.manifest import model
 from backup_agent.manifest.model import format_duration, parse_duration, parse_size
+from backup_agent.repository_errors import bucket_of
 from backup_agent.restic import Repository
 
 Problems = list[tuple[str, str]]
@@ -105,8 +107,9 @@ class _Checker:
         drill = (
             self.drill(data["drill"], tz, work_dir, agent) if self.section(data, "drill") else None
         )
-        maintenance = self.maintenance(self.section(data, "maintenance"), tz)
+        maintenance = self.maintenance(self.section(data, "maintenance"), tz, data)
         self.per_service(data)
+        self.s3(data)
         if self.skip or self.problems or retention is None:
             return None
         # Only for a manifest that will be used: simulating a year of runs is the slow
@@ -124,14 +127,7 @@ class _Checker:
             optional["size_limit"] = parse_size(repo["size_limit"])
         return model.Manifest(
             source=source,
-            repository=Repository(
-                url=repo["url"],
-                password_file=repo["password_file"],
-                host=repo["host"],
-                credentials_file=repo.get("credentials_file"),
-                cache_dir=repo.get("cache_dir"),
-                cacert=repo.get("cacert"),
-            ),
+            repository=repository(repo, repo),
             services={name: service for name, service in checked.items() if service},
             retention=retention,
             drill=drill,
@@ -143,33 +139,131 @@ class _Checker:
         )
 
     def per_service(self, data: Mapping[str, Any]) -> None:
-        """``{service}`` is in every repository URL or in none: the roles must agree on
-        whether each service has a repository of its own."""
+        """``{service}`` is in every repository URL or in none: the roles (and the copy)
+        must agree on whether each service has a repository of its own; secret files
+        name it only where the URL does."""
         repo = data.get("repository")
         if not isinstance(repo, dict) or not isinstance(repo.get("url"), str):
             return
         own = model.SERVICE_FIELD in repo["url"]
-        sections = {key: data.get(key) for key in ("drill", "maintenance")}
-        for key, section in sections.items():
-            url = section.get("repository_url") if isinstance(section, dict) else None
+        for where, section in views(data):
+            url = section.get("repository_url", section.get("url"))
             if isinstance(url, str) and (model.SERVICE_FIELD in url) != own:
                 says = "has" if own else "has no"
+                key = "url" if where == "maintenance.copy" else "repository_url"
                 self.problems.append(
                     (
-                        f"{key}.repository_url",
+                        f"{where}.{key}",
                         f"repository.url {says} {model.SERVICE_FIELD}; this URL must agree",
                     )
                 )
-        for key in ("password_file", "credentials_file"):
-            value = repo.get(key)
-            if isinstance(value, str) and model.SERVICE_FIELD in value and not own:
+        for where, section in [("repository", repo), *views(data)]:
+            for key in ("password_file", "credentials_file"):
+                value = section.get(key)
+                if isinstance(value, str) and model.SERVICE_FIELD in value and not own:
+                    self.problems.append(
+                        (
+                            f"{where}.{key}",
+                            f"names {model.SERVICE_FIELD} but repository.url does not: services "
+                            f"sharing one repository share its {key.partition('_')[0]}",
+                        )
+                    )
+
+    def s3(self, data: Mapping[str, Any]) -> None:
+        """An S3 repository needs a key pair for every role that reaches it, the
+        maintenance role its own (it deletes); ``s3`` options only go with ``s3:`` URLs;
+        restic copy gives both repositories one set of credentials."""
+        repo = data.get("repository")
+        if not isinstance(repo, dict) or not isinstance(repo.get("url"), str):
+            return
+        sections = dict(views(data))
+        agents_s3 = is_s3(repo["url"])
+        drill, maintenance = sections.get("drill", {}), sections.get("maintenance", {})
+        drill_s3 = is_s3(drill.get("repository_url", repo["url"])) if "drill" in data else False
+        maintenance_s3 = is_s3(maintenance.get("repository_url", repo["url"]))
+        if agents_s3 and "credentials_file" not in repo:
+            self.problems.append(
+                (
+                    "repository.credentials_file",
+                    "required for an s3: URL: an AWS credentials file with the agents' key pair",
+                )
+            )
+        if maintenance_s3 and "credentials_file" not in maintenance:
+            self.problems.append(
+                (
+                    "maintenance.credentials_file",
+                    "required when the maintenance role reaches an S3 repository: retention "
+                    "deletes, which the agents' key pair may not (the bucket policy)",
+                )
+            )
+        if drill_s3 and "credentials_file" not in drill:
+            self.warnings.append(
+                "drill.credentials_file: not set, so the verifier uses the agents' S3 key "
+                "pair; give it one of its own (s3-setup --verifier)"
+            )
+        if "s3" in repo and not (agents_s3 or drill_s3 or maintenance_s3):
+            self.problems.append(("repository.s3", "only for s3: repository URLs"))
+        self.bucket_names(data)
+        copy = sections.get("maintenance.copy")
+        if not copy or not isinstance(copy.get("url"), str):
+            return
+        if is_s3(copy["url"]) and "credentials_file" not in copy:
+            self.problems.append(
+                (
+                    "maintenance.copy.credentials_file",
+                    "required for an s3: URL: an AWS credentials file (best an append-only "
+                    "key pair)",
+                )
+            )
+        if "s3" in copy and not is_s3(copy["url"]):
+            self.problems.append(("maintenance.copy.s3", "only for an s3: url"))
+        source = maintenance.get("repository_url", repo["url"])
+        source_credentials = maintenance.get(
+            "credentials_file",
+            None if "repository_url" in maintenance else repo.get("credentials_file"),
+        )
+        kind = backend(source)
+        if kind in ("s3", "rest") and kind == backend(copy["url"]):
+            if source_credentials != copy.get("credentials_file"):
                 self.problems.append(
                     (
-                        f"repository.{key}",
-                        f"names {model.SERVICE_FIELD} but repository.url does not: services "
-                        "sharing one repository share its password",
+                        "maintenance.copy.credentials_file",
+                        f"restic copy gives both repositories one set of {kind} credentials: "
+                        "use the maintenance role's file, or reach one of them another way",
                     )
                 )
+            if kind == "s3" and repo.get("s3") != copy.get("s3"):
+                self.problems.append(
+                    (
+                        "maintenance.copy.s3",
+                        "restic copy gives both S3 repositories the same options: must equal "
+                        "repository.s3",
+                    )
+                )
+
+    def bucket_names(self, data: Mapping[str, Any]) -> None:
+        """Every S3 bucket the manifest names, with ``{service}`` replaced by each service,
+        is a name S3 allows (restic would retry a bad one for 15 minutes)."""
+        repo, services = data["repository"], data.get("services")
+        names = list(services) if isinstance(services, dict) else []
+        urls = [("repository.url", repo["url"])]
+        for where, section in views(data):
+            key = "url" if where == "maintenance.copy" else "repository_url"
+            urls.append((f"{where}.{key}", section.get(key)))
+        for where, url in urls:
+            if not is_s3(url):
+                continue
+            for bucket in dict.fromkeys(
+                bucket_of(url.replace(model.SERVICE_FIELD, n)) for n in names or [""]
+            ):
+                if not BUCKET_NAME.fullmatch(bucket) or IP_ADDRESS.fullmatch(bucket):
+                    self.problems.append(
+                        (
+                            where,
+                            f"{bucket!r} is not an S3 bucket name: 3-63 lowercase letters, "
+                            "digits, '.' and '-', starting and ending with a letter or digit",
+                        )
+                    )
 
     def drill(
         self, spec: Mapping[str, Any], tz: ZoneInfo, work_dir: str, agent: model.Agent
@@ -182,7 +276,7 @@ class _Checker:
         self.directory(
             {"report_file": report.rsplit("/", 1)[0] or "/"}, "report_file", "", "drill."
         )
-        keys = ("file_sample", "key_file", "repository_url")
+        keys = ("file_sample", "key_file", "repository_url", "credentials_file")
         optional: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
         if "max_age" in spec:
             optional["max_age"] = parse_duration(spec["max_age"])
@@ -198,14 +292,23 @@ class _Checker:
             **optional,
         )
 
-    def maintenance(self, spec: Mapping[str, Any], tz: ZoneInfo) -> model.Maintenance:
-        optional: dict[str, Any] = {
-            k: spec[k]
-            for k in ("read_data_subsets", "repository_url", "recovery_kit_file")
-            if k in spec
-        }
+    def maintenance(
+        self, spec: Mapping[str, Any], tz: ZoneInfo, data: Mapping[str, Any]
+    ) -> model.Maintenance:
+        keys = ("read_data_subsets", "repository_url", "credentials_file", "recovery_kit_file")
+        optional: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
         if "deadline" in spec:
             optional["deadline"] = parse_duration(spec["deadline"])
+        copy, repo = spec.get("copy"), data.get("repository")
+        valid = self.valid(spec, "copy", "maintenance.copy")
+        if valid and isinstance(copy, dict) and isinstance(repo, dict):
+            optional["copy"] = model.Copy(
+                repository=repository(
+                    {"password_file": repo.get("password_file", ""), **copy}, repo
+                ),
+                schedule=self.schedule(copy["schedule"], tz, "maintenance.copy.schedule"),
+                **({"max_age": parse_duration(copy["max_age"])} if "max_age" in copy else {}),
+            )
         return model.Maintenance(
             retention=self.schedule(
                 spec.get("retention_schedule", model.DEFAULT_RETENTION_SCHEDULE),
@@ -367,6 +470,48 @@ class _Checker:
                 f"keep_within {format_duration(retention.keep_within)}; at times only the newest "
                 "snapshot will be left as a restore point"
             )
+
+
+def repository(spec: Mapping[str, Any], main: Mapping[str, Any]) -> Repository:
+    """A ``Repository`` from a repository block (``repository``, ``maintenance.copy``);
+    the host and cache directory are always the main repository's."""
+    s3 = spec.get("s3") or {}
+    return Repository(
+        url=spec["url"],
+        password_file=spec["password_file"],
+        host=main.get("host", ""),
+        credentials_file=spec.get("credentials_file"),
+        cache_dir=main.get("cache_dir"),
+        cacert=spec.get("cacert"),
+        s3_region=s3.get("region"),
+        s3_path_style=s3.get("path_style"),
+    )
+
+
+def views(data: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The sections that give the repositories another URL or other credentials."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for key in ("drill", "maintenance"):
+        section = data.get(key)
+        if isinstance(section, dict):
+            found.append((key, section))
+            if key == "maintenance" and isinstance(section.get("copy"), dict):
+                found.append(("maintenance.copy", section["copy"]))
+    return found
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+def is_s3(url: Any) -> bool:
+    return isinstance(url, str) and url.startswith("s3:")
+
+
+def backend(url: Any) -> str:
+    """restic's backend of a repository location: ``s3``, ``rest``, ... or ``local``."""
+    scheme, sep, _ = str(url).partition(":")
+    return scheme if sep and re.fullmatch(r"[a-z][a-z0-9]+", scheme) else "local"
 
 
 def default_deadline(schedules: tuple[model.Schedule, ...]) -> timedelta:

@@ -227,6 +227,7 @@ class Drill:
     mysql: DrillServer = DrillServer()
     key_file: str | None = None  # signs drill records; the verifier and maintenance hold it
     repository_url: str | None = None  # the repositories as the verifier reaches them
+    credentials_file: str | None = None  # the verifier's own (default: the agents')
     max_age: timedelta = timedelta(days=8)  # alert when no snapshot this recent passed a drill
 
 
@@ -238,15 +239,38 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """A second copy of every repository, made by the maintenance role (restic copy).
+    ``repository`` may name ``{service}`` like the manifest's repository."""
+
+    repository: Repository
+    schedule: Schedule
+    max_age: timedelta = timedelta(days=2)  # alert when the copy's newest snapshot is older
+
+
+@dataclass(frozen=True)
 class Maintenance:
-    """The maintenance role's tasks: retention (forget, then prune) and the check."""
+    """The maintenance role's tasks: retention (forget, then prune), the check and the copy."""
 
     retention: Schedule
     check: Schedule
     read_data_subsets: int = 4
     repository_url: str | None = None
-    deadline: timedelta = timedelta(hours=6)  # for each retention or check run
+    credentials_file: str | None = None  # its own (default: none with repository_url)
+    deadline: timedelta = timedelta(hours=6)  # for each retention, check or copy run
     recovery_kit_file: str | None = None  # the record of the last recovery-kit export
+    copy: Copy | None = None
+
+
+def for_service(repo: Repository, service: str) -> Repository:
+    """``repo`` with ``{service}`` in its URL, password and credentials files replaced."""
+    credentials = repo.credentials_file
+    return replace(
+        repo,
+        url=repo.url.replace(SERVICE_FIELD, service),
+        password_file=repo.password_file.replace(SERVICE_FIELD, service),
+        credentials_file=credentials.replace(SERVICE_FIELD, service) if credentials else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -292,21 +316,32 @@ class Manifest:
         ``{service}`` in the URL (and in the password and credentials files) gives every
         service a repository of its own; without it all services share one. The
         verifier may reach them through ``drill.repository_url`` (another rest-server
-        endpoint), the maintenance role through ``maintenance.repository_url`` (the
-        directory on the backup server, without rest-server credentials).
+        endpoint) with ``drill.credentials_file``, the maintenance role through
+        ``maintenance.repository_url`` (the directory on the backup server, without
+        rest-server credentials) or with ``maintenance.credentials_file`` (its own S3
+        key pair, which may delete).
         """
         repo = self.repository
         url, credentials = repo.url, repo.credentials_file
-        if self.role == "verifier" and self.drill and self.drill.repository_url:
-            url = self.drill.repository_url
-        elif self.role == "maintenance" and self.maintenance.repository_url:
-            url, credentials = self.maintenance.repository_url, None
-        return replace(
-            repo,
-            url=url.replace(SERVICE_FIELD, service),
-            password_file=repo.password_file.replace(SERVICE_FIELD, service),
-            credentials_file=credentials.replace(SERVICE_FIELD, service) if credentials else None,
-        )
+        if self.role == "verifier" and self.drill:
+            url = self.drill.repository_url or url
+            credentials = self.drill.credentials_file or credentials
+        elif self.role == "maintenance":
+            if self.maintenance.repository_url:
+                url, credentials = self.maintenance.repository_url, None
+            credentials = self.maintenance.credentials_file or credentials
+        return for_service(replace(repo, url=url, credentials_file=credentials), service)
+
+    def copies(self) -> list[tuple[Repository, Repository, tuple[str, ...]]]:
+        """Each repository as the maintenance role reaches it, the repository its copy
+        goes to, and the services they hold (none without ``maintenance.copy``)."""
+        copy = self.maintenance.copy
+        if copy is None:
+            return []
+        return [
+            (source, for_service(copy.repository, names[0]), names)
+            for source, names in self.for_role("maintenance").repositories().values()
+        ]
 
     def repositories(self) -> dict[str, tuple[Repository, tuple[str, ...]]]:
         """Each distinct repository (by URL) and the services that keep their snapshots in it."""
