@@ -610,7 +610,7 @@ def backup_bytes(
 def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[Snapshot]:
     """The snapshots carrying all ``tags``, of every host name, oldest first. Which of
     them to trust is decided by ``backup_agent.snapshots.judge``."""
-    argv = command("snapshots", *tag_filter(tags or {}))
+    argv = command("snapshots", "--retry-lock", RETRY_LOCK, *tag_filter(tags or {}))
     found = [Snapshot.from_json(item) for item in json.loads(_run(repo, argv).stdout or b"[]")]
     return sorted(found, key=lambda snap: snap.time)
 
@@ -657,12 +657,14 @@ def check(repo: Repository, read_data_subset: str | None = None) -> None:
 
 def dump(repo: Repository, snapshot_id: str, path: str, stdout: int | IO[bytes]) -> Running:
     """Start streaming one file of a snapshot to ``stdout``; the caller checks it."""
-    return Running(repo, command("dump", snapshot_id, path), stdout=stdout)
+    return Running(
+        repo, command("dump", "--retry-lock", RETRY_LOCK, snapshot_id, path), stdout=stdout
+    )
 
 
 def dump_bytes(repo: Repository, snapshot_id: str, path: str) -> bytes:
     """Read one small file of a snapshot into memory."""
-    return _run(repo, command("dump", snapshot_id, path)).stdout
+    return _run(repo, command("dump", "--retry-lock", RETRY_LOCK, snapshot_id, path)).stdout
 
 
 def restore(
@@ -679,7 +681,11 @@ def restore(
         args += ["--include", pattern]
     if verify:
         args.append("--verify")
-    summary = summary_of(parse_messages(_run(repo, command("restore", *args), guard.LONG).stdout))
+    summary = summary_of(
+        parse_messages(
+            _run(repo, command("restore", "--retry-lock", RETRY_LOCK, *args), guard.LONG).stdout
+        )
+    )
     return RestoreSummary(
         total_files=summary.get("total_files", 0),
         files_restored=summary.get("files_restored", 0),
@@ -696,7 +702,11 @@ def unlock(repo: Repository, limits: guard.Limits = guard.QUICK) -> str:
 
 def stats(repo: Repository, snapshot_ids: Sequence[str] = (), mode: str = "raw-data") -> Stats:
     """Repository size as restic counts it."""
-    data = json.loads(_run(repo, command("stats", "--mode", mode, *snapshot_ids)).stdout)
+    data = json.loads(
+        _run(
+            repo, command("stats", "--retry-lock", RETRY_LOCK, "--mode", mode, *snapshot_ids)
+        ).stdout
+    )
     return Stats(
         total_size=data.get("total_size", 0),
         total_file_count=data.get("total_file_count", 0),
