@@ -30,6 +30,24 @@ def free_port(address: str = HOST) -> int:
     raise RuntimeError(f"no free port in {PORTS} on {address}")
 
 
+def free_port_on(addresses: list[str], taken: set[int]) -> int:
+    """A TCP port, not in ``taken``, that nothing is bound to on any of ``addresses``
+    (servers of one test listening on several machines' addresses)."""
+    for _ in range(200):
+        port = free_port(addresses[0])
+        if port not in taken and all(_bindable(other, port) for other in addresses[1:]):
+            return port
+    raise RuntimeError(f"no port free on all of {', '.join(addresses)}")
+
+
+def _bindable(address: str, port: int) -> bool:
+    try:
+        _bind(address, port)
+    except OSError:
+        return False
+    return True
+
+
 def _bind(address: str, port: int) -> int:
     with socket.socket() as probe:
         probe.bind((address, port))

@@ -65,6 +65,7 @@ from tests.e2e.test_stack import (
     tree_hashes,
     write_files,
 )
+from tests.net import free_port_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -145,6 +146,11 @@ class Deployment:
         prefix = os.environ.get("BACKUP_AGENT_E2E_PROJECT", "agama-hosts")
         self.prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.inventory: dict[str, Any] = yaml.safe_load(INVENTORY.read_text())
+        self.gateway = docker_gateway(AGENT_IMAGE)
+        # The file's ports, moved to ports free right now on every machine's address and
+        # on the relay's: another run on this engine may hold the file's own.
+        listening = [m["address"] for m in self.inventory["machines"].values()] + [self.gateway]
+        self.inventory["ports"] = free_ports(self.inventory["ports"], listening)
         self.admin = base / "admin"  # the administrator's machine: inventory and secrets
         self.safe = base / "safe"  # off every machine: the recovery kit
         self.files = base / "files"  # the Grafana machine's FILES_PATH
@@ -162,7 +168,6 @@ class Deployment:
             # What ./up.sh sets, for the later `docker compose` commands on the verifier.
             "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         }
-        self.gateway = docker_gateway(AGENT_IMAGE)
         ports = self.inventory["ports"]
         addresses = {n: m["address"] for n, m in self.inventory["machines"].items()}
         metrics_host = {"mysql": "mh-db", "grafana": "mh-web", "files": "mh-web"}
@@ -213,6 +218,22 @@ class Deployment:
         for machine in self.machines.values():
             machine.down()
         self.relay.stop()
+
+
+def free_ports(
+    ports: dict[str, Any], addresses: list[str], taken: set[int] | None = None
+) -> dict[str, Any]:
+    """``ports`` (names to ports, nested) with each port replaced by a different one
+    that nothing listens on at any of ``addresses``."""
+    taken = set() if taken is None else taken
+    moved: dict[str, Any] = {}
+    for name, value in ports.items():
+        if isinstance(value, dict):
+            moved[name] = free_ports(value, addresses, taken)
+        else:
+            moved[name] = free_port_on(addresses, taken)
+            taken.add(moved[name])
+    return moved
 
 
 @pytest.fixture
@@ -323,7 +344,7 @@ def scenario(d: Deployment) -> None:
     # the recovery kit (kept off every machine), one bundle per machine.
     inventory = d.admin / "inventory.yaml"
     d.admin.mkdir()
-    shutil.copy2(INVENTORY, inventory)
+    inventory.write_text(yaml.safe_dump(d.inventory, sort_keys=False))
     shutil.copy2(INVENTORY.parent.parent / "manifest.yaml", d.base / "manifest.yaml")
     secrets = d.admin / "secrets"
     d.cli("validate", str(inventory))
