@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from backup_agent import execute, repository_errors
+from backup_agent import execute, inifile, repository_errors
 from backup_agent import repository_guard as guard
 from backup_agent.errors import BackupError, CommandError
 
@@ -203,14 +203,9 @@ def read_s3_credentials(path: str) -> tuple[str, str]:
     follow: ``credential_process`` would make restic execute a program, so it is refused.
     The secret key is registered for masking.
     """
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise BackupError(f"cannot read S3 credentials {path}: {exc.strerror}") from exc
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        raise BackupError(f"{path}: not an AWS credentials file ({type(exc).__name__})") from exc
+    parser = inifile.read(
+        path, "an AWS credentials file", configparser.ConfigParser(interpolation=None)
+    )
     if not parser.has_section(S3_PROFILE):
         raise BackupError(f"{path}: no [{S3_PROFILE}] profile (an AWS credentials file)")
     profile = parser[S3_PROFILE]

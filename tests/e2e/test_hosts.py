@@ -279,14 +279,21 @@ def on_server(backup: Machine) -> dict[str, list[dict[str, Any]]]:
 
 
 def fresh_backups(backup: Machine, since: float) -> dict[str, dict[str, Any]] | None:
-    """The newest data snapshot of each service made after ``since``, once all exist."""
+    """The newest dump (data snapshot) of each service made after ``since``, once all
+    exist and MySQL's has binlogs shipped after it: a point-in-time window to drill."""
     newest: dict[str, dict[str, Any]] = {}
+    shipped: list[float] = []
     for service, snapshots in on_server(backup).items():
         for snap in snapshots:
             made = datetime.fromisoformat(snap["time"]).timestamp()
-            if tag(snap, "kind") not in ("meta", "drill") and made > since:
+            if tag(snap, "kind") == "binlog":
+                shipped.append(made)
+            elif tag(snap, "kind") not in ("meta", "drill") and made > since:
                 newest[service] = snap
-    return newest if set(newest) == set(SERVICES) else None
+    if set(newest) != set(SERVICES):
+        return None
+    dumped = datetime.fromisoformat(newest["mysql"]["time"]).timestamp()
+    return newest if any(made > dumped for made in shipped) else None
 
 
 def short_ids(snapshots: dict[str, dict[str, Any]]) -> str:
@@ -390,7 +397,7 @@ def scenario(d: Deployment) -> None:
         assert saved["status"] == "success"
     written = time.time()
     fresh = wait_for(
-        "backups of every service", lambda: fresh_backups(backup, written), 240, every=5
+        "backups of every service", lambda: fresh_backups(backup, written), 300, every=5
     )
     say(f"scheduled backups on the backup server: {short_ids(fresh)}")
     handshakes = d.relay.first_bytes[d.inventory["ports"]["rest"]]

@@ -186,7 +186,7 @@ def test_read_defaults_file_missing(tmp_path: Path) -> None:
     with pytest.raises(BackupError) as caught:
         client.read_defaults_file(str(path))
     assert str(caught.value) == (
-        f"cannot read MySQL defaults file {path}: No such file or directory"
+        f"cannot read {path} (a MySQL option file): No such file or directory"
     )
 
 

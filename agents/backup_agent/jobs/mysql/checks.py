@@ -20,24 +20,33 @@ def check_tables(
     """Every table of the dump exists and holds the rows counted in the dump; a dump of
     no table at all is a failed drill unless ``allow_empty``."""
     tables: dict[str, dict[str, int]] = meta.get("tables") or {}
-    wrong = []
-    total = 0
-    for database, counts in tables.items():
-        for table, expected in counts.items():
-            try:
-                cur.execute(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}")  # noqa: S608
-            except pymysql.err.MySQLError as exc:
-                wrong.append(f"{database}.{table}: {exc.args[-1]}")
-                continue
-            found = int((cur.fetchone() or (0,))[0])
-            total += 1
-            if found != expected:
-                wrong.append(f"{database}.{table}: {found} rows, dump had {expected}")
+    expected = {(db, table): n for db, counts in tables.items() for table, n in counts.items()}
+    total, wrong = compare_counts(cur, expected, "dump had")
     if wrong:
         raise BackupError(f"restored tables differ from the dump: {'; '.join(wrong[:10])}")
     if total == 0 and not allow_empty:
         raise BackupError("the dump restored no table (mysql.allow_empty permits it)")
     return [f"{total} tables present with the row counts of the dump"]
+
+
+def compare_counts(
+    cur: pymysql.cursors.Cursor, expected: Mapping[tuple[str, str], int], wording: str
+) -> tuple[int, list[str]]:
+    """Counts each ``(database, table)``'s rows against ``expected``: how many tables
+    were counted, and a line for each that differs or cannot be counted."""
+    wrong = []
+    counted = 0
+    for (database, table), rows in expected.items():
+        try:
+            cur.execute(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}")  # noqa: S608
+        except pymysql.err.MySQLError as exc:
+            wrong.append(f"{database}.{table}: {exc.args[-1]}")
+            continue
+        found = int((cur.fetchone() or (0,))[0])
+        counted += 1
+        if found != rows:
+            wrong.append(f"{database}.{table}: {found} rows, {wording} {rows}")
+    return counted, wrong
 
 
 def check_sanity(

@@ -16,7 +16,7 @@ from functools import cache
 
 import pymysql
 
-from backup_agent import execute
+from backup_agent import execute, inifile
 from backup_agent.errors import BackupError
 from backup_agent.manifest import MysqlOptions
 
@@ -54,14 +54,11 @@ def family_of(version: str) -> str:
 
 def read_defaults_file(path: str) -> tuple[str, str]:
     """User and password from the ``[client]`` section of a MySQL option file."""
-    parser = configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise BackupError(f"cannot read MySQL defaults file {path}: {exc.strerror}") from exc
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        raise BackupError(f"{path}: not a MySQL option file ({exc.__class__.__name__})") from exc
+    parser = inifile.read(
+        path,
+        "a MySQL option file",
+        configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False),
+    )
     section = parser["client"] if parser.has_section("client") else {}
     user = (section.get("user") or "").strip("'\"")
     password = (section.get("password") or "").strip("'\"")

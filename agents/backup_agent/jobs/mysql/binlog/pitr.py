@@ -38,7 +38,12 @@ from backup_agent.jobs.mysql.binlog.chain import (
 from backup_agent.jobs.mysql.binlog.events import BinlogError
 from backup_agent.jobs.mysql.binlog.replay import ReplayResult, replay
 from backup_agent.jobs.mysql.binlog.ship import ship
-from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
+from backup_agent.jobs.mysql.checks import (
+    check_sanity,
+    check_tables,
+    compare_counts,
+    drop_databases,
+)
 from backup_agent.jobs.mysql.client import connect, load_command, quote, where
 from backup_agent.jobs.mysql.load import heartbeat_table, load_checked, prepare_target, retarget
 from backup_agent.jobs.mysql.scratch import scratch_mysql
@@ -269,22 +274,15 @@ def check_rows(
         return ["row counts after the replay not checked: the binlog tool does not count rows"]
     tables: dict[str, dict[str, int]] = meta.get("tables") or {}
     texts = b"\n".join(replayed.span.statements)
-    wrong, proven, skipped = [], 0, 0
+    expected: dict[tuple[str, str], int] = {}
+    skipped = 0
     for database, counts in tables.items():
         for table, dumped in counts.items():
             if table.encode() in texts or database.encode() in texts:
                 skipped += 1
-                continue
-            expected = dumped + replayed.rows.get((database, table), 0)
-            try:
-                cur.execute(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}")  # noqa: S608
-            except pymysql.err.MySQLError as exc:
-                wrong.append(f"{database}.{table}: {exc.args[-1]}")
-                continue
-            found = int((cur.fetchone() or (0,))[0])
-            proven += 1
-            if found != expected:
-                wrong.append(f"{database}.{table}: {found} rows, expected {expected}")
+            else:
+                expected[(database, table)] = dumped + replayed.rows.get((database, table), 0)
+    proven, wrong = compare_counts(cur, expected, "expected")
     if wrong:
         raise BinlogError(f"row counts after the replay differ: {'; '.join(wrong[:10])}")
     note = f"; {skipped} changed by statements not counted" if skipped else ""
