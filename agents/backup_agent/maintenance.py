@@ -9,10 +9,12 @@ exactly which snapshots to forget. What it removed is logged after restic remove
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from backup_agent import execute, restic
@@ -24,6 +26,7 @@ from backup_agent.survey import Survey, survey
 log = logging.getLogger("backup_agent.maintenance")
 
 T = TypeVar("T")
+COPY_INIT_LOCK = "copy-init.lock"  # in the state directory
 
 
 def apply_retention(manifest: Manifest, now: datetime, *, dry_run: bool) -> list[ServicePlan]:
@@ -113,8 +116,8 @@ def copy_repositories(manifest: Manifest) -> dict[str, float]:
     creating a copy repository that does not exist yet; then what the copies hold
     (``survey_copies``)."""
     for source, target, names in manifest.copies():
-        if not restic.exists(target):
-            created = restic.init(target, chunker_from=source)
+        created = _create_copy(manifest, source, target)
+        if created:
             log.info("created the copy repository %s: %s", execute.mask(target.url), created)
         copied = restic.copy(source, target)
         log.info(
@@ -141,11 +144,24 @@ def survey_copies(manifest: Manifest) -> dict[str, float]:
 def init_copies(manifest: Manifest) -> list[tuple[restic.Repository, tuple[str, ...], str]]:
     """Create each copy repository that does not exist yet, with the chunker parameters
     of the repository it copies; (copy, services, new id or '' if it existed)."""
-    done = []
-    for source, target, names in manifest.copies():
-        created = "" if restic.exists(target) else restic.init(target, chunker_from=source)
-        done.append((target, names, created))
-    return done
+    return [
+        (target, names, _create_copy(manifest, source, target))
+        for source, target, names in manifest.copies()
+    ]
+
+
+def _create_copy(manifest: Manifest, source: restic.Repository, target: restic.Repository) -> str:
+    """Create the copy repository ``target`` unless it exists; its new id, or ''.
+
+    One process at a time decides (a lock file in the state directory): a scheduled
+    copy and an operator's ``copy`` or ``init --copy`` that both found no repository
+    would otherwise both create it, and on S3 the second config would replace the first.
+    """
+    state_dir = Path(manifest.agent.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / COPY_INIT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return "" if restic.exists(target) else restic.init(target, chunker_from=source)
 
 
 def with_unlock(repo: restic.Repository, action: Callable[[], T]) -> T:

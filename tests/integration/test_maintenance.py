@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -303,3 +304,38 @@ def test_a_sidecar_does_not_wait_for_what_waiting_cannot_fix(
         (message,) = [r.getMessage() for r in caplog.records]
         assert message.startswith(f"starting without the repository: {cause}"), message
         assert answered == []
+
+
+def test_a_copy_repository_found_missing_by_two_processes_is_created_once(
+    repository: restic.Repository, make_manifest: ManifestFactory, tmp_path: Path
+) -> None:
+    """The scheduled copy and an operator's ``init --copy`` both find no copy repository:
+    the one that waited finds the other's and neither replaces it."""
+    copy_url = str(tmp_path / "copy")
+    loaded = make_manifest(
+        {"files": files_spec([str(tmp_path)])},
+        maintenance={"copy": {"url": copy_url, "schedule": "0 7 * * *"}},
+    )
+    [(source, target, _)] = loaded.copies()
+    lock_file = Path(loaded.agent.state_dir) / maintenance.COPY_INIT_LOCK
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    results: list[str] = []
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other process, deciding
+        waiting = threading.Thread(
+            target=lambda: results.extend(made for *_, made in maintenance.init_copies(loaded))
+        )
+        waiting.start()
+        time.sleep(2)  # time enough to find no repository and create one, without the lock
+        assert not restic.exists(target)
+        first = restic.init(target, chunker_from=source)
+    waiting.join(timeout=120)
+    assert results == [""]  # it found the repository the first process created
+    shown = subprocess.run(
+        ["restic", "cat", "config"],
+        env={**os.environ, **target.env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["id"] == first
