@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -42,7 +43,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,11 @@ from tests.e2e.test_stack import (
     Prometheus,
     docker_ids,
     ensure_images,
+    newest_dumps,
     orders_sql,
     require_docker,
     say,
     status_table,
-    tag,
     tree_hashes,
     write_files,
 )
@@ -279,21 +279,8 @@ def on_server(backup: Machine) -> dict[str, list[dict[str, Any]]]:
 
 
 def fresh_backups(backup: Machine, since: float) -> dict[str, dict[str, Any]] | None:
-    """The newest dump (data snapshot) of each service made after ``since``, once all
-    exist and MySQL's has binlogs shipped after it: a point-in-time window to drill."""
-    newest: dict[str, dict[str, Any]] = {}
-    shipped: list[float] = []
-    for service, snapshots in on_server(backup).items():
-        for snap in snapshots:
-            made = datetime.fromisoformat(snap["time"]).timestamp()
-            if tag(snap, "kind") == "binlog":
-                shipped.append(made)
-            elif tag(snap, "kind") not in ("meta", "drill") and made > since:
-                newest[service] = snap
-    if set(newest) != set(SERVICES):
-        return None
-    dumped = datetime.fromisoformat(newest["mysql"]["time"]).timestamp()
-    return newest if any(made > dumped for made in shipped) else None
+    """The newest dump of each service made after ``since`` (``newest_dumps``)."""
+    return newest_dumps(itertools.chain.from_iterable(on_server(backup).values()), since)
 
 
 def short_ids(snapshots: dict[str, dict[str, Any]]) -> str:

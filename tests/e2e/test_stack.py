@@ -43,7 +43,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -375,13 +375,27 @@ def on_server(stack: Stack) -> set[str]:
 
 
 def fresh_backups(stack: Stack, since: float) -> dict[str, dict[str, Any]] | None:
-    """The newest data snapshot of each service started after ``since``, once all exist."""
+    """The newest dump of each service made after ``since`` (``newest_dumps``)."""
+    return newest_dumps(snapshots(stack), since)
+
+
+def newest_dumps(snaps: Iterable[dict[str, Any]], since: float) -> dict[str, dict[str, Any]] | None:
+    """The newest data snapshot of each service made after ``since``, once every service
+    has one and binlogs were shipped after MySQL's: only then does a point-in-time
+    window reach past ``since``, for the drill to restore (until then its window ends
+    before the data written at ``since``, or there is none)."""
     newest: dict[str, dict[str, Any]] = {}
-    for snap in snapshots(stack):
-        started = datetime.fromisoformat(snap["time"]).timestamp()
-        if tag(snap, "kind") not in ("meta", "drill", "binlog") and started > since:
+    shipped: list[float] = []
+    for snap in snaps:  # each service's in time order, as restic lists them
+        made = datetime.fromisoformat(snap["time"]).timestamp()
+        if tag(snap, "kind") == "binlog":
+            shipped.append(made)
+        elif tag(snap, "kind") not in ("meta", "drill") and made > since:
             newest[str(tag(snap, "service"))] = snap
-    return newest if set(newest) == set(SERVICES) else None
+    if set(newest) != set(SERVICES):
+        return None
+    dumped = datetime.fromisoformat(newest["mysql"]["time"]).timestamp()
+    return newest if any(made > dumped for made in shipped) else None
 
 
 def grafana_request(stack: Stack, method: str, path: str, body: object = None) -> Any:
@@ -466,7 +480,7 @@ def scenario(stack: Stack) -> None:
     written = time.time()
     say("wrote 3000 rows, 3 dashboards, files; waiting for the scheduled backups")
     fresh: dict[str, dict[str, Any]] = wait_for(
-        "scheduled backups of every service", lambda: fresh_backups(stack, written), 180, every=5
+        "scheduled backups of every service", lambda: fresh_backups(stack, written), 240, every=5
     )
     ids = ", ".join(f"{name} {snap['short_id']}" for name, snap in fresh.items())
     say(f"scheduled backups: {ids}")
