@@ -70,7 +70,7 @@ def test_every_truncation_is_refused_but_one_between_whole_files() -> None:
 
 
 def test_a_stream_without_the_backup_files_is_not_a_backup() -> None:
-    with pytest.raises(StreamError, match="no backup-my.cnf"):
+    with pytest.raises(StreamError, match=r"no backup-my\.cnf"):
         read(stored(b"xtrabackup_checkpoints", b"x"), 100)
 
 
@@ -120,7 +120,7 @@ def test_malformed_streams_are_refused(data: bytes, message: str) -> None:
 
 
 def test_an_unended_file_is_a_truncated_stream() -> None:
-    with pytest.raises(StreamError, match="'shop/u.ibd' has no end"):
+    with pytest.raises(StreamError, match=r"'shop/u\.ibd' has no end"):
         read(GOOD + chunk(b"shop/u.ibd", b"more"), 4096)
 
 
@@ -129,9 +129,11 @@ def test_the_unpacking_tool_never_gets_the_header_of_a_refused_chunk() -> None:
     hostile = GOOD + chunk(b"../../root/.ssh/authorized_keys", b"ssh-ed25519 AAAA")
     sink = Recorder()
     pieces = [hostile[i : i + 501] for i in range(0, len(hostile), 501)]
-    with producer(pieces, pause=0.01) as fd:
-        with pytest.raises(StreamError, match="leaves the target directory"):
-            pump(fd, sink, XbstreamReader(), hold_back=True)
+    with (
+        producer(pieces, pause=0.01) as fd,
+        pytest.raises(StreamError, match="leaves the target directory"),
+    ):
+        pump(fd, sink, XbstreamReader(), hold_back=True)
     assert sink.data and GOOD.startswith(sink.data)  # read before it, and nothing of it
 
 
@@ -142,4 +144,3 @@ def test_the_reader_passes_a_good_stream_through_the_pump_unchanged() -> None:
         stats = pump(fd, sink, reader, hold_back=True)
     assert sink.data == GOOD and stats.size == len(GOOD)
     assert reader.close().files == 5
-

@@ -164,4 +164,3 @@ def safe_name(raw: bytes) -> str:
 def _shown(name: str) -> str:
     """A name for a message, clipped and escaped."""
     return repr(name if len(name) <= 80 else f"{name[:77]}...")
-
