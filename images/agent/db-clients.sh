@@ -3,8 +3,9 @@
 # Debian packages only MariaDB's clients, whose mysqldump cannot dump MySQL 8 the way
 # Oracle's does; the stack's database image ships the right ones, of its own version.
 #   db-clients.sh export DIR          in the database image: copies mysqldump, mysql,
-#                                     mysqlbinlog, mariadb-dump, mariadb, mariadb-binlog
-#                                     (those it has) to DIR/bin and
+#                                     mysqlbinlog, mariadb-dump, mariadb, mariadb-binlog,
+#                                     and the physical backup tools mariadb-backup, mbstream,
+#                                     xtrabackup, xbstream (those it has) to DIR/bin and
 #                                     the shared libraries they need, except glibc's, to DIR/lib
 #   db-clients.sh install DIR [BIN]   in the agent image: a wrapper per program in BIN
 #                                     (default /usr/local/bin, ahead of Debian's in PATH) that
@@ -12,7 +13,7 @@
 # POSIX sh and coreutils only: the database image may be Oracle Linux or Debian.
 set -eu
 
-PROGRAMS="mysqldump mysql mysqlbinlog mariadb-dump mariadb mariadb-binlog"
+PROGRAMS="mysqldump mysql mysqlbinlog mariadb-dump mariadb mariadb-binlog mariadb-backup mbstream xtrabackup xbstream"
 
 die() {
     echo "db-clients: $*" >&2

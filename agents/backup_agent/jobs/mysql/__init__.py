@@ -46,7 +46,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
         raise BackupError(f"{service.name}: a MySQL backup is always full, not {kind!r}")
     if options.method == physical.METHOD:
         return physical.backup(manifest, service, kind)
-    dumped = dump(manifest, service, kind)
+    dumped = logical_backup(manifest, service, kind)
     if options.method != "both":
         return dumped
     copied = physical.backup(manifest, service, kind)
@@ -58,7 +58,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     )
 
 
-def dump(manifest: Manifest, service: Service, kind: str) -> BackupResult:
+def logical_backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     """Dump the configured databases into one snapshot, plus its record."""
     options = service.options
     assert isinstance(options, MysqlOptions)
