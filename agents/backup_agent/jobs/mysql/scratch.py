@@ -231,7 +231,7 @@ def server(
             restore_defaults_file=None,
         )
         try:
-            _wait_ready(options, container)
+            _wait_ready(options, container, initializing=data_volume is None)
             yield options
         except BackupError as exc:
             _raise_if_out_of_memory(exc, container, config)
@@ -356,10 +356,11 @@ def _address(container: Any, config: DrillServer) -> str:
     return address
 
 
-def _wait_ready(options: MysqlOptions, container: Any) -> None:
+def _wait_ready(options: MysqlOptions, container: Any, initializing: bool = True) -> None:
     """Until the server accepts the drill's root password. Images initialize with a
     temporary server without networking first (on the same socket, for some): only a
-    server with networking on is the real one."""
+    server with networking on is the real one. A server on prepared data does not
+    initialize (and MySQL 8 turns networking off with ``--skip-grant-tables``)."""
     deadline = time.monotonic() + READY_TIMEOUT
     last = ""
     while time.monotonic() < deadline:
@@ -371,7 +372,7 @@ def _wait_ready(options: MysqlOptions, container: Any) -> None:
             with connect(options) as conn, conn.cursor() as cur:
                 cur.execute("SELECT @@skip_networking")
                 row = cur.fetchone()
-            if row is not None and not int(row[0]):
+            if row is not None and (not initializing or not int(row[0])):
                 return
             last = "still initializing"
         except BackupError as exc:
