@@ -177,8 +177,7 @@ def _run_confined(
         entrypoint=argv[:1],
         command=argv[1:],
         network_mode="none",
-        stdin_open=feed is not None,
-        stdin_once=feed is not None,
+        stdin_open=feed is not None,  # the SDK sets StdinOnce with it: EOF when fed
         mounts=mounts,
         **scratch.confinement(turn.config, turn.label, turn.cpus),
     )
