@@ -19,6 +19,7 @@ a server of that version on it. The drill does the same in containers only
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -134,7 +135,7 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     program = require_program(tools.backup, info.family)
     require_series(program, tool_version(program), info.version, "the server")
     datadir, tables = _server_state(options, info)
-    if not Path(datadir).is_dir():
+    if not os.access(datadir, os.R_OK | os.X_OK):
         raise BackupError(
             f"{service.name}: the server's data directory {datadir} is not readable here: the "
             "physical method runs where the data directory is (its host, or its volume mounted)"
