@@ -10,6 +10,7 @@ snapshot exists.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 
 from backup_agent import execute, restic
@@ -90,6 +91,10 @@ def stream_command(
             stats = pump(producer.popen.stdout, upload.stdin, scanner)
         except BrokenPipeError:
             raise upload.failure() from None
+        except BackupError as refused:  # a program that died explains a truncated stream
+            if _exited(producer) not in (0, None):
+                raise _failure(producer) from refused
+            raise
         try:
             producer.check()
         except BackupError as exc:
@@ -108,3 +113,20 @@ def stream_command(
         if not finished:
             upload.abort()
             producer.stop()
+
+
+def _exited(process: execute.Process, grace: float = 2.0) -> int | None:
+    """The exit code of a program whose output ended, or None if it still runs."""
+    try:
+        return process.wait(grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _failure(process: execute.Process) -> BackupError:
+    """The error of a program that exited non-zero."""
+    try:
+        process.check()
+    except BackupError as exc:
+        return exc.because(DUMP_FAILED)
+    return BackupError(f"{execute.display(process.argv)} failed").because(DUMP_FAILED)
