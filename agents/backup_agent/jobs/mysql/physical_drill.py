@@ -177,9 +177,14 @@ def _run_confined(
         entrypoint=argv[:1],
         command=argv[1:],
         network_mode="none",
-        stdin_open=feed is not None,  # the SDK sets StdinOnce with it: EOF when fed
         mounts=mounts,
-        **scratch.confinement(turn.config, turn.label, turn.cpus),
+        **{
+            **scratch.confinement(turn.config, turn.label, turn.cpus),
+            # The SDK sets StdinOnce (stdin closed when the feeder is done) only for an
+            # attached container with stdin open; it is started detached all the same.
+            "stdin_open": feed is not None,
+            "detach": feed is None,
+        },
     )
     fed: BaseException | None = None
     try:
