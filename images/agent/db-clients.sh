@@ -70,10 +70,9 @@ install_clients() {
         # Proves the program runs here, with these libraries and this glibc (the
         # xbstream unpackers have no --version).
         case $name in
-        mbstream | xbstream) probe=--help ;;
-        *) probe=--version ;;
-        esac
-        "$bin/$name" "$probe" >/dev/null || die "$name of the database image does not run in this image"
+        mbstream | xbstream) "$bin/$name" --help >/dev/null ;;
+        *) "$bin/$name" --version ;;
+        esac || die "$name of the database image does not run in this image"
     done
 }
 
