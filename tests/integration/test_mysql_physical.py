@@ -216,6 +216,7 @@ def test_method_both_makes_a_dump_and_a_copy_each_with_its_record(
     physical_defaults: str,
     make_manifest: ManifestFactory,
     repository: restic.Repository,
+    tmp_path: Path,
 ) -> None:
     loaded = make_manifest(
         {"db": mysql_service(mariadb, physical_defaults, database, method="both")}
@@ -234,6 +235,11 @@ def test_method_both_makes_a_dump_and_a_copy_each_with_its_record(
     assert (dump.id, copy.id) == (data["logical"].id, data["physical"].id)
     assert meta["tables"] == {database: {"customer": 2000, "audit": 2000}}
     assert copied["tables"] == {database: ["audit", "customer"]}
+    # The physical one is restored by its id, into a directory.
+    request = RestoreRequest(snapshot=copy.id[:8], target=str(tmp_path / "copy"))
+    restored = mysql.restore(loaded, service, request)
+    assert restored.snapshot_id == copy.id and (tmp_path / "copy" / "ibdata1").is_file()
+    assert any("SHA-256" in line for line in restored.verified)
 
 
 def test_a_physical_drill_without_an_image_is_refused(

@@ -100,22 +100,24 @@ def logical_backup(manifest: Manifest, service: Service, kind: str) -> BackupRes
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
-    """Stream a trusted dump from restic into a server, checking it against its record.
+    """Stream a trusted dump from restic into a server, checking it against its record;
+    a physical snapshot goes to ``physical.restore`` instead.
 
     ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
-    server. Databases that already hold tables are refused unless ``force``.
+    server. Databases that already hold tables are refused unless ``force``. ``latest``
+    is the newest dump, or the newest physical copy when that is the method.
     """
     if request.to_point:
         return pitr.restore(manifest, service, request)
     options = service.options
     assert isinstance(options, MysqlOptions)
-    if request.snapshot == "latest":
-        method = physical.METHOD if options.method == physical.METHOD else "logical"
-    else:
-        method = record.method_of(snapshots.select(manifest, service, request.snapshot))
-    if method == physical.METHOD:
-        return physical.restore(manifest, service, request)
-    snapshot, meta = record.select_dump(manifest, service, request.snapshot)
+    method = physical.METHOD if options.method == physical.METHOD else "logical"
+    any_method = request.snapshot != "latest"
+    snapshot, meta = record.select_dump(
+        manifest, service, request.snapshot, None if any_method else method
+    )
+    if record.method_of(snapshot) == physical.METHOD:
+        return physical.restore(manifest, service, request, snapshot, meta)
     target = retarget(options, request.target)
     family = prepare_target(target, meta, request.force, own=heartbeat_table(service))
     if request.dry_run:

@@ -223,9 +223,15 @@ def check_stream(stats: Pumped, meta: Mapping[str, Any]) -> str:
     return f"SHA-256 {stats.sha256[:16]}... of {stats.size} bytes matches the backup record"
 
 
-def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
-    """Unpack and prepare a physical snapshot in an empty directory (``--to DIR``)."""
-    snapshot, meta = record.select_dump(manifest, service, request.snapshot, METHOD)
+def restore(
+    manifest: Manifest,
+    service: Service,
+    request: RestoreRequest,
+    snapshot: restic.Snapshot,
+    meta: Mapping[str, Any],
+) -> RestoreResult:
+    """Unpack and prepare a physical snapshot (chosen, with its record, by the caller)
+    in an empty directory (``--to DIR``)."""
     if not request.target or not request.target.startswith("/"):
         raise BackupError(
             f"snapshot {snapshot.short_id} is a physical copy: restore it into an empty "

@@ -39,10 +39,10 @@ def method_of(snapshot: restic.Snapshot) -> str:
 
 
 def select_dump(
-    manifest: Manifest, service: Service, wanted: str, method: str = "logical"
+    manifest: Manifest, service: Service, wanted: str, method: str | None = "logical"
 ) -> tuple[restic.Snapshot, dict[str, Any]]:
-    """A trusted snapshot made by ``method`` and its record, listed once (a trusted
-    snapshot has one): the newest such for ``latest``."""
+    """A trusted snapshot made by ``method`` (None: any, for an id) and its record,
+    listed once (a trusted snapshot has one): the newest such for ``latest``."""
     listed = snapshots.of_service(manifest, service)
     judged = snapshots.judge(listed, service, snapshots.Trust.of(manifest))
     if wanted == "latest":
@@ -53,7 +53,7 @@ def select_dump(
         snapshot = found[-1]
     else:
         snapshot = snapshots.select(manifest, service, wanted, listed)
-        if method_of(snapshot) != method:
+        if method is not None and method_of(snapshot) != method:
             raise BackupError(
                 f"snapshot {snapshot.short_id} of {service.name} is a {method_of(snapshot)} "
                 f"backup, not a {method} one"
