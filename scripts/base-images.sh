@@ -3,6 +3,8 @@
 # Creates the base image local/debian:trixie with debootstrap (once; FORCE_BASE=1
 # rebuilds it), then builds the stand-ins for images that cannot be pulled:
 #   local/mariadb:11.8       stand-in for mysql:8.4 / mariadb (images/standins/mariadb)
+#   local/mariadb:10.11      the same on local/debian:bookworm: the physical drill of the
+#                            hosts' MariaDB 10.11 (tests/integration/test_mysql_physical.py)
 #   local/prometheus:debian  stand-in for prom/prometheus     (images/standins/prometheus)
 #   local/alertmanager:debian stand-in for prom/alertmanager (images/standins/alertmanager)
 #   local/ceph-rgw:debian    stand-in for an S3 store: Ceph's RADOS Gateway, single node
@@ -16,6 +18,10 @@ cd "$(dirname "$0")/.."
 
 BASE_IMAGE=${BASE_IMAGE:-local/debian:trixie}
 SUITE=trixie
+# MariaDB 10.11 (bookworm's, the series of the hosts' servers): the physical drill
+# prepares a copy only with a mariadb-backup of the backed-up server's series.
+OLD_BASE_IMAGE=local/debian:bookworm
+OLD_SUITE=bookworm
 
 if ! docker info >/dev/null 2>&1; then
     echo "base-images: docker is not answering (start it with scripts/start-dockerd.sh)" >&2
@@ -35,7 +41,8 @@ security=$(awk 'BEGIN {RS=""} /Suites:[^\n]*-security/ {
     match($0, /URIs:[ \t]*[^ \t\n]+/); split(substr($0, RSTART, RLENGTH), f, /[ \t]+/); print f[2]; exit }' \
     "$sources" || true)
 
-build_base() {
+build_base() { # build_base SUITE IMAGE
+    local SUITE=$1 BASE_IMAGE=$2
     command -v debootstrap >/dev/null || { echo "base-images: debootstrap missing (make deps)" >&2; exit 1; }
     local root started
     root=$(mktemp -d /var/tmp/base-image.XXXXXX)
@@ -92,12 +99,18 @@ build() { # build TAG CONTEXT [DOCKERFILE]: one image on the base image
     quiet_build "$tag" "$dir" --network host --build-arg "BASE=$BASE_IMAGE" ${file:+-f "$file"}
 }
 
-if [ -n "${FORCE_BASE:-}" ] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    build_base
-else
-    echo "base-images: $BASE_IMAGE exists (FORCE_BASE=1 rebuilds it)"
-fi
+ensure_base() { # ensure_base SUITE IMAGE
+    if [ -n "${FORCE_BASE:-}" ] || ! docker image inspect "$2" >/dev/null 2>&1; then
+        build_base "$1" "$2"
+    else
+        echo "base-images: $2 exists (FORCE_BASE=1 rebuilds it)"
+    fi
+}
+
+ensure_base "$SUITE" "$BASE_IMAGE"
+ensure_base "$OLD_SUITE" "$OLD_BASE_IMAGE"
 build local/mariadb:11.8 images/standins/mariadb
+quiet_build local/mariadb:10.11 images/standins/mariadb --network host --build-arg "BASE=$OLD_BASE_IMAGE"
 build local/prometheus:debian images/standins/prometheus
 build local/alertmanager:debian images/standins/alertmanager
 build "${S3_IMAGE:-local/ceph-rgw:debian}" images/standins/ceph-rgw

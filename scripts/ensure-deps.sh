@@ -5,7 +5,7 @@
 set -euo pipefail
 
 missing=()
-for tool in restic restic-rest-server mariadbd mariadb-install-db mariadb sqlite3 promtool prometheus docker dockerd debootstrap shellcheck \
+for tool in restic restic-rest-server mariadbd mariadb-install-db mariadb mariadb-backup mbstream sqlite3 promtool prometheus docker dockerd debootstrap shellcheck \
     ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph faketime openssl; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done

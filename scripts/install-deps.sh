@@ -22,7 +22,7 @@ export DEBIAN_FRONTEND=noninteractive
 . /etc/os-release
 
 trixie_pkgs=(restic restic-rest-server docker-compose)
-main_pkgs=(python3 python3-venv mariadb-server mariadb-client sqlite3 prometheus docker.io debootstrap shellcheck ca-certificates openssl make)
+main_pkgs=(python3 python3-venv mariadb-server mariadb-client mariadb-backup sqlite3 prometheus docker.io debootstrap shellcheck ca-certificates openssl make)
 ceph_pkgs=(ceph-mon ceph-osd radosgw ceph-common faketime)
 
 if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then

@@ -32,21 +32,23 @@ class MariaDB:
         # As root the server must run as the mysql user; otherwise as ourselves.
         return ["--user=mysql"] if os.geteuid() == 0 else []
 
-    def start(self) -> None:
+    def start(self, initialize: bool = True) -> None:
+        """Start the server; without ``initialize`` on the data directory already there."""
         if os.geteuid() == 0:
             shutil.chown(self.base, "mysql", "mysql")
-        install = shutil.which("mariadb-install-db") or "mariadb-install-db"
-        subprocess.run(
-            [
-                install,
-                *self._user_args(),
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        if initialize:
+            install = shutil.which("mariadb-install-db") or "mariadb-install-db"
+            subprocess.run(
+                [
+                    install,
+                    *self._user_args(),
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                check=True,
+                capture_output=True,
+            )
         server = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
         assert server, "mariadbd not found"
         log = (self.base / "server.log").open("wb")

@@ -266,8 +266,9 @@ def parser() -> argparse.ArgumentParser:
         "--to",
         "--target",
         dest="target",
-        help="files, grafana: a directory; mysql: HOST[:PORT] or a socket path "
-        "(default: the configured server or data directory)",
+        help="files, grafana: a directory; mysql: HOST[:PORT] or a socket path, or for a "
+        "physical snapshot an empty directory (default: the configured server or data "
+        "directory)",
     )
     restore.add_argument("--include", action="append", default=[], help="files: path to restore")
     point = restore.add_mutually_exclusive_group()

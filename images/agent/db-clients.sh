@@ -3,8 +3,9 @@
 # Debian packages only MariaDB's clients, whose mysqldump cannot dump MySQL 8 the way
 # Oracle's does; the stack's database image ships the right ones, of its own version.
 #   db-clients.sh export DIR          in the database image: copies mysqldump, mysql,
-#                                     mysqlbinlog, mariadb-dump, mariadb, mariadb-binlog
-#                                     (those it has) to DIR/bin and
+#                                     mysqlbinlog, mariadb-dump, mariadb, mariadb-binlog,
+#                                     and the physical backup tools mariadb-backup, mbstream,
+#                                     xtrabackup, xbstream (those it has) to DIR/bin and
 #                                     the shared libraries they need, except glibc's, to DIR/lib
 #   db-clients.sh install DIR [BIN]   in the agent image: a wrapper per program in BIN
 #                                     (default /usr/local/bin, ahead of Debian's in PATH) that
@@ -12,7 +13,7 @@
 # POSIX sh and coreutils only: the database image may be Oracle Linux or Debian.
 set -eu
 
-PROGRAMS="mysqldump mysql mysqlbinlog mariadb-dump mariadb mariadb-binlog"
+PROGRAMS="mysqldump mysql mysqlbinlog mariadb-dump mariadb mariadb-binlog mariadb-backup mbstream xtrabackup xbstream"
 
 die() {
     echo "db-clients: $*" >&2
@@ -66,8 +67,12 @@ install_clients() {
         printf '#!/bin/sh\n# %s of the database image (images/agent/db-clients.sh)\nLD_LIBRARY_PATH=%s exec %s "$@"\n' \
             "$name" "$src/lib" "$prog" >"$bin/$name"
         chmod 0755 "$bin/$name"
-        # Proves the program runs here, with these libraries and this glibc.
-        "$bin/$name" --version || die "$name of the database image does not run in this image"
+        # Proves the program runs here, with these libraries and this glibc (the
+        # xbstream unpackers have no --version).
+        case $name in
+        mbstream | xbstream) "$bin/$name" --help >/dev/null ;;
+        *) "$bin/$name" --version ;;
+        esac || die "$name of the database image does not run in this image"
     done
 }
 

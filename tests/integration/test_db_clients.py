@@ -46,7 +46,8 @@ def host_version(program: str) -> str:
 
 
 def test_export_takes_the_clients_and_their_libraries_but_not_glibc(exported: Path) -> None:
-    assert {"mariadb-dump", "mariadb"} <= {p.name for p in (exported / "bin").iterdir()}
+    exported_programs = {p.name for p in (exported / "bin").iterdir()}
+    assert {"mariadb-dump", "mariadb", "mariadb-backup", "mbstream"} <= exported_programs
     libs = {p.name for p in (exported / "lib").iterdir()}
     assert "libssl.so.3" in libs  # what the dump tool links, besides glibc
     assert not libs & set(GLIBC)
@@ -58,6 +59,7 @@ def test_installed_wrappers_run_the_exported_programs(exported: Path, tmp_path: 
     result = clients("install", str(exported), str(bin_dir))
     assert result.returncode == 0, result.stderr  # install ran each one's --version
     assert host_version("mariadb-dump") in result.stdout
+    assert "based on MariaDB server" in result.stdout + result.stderr  # mariadb-backup ran
     # The wrapper runs the exported program with the exported libraries.
     program = exported / "bin" / "mariadb-dump"
     program.write_text('#!/bin/sh\necho "$0 $LD_LIBRARY_PATH $*"\n')

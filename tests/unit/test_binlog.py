@@ -218,6 +218,10 @@ def test_dump_points_come_from_the_records_of_trusted_dumps() -> None:
     }
     points = chains.dump_points([dump, other, plain], records)
     assert points == [DumpPoint(dump.id, Coordinates(NAME, 1040, "0-14-27"), when)]
+    # A physical copy is no base for a replay, even with a record claiming coordinates.
+    copy = snapshot({"kind": "full", "method": "physical"}, 4)
+    records[copy.id] = snapshot({"kind": "meta", "of": copy.id, **tags}, 4)
+    assert chains.dump_points([dump, copy], records) == points
 
 
 # --- dump coordinates ----------------------------------------------------------------------

@@ -948,6 +948,37 @@ def test_binlog_shipping_becomes_a_cron_schedule(every: str, cron: str) -> None:
     assert binlog.rpo == manifest.parse_duration(every)  # the default RPO: the interval
 
 
+@pytest.mark.parametrize("method", ["logical", "physical", "both"])
+def test_the_mysql_method_is_read_and_defaults_to_logical(method: str) -> None:
+    assert mysql_options(manifest.parse(base())).method == "logical"
+    data = base()
+    data["services"]["db"]["mysql"]["method"] = method
+    assert mysql_options(manifest.parse(data)).method == method
+
+
+def test_an_unknown_mysql_method_is_reported_with_its_path() -> None:
+    data = base()
+    data["services"]["db"]["mysql"]["method"] = "snapshot"
+    ((path, _),) = problems_of(data)
+    assert path == "services.db.mysql.method"
+
+
+def test_binlog_with_a_physical_method_alone_is_refused() -> None:
+    data = base()
+    data["services"]["db"]["binlog"] = {}
+    data["services"]["db"]["mysql"]["method"] = "physical"
+    ((path, message),) = problems_of(data)
+    assert path == "services.db.binlog" and "needs a dump to replay binlogs on" in message
+    data["services"]["db"]["mysql"]["method"] = "both"
+    assert manifest.parse(data).services["db"].binlog is not None
+
+
+def mysql_options(loaded: Manifest) -> manifest.MysqlOptions:
+    options = loaded.services["db"].options
+    assert isinstance(options, manifest.MysqlOptions)
+    return options
+
+
 def test_binlog_defaults_rpo_and_heartbeat_are_read() -> None:
     data = base()
     data["services"]["db"]["binlog"] = {}

@@ -165,6 +165,7 @@ CODE_DEFAULTS: dict[str, Any] = {
     "$defs.mysql.port": field_default(model.MysqlOptions, "port"),
     "$defs.mysql.client": field_default(model.MysqlOptions, "client"),
     "$defs.mysql.allow_empty": field_default(model.MysqlOptions, "allow_empty"),
+    "$defs.mysql.method": field_default(model.MysqlOptions, "method"),
     "$defs.binlog.every": field_default(model.Binlog, "every"),
     "$defs.binlog.drill_target": field_default(model.Binlog, "drill_target"),
     "$defs.heartbeat.every": field_default(model.Heartbeat, "every"),

@@ -391,6 +391,14 @@ class _Checker:
                 self.problems.append((f"{where}.{other}", f"only allowed for type {other}"))
         if type_ and type_ != "mysql" and "binlog" in spec:
             self.problems.append((f"{where}.binlog", "only allowed for type mysql"))
+        if type_ == "mysql" and "binlog" in spec and self._method(spec) == "physical":
+            self.problems.append(
+                (
+                    f"{where}.binlog",
+                    "needs a dump to replay binlogs on: use mysql.method logical or both, "
+                    "not physical",
+                )
+            )
         tz = self.zone(spec.get("timezone"), f"{where}.timezone", default_tz)
         schedules: dict[str, model.Schedule] = {}
         if ok("schedule"):
@@ -427,6 +435,13 @@ class _Checker:
             options=options(type_, spec[type_]),
             **optional,
         )
+
+    @staticmethod
+    def _method(spec: Mapping[str, Any]) -> str:
+        """A MySQL service's backup method (the schema checked its value)."""
+        options = spec.get("mysql")
+        method = options.get("method") if isinstance(options, dict) else None
+        return str(method or model.MysqlOptions.method)
 
     def binlog(self, spec: Mapping[str, Any], tz: ZoneInfo, where: str) -> model.Binlog:
         """Binlog shipping: ``every`` becomes a cron schedule, so it must divide an hour

@@ -23,6 +23,7 @@ from backup_agent.restic import Repository
 DEFAULT_PATH = "/etc/backup-agent/manifest.yaml"
 SERVICE_FIELD = "{service}"  # in repository URLs and secret file names: one repository per service
 TYPES = ("mysql", "grafana", "files")
+MYSQL_METHODS = ("logical", "physical", "both")
 # Snapshot kinds a schedule can make, most thorough first (the scheduler prefers it
 # when several kinds of one service are due together).
 BACKUP_KINDS = ("full", "incremental")
@@ -110,6 +111,7 @@ class MysqlOptions:
     restore_defaults_file: str | None = None
     sanity_queries: tuple[tuple[str, str], ...] = ()  # (name, sql)
     allow_empty: bool = False  # a dump of databases without tables is a success
+    method: str = "logical"  # logical (a dump), physical (mariadb-backup/xtrabackup) or both
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""MySQL / MariaDB job: a consistent logical dump streamed into restic.
+"""MySQL / MariaDB job: a consistent logical dump, a physical copy of the data
+directory, or both (``mysql.method``), streamed into restic.
 
 The package's modules, in the order a backup and a drill use them:
 ``client`` (option files, connections, client programs), ``preflight`` (privileges),
@@ -6,19 +7,21 @@ The package's modules, in the order a backup and a drill use them:
 and scanned), ``scan`` (row counts and client commands read from the
 stream), ``record`` (the ``kind=meta`` record beside each dump), ``load`` and
 ``parallel`` (streaming a dump back into a server), ``scratch`` (disposable drill
-servers) and ``checks`` (what a drill proves). ``binlog`` is point-in-time recovery:
+servers) and ``checks`` (what a drill proves). ``physical`` is the other method
+(``mariadb-backup``/``xtrabackup``), ``xbstream`` reads its stream and
+``physical_drill`` proves it in containers. ``binlog`` is point-in-time recovery:
 binary logs shipped beside the dumps, replayed on top of one.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from backup_agent import snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import BackupResult, RestoreRequest, RestoreResult, require_drill
-from backup_agent.jobs.mysql import record
+from backup_agent.jobs.mysql import physical, physical_drill, record
 from backup_agent.jobs.mysql.binlog import pitr
 from backup_agent.jobs.mysql.binlog.chain import dump_tags
 from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
@@ -35,11 +38,30 @@ log = logging.getLogger(__name__)
 
 
 def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
-    """Dump the configured databases into one snapshot, plus its record."""
+    """A dump, a physical copy or both (``mysql.method``), each its own snapshot with
+    its own record."""
     options = service.options
     assert isinstance(options, MysqlOptions)
     if kind != "full":
-        raise BackupError(f"{service.name}: a MySQL dump is always full, not {kind!r}")
+        raise BackupError(f"{service.name}: a MySQL backup is always full, not {kind!r}")
+    if options.method == physical.METHOD:
+        return physical.backup(manifest, service, kind)
+    dumped = logical_backup(manifest, service, kind)
+    if options.method != "both":
+        return dumped
+    copied = physical.backup(manifest, service, kind)
+    return replace(
+        dumped,
+        bytes_read=dumped.bytes_read + copied.bytes_read,
+        bytes_added=dumped.bytes_added + copied.bytes_added,
+        details={**dumped.details, "physical": copied.details},
+    )
+
+
+def logical_backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
+    """Dump the configured databases into one snapshot, plus its record."""
+    options = service.options
+    assert isinstance(options, MysqlOptions)
     info = preflight(options)
     for table in info.non_innodb:
         log.warning(
@@ -78,16 +100,24 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:
-    """Stream a trusted dump from restic into a server, checking it against its record.
+    """Stream a trusted dump from restic into a server, checking it against its record;
+    a physical snapshot goes to ``physical.restore`` instead.
 
     ``request.target`` is ``HOST[:PORT]`` or a socket path; by default the configured
-    server. Databases that already hold tables are refused unless ``force``.
+    server. Databases that already hold tables are refused unless ``force``. ``latest``
+    is the newest dump, or the newest physical copy when that is the method.
     """
     if request.to_point:
         return pitr.restore(manifest, service, request)
     options = service.options
     assert isinstance(options, MysqlOptions)
-    snapshot, meta = record.select_dump(manifest, service, request.snapshot)
+    method = physical.METHOD if options.method == physical.METHOD else "logical"
+    any_method = request.snapshot != "latest"
+    snapshot, meta = record.select_dump(
+        manifest, service, request.snapshot, None if any_method else method
+    )
+    if record.method_of(snapshot) == physical.METHOD:
+        return physical.restore(manifest, service, request, snapshot, meta)
     target = retarget(options, request.target)
     family = prepare_target(target, meta, request.force, own=heartbeat_table(service))
     if request.dry_run:
@@ -107,10 +137,12 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     sanity queries hold. The disposable server is removed (or the scratch databases
     dropped) afterwards, also on failure.
     """
-    if service.binlog is not None:
-        return pitr.drill(manifest, service)  # the newest dump is proven on the way
     options = service.options
     assert isinstance(options, MysqlOptions)
+    if options.method == physical.METHOD:
+        return physical_drill.drill(manifest, service)
+    if service.binlog is not None:
+        return pitr.drill(manifest, service)  # the newest dump is proven on the way
     settings = require_drill(manifest)
     snapshot, meta = record.select_dump(manifest, service, "latest")
     with scratch_mysql(settings.mysql, options, settings.scratch_dir) as target:

@@ -3,7 +3,7 @@ recorded row count, and the manifest's sanity queries."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,19 +34,29 @@ def compare_counts(
 ) -> tuple[int, list[str]]:
     """Counts each ``(database, table)``'s rows against ``expected``: how many tables
     were counted, and a line for each that differs or cannot be counted."""
+    counts, wrong = count_rows(cur, expected)
+    for (database, table), found in counts.items():
+        if found != expected[(database, table)]:
+            wrong.append(
+                f"{database}.{table}: {found} rows, {wording} {expected[(database, table)]}"
+            )
+    return len(counts), wrong
+
+
+def count_rows(
+    cur: pymysql.cursors.Cursor, tables: Iterable[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], int], list[str]]:
+    """The rows of each ``(database, table)``, and a line for each that cannot be counted."""
+    counts: dict[tuple[str, str], int] = {}
     wrong = []
-    counted = 0
-    for (database, table), rows in expected.items():
+    for database, table in tables:
         try:
             cur.execute(f"SELECT COUNT(*) FROM {quote(database)}.{quote(table)}")  # noqa: S608
         except pymysql.err.MySQLError as exc:
             wrong.append(f"{database}.{table}: {exc.args[-1]}")
             continue
-        found = int((cur.fetchone() or (0,))[0])
-        counted += 1
-        if found != rows:
-            wrong.append(f"{database}.{table}: {found} rows, {wording} {rows}")
-    return counted, wrong
+        counts[(database, table)] = int((cur.fetchone() or (0,))[0])
+    return counts, wrong
 
 
 def check_sanity(

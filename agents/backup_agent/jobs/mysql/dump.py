@@ -10,6 +10,8 @@ snapshot exists.
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Callable
 
 from backup_agent import execute, restic
 from backup_agent.errors import BackupError
@@ -59,32 +61,72 @@ def stream_dump(
     """Pump the dump into restic; only a complete dump, whose scan found no client
     command, is allowed to become a snapshot. (``runs.run_backup`` proved the repository
     usable before, so that no dump and its open transaction wait on a dead server.)"""
+
+    def truncated(_: execute.Process, stats: Pumped) -> str | None:
+        if TRAILER.search(stats.tail):
+            return None
+        shown = execute.display(argv)
+        return f"{shown} output ends without '-- Dump completed': the dump is truncated"
+
+    return stream_command(argv, repo, filename, tags, scanner, truncated)
+
+
+def stream_command(
+    argv: list[str],
+    repo: restic.Repository,
+    filename: str,
+    tags: dict[str, str],
+    scanner: Scanner,
+    incomplete: Callable[[execute.Process, Pumped], str | None],
+) -> tuple[restic.BackupSummary, Pumped]:
+    """Pump a backup program's stdout into restic. The snapshot is only saved when the
+    program exited 0, wrote something, the scanner accepted all of it and
+    ``incomplete`` (given the finished program and what it wrote) has no objection."""
     upload = restic.StdinBackup(repo, filename, tags)
-    dump = execute.Process(argv, stdout=execute.PIPE)
+    producer = execute.Process(argv, stdout=execute.PIPE)
     finished = False
     try:
-        assert dump.popen.stdout is not None
+        assert producer.popen.stdout is not None
         try:
-            stats = pump(dump.popen.stdout, upload.stdin, scanner)
+            stats = pump(producer.popen.stdout, upload.stdin, scanner)
         except BrokenPipeError:
             raise upload.failure() from None
+        except BackupError as refused:  # a program that died explains a truncated stream
+            if _exited(producer) not in (0, None):
+                raise _failure(producer) from refused
+            raise
         try:
-            dump.check()
+            producer.check()
         except BackupError as exc:
             raise exc.because(DUMP_FAILED) from None
         if stats.size == 0:
             raise BackupError(f"{execute.display(argv)} exited 0 but wrote nothing").because(
                 DUMP_FAILED
             )
-        if not TRAILER.search(stats.tail):
-            raise BackupError(
-                f"{execute.display(argv)} output ends without '-- Dump completed':"
-                " the dump is truncated"
-            ).because(DUMP_FAILED)
+        why = incomplete(producer, stats)
+        if why is not None:
+            raise BackupError(why).because(DUMP_FAILED)
         summary = upload.finish()
         finished = True
         return summary, stats
     finally:
         if not finished:
             upload.abort()
-            dump.stop()
+            producer.stop()
+
+
+def _exited(process: execute.Process, grace: float = 2.0) -> int | None:
+    """The exit code of a program whose output ended, or None if it still runs."""
+    try:
+        return process.wait(grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _failure(process: execute.Process) -> BackupError:
+    """The error of a program that exited non-zero."""
+    try:
+        process.check()
+    except BackupError as exc:
+        return exc.because(DUMP_FAILED)
+    return BackupError(f"{execute.display(process.argv)} failed").because(DUMP_FAILED)

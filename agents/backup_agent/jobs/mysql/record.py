@@ -33,13 +33,31 @@ def write(
     )
 
 
+def method_of(snapshot: restic.Snapshot) -> str:
+    """``logical`` (a dump; older dumps carry no method tag) or ``physical``."""
+    return snapshot.tag("method") or "logical"
+
+
 def select_dump(
-    manifest: Manifest, service: Service, wanted: str
+    manifest: Manifest, service: Service, wanted: str, method: str | None = "logical"
 ) -> tuple[restic.Snapshot, dict[str, Any]]:
-    """A trusted dump snapshot and its record, listed once (a trusted dump has one)."""
+    """A trusted snapshot made by ``method`` (None: any, for an id) and its record,
+    listed once (a trusted snapshot has one): the newest such for ``latest``."""
     listed = snapshots.of_service(manifest, service)
-    snapshot = snapshots.select(manifest, service, wanted, listed)
     judged = snapshots.judge(listed, service, snapshots.Trust.of(manifest))
+    if wanted == "latest":
+        found = [s for s in judged.trusted if method_of(s) == method]
+        if not found:
+            snapshots.select(manifest, service, wanted, listed)  # says why none is trusted
+            raise BackupError(f"no trusted {method} snapshot of service {service.name}")
+        snapshot = found[-1]
+    else:
+        snapshot = snapshots.select(manifest, service, wanted, listed)
+        if method is not None and method_of(snapshot) != method:
+            raise BackupError(
+                f"snapshot {snapshot.short_id} of {service.name} is a {method_of(snapshot)} "
+                f"backup, not a {method} one"
+            )
     return snapshot, read(manifest, service, judged.records[snapshot.id])
 
 

@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +109,23 @@ def prepare_verifier(settings: Drill) -> None:
 
 
 def container_spec(
-    config: DrillServer, label: str, password: str, socket_dir: str | None, cpus: float
+    config: DrillServer,
+    label: str,
+    password: str,
+    socket_dir: str | None,
+    cpus: float,
+    data_volume: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Keyword arguments of ``containers.run`` for a drill server: on ``config.network``,
-    or without any network and its socket in ``socket_dir`` (a host directory)."""
+    or without any network and its socket in ``socket_dir`` (a host directory). Its data
+    directory is ``data_volume`` (a labelled volume made by the drill), or anonymous."""
     from docker.types import Mount
 
     # Anonymous volumes start as a copy of the image's directory, owned by its mysql
     # user (a tmpfs would be root's: Docker ignores its mode option); /tmp is 1777.
-    command = list(config.server_args)
-    mounts = [Mount(DATA_DIR, None, type="volume", labels={LABEL: label})]
+    command = [*config.server_args, *extra_args]
+    mounts = [Mount(DATA_DIR, data_volume, type="volume", labels={LABEL: label})]
     placement: dict[str, Any]
     if config.network:
         placement = {"network": config.network}
@@ -130,6 +137,16 @@ def container_spec(
     return {
         "command": command,
         "environment": {"MYSQL_ROOT_PASSWORD": password, "MARIADB_ROOT_PASSWORD": password},
+        "mounts": mounts,
+        **confinement(config, label, cpus),
+        **placement,
+    }
+
+
+def confinement(config: DrillServer, label: str, cpus: float) -> dict[str, Any]:
+    """What every drill container gets: the label, the image's mysql user, a read-only
+    root, no capabilities, no new privileges, limits on memory, CPUs and processes."""
+    return {
         "labels": {LABEL: label},
         "detach": True,
         "user": "mysql",
@@ -140,10 +157,37 @@ def container_spec(
         "memswap_limit": config.memory,  # no swap on top
         "nano_cpus": int(cpus * 1e9),
         "pids_limit": config.pids_limit,
-        "mounts": mounts,
         "tmpfs": {"/tmp": ""},  # noqa: S108 - inside the container
-        **placement,
     }
+
+
+@dataclass(frozen=True)
+class Session:
+    """One verifier's turn on the engine: its client, label and private directories."""
+
+    client: Any
+    label: str
+    servers: Path
+    config: DrillServer
+
+    @property
+    def cpus(self) -> float:
+        return min(self.config.cpus, float(self.client.info()["NCPU"]))
+
+
+@contextmanager
+def session(config: DrillServer, work_dir: str) -> Iterator[Session]:
+    """This verifier's turn: what earlier drills left is removed first, the drill
+    network checked; containers started in it are the caller's to remove."""
+    client = _engine()
+    try:
+        with _turn(work_dir) as servers:
+            label = owner(config, work_dir)
+            _remove_leftovers(client, label, servers)
+            _require_internal(client, config)
+            yield Session(client, label, servers, config)
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -151,45 +195,52 @@ def _container(
     config: DrillServer, template: MysqlOptions, work_dir: str
 ) -> Iterator[MysqlOptions]:
     assert config.image is not None
-    label = owner(config, work_dir)
-    client = _engine()
+    with session(config, work_dir) as turn, server(turn, template) as options:
+        yield options
+
+
+@contextmanager
+def server(
+    turn: Session,
+    template: MysqlOptions,
+    data_volume: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[MysqlOptions]:
+    """A drill server container in ``turn``, removed afterwards. On ``data_volume``
+    (prepared data) it starts on what is there instead of initializing a new server."""
+    config = turn.config
+    private = Path(tempfile.mkdtemp(prefix="", dir=turn.servers))
+    container = None
     try:
-        with _turn(work_dir) as servers:
-            _remove_leftovers(client, label, servers)
-            _require_internal(client, config)
-            private = Path(tempfile.mkdtemp(prefix="", dir=servers))
-            container = None
-            try:
-                password = secrets.token_urlsafe(24)
-                defaults = private / "client.cnf"
-                fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as out:
-                    out.write(f"[client]\nuser=root\npassword={password}\n")
-                socket_dir = _socket_dir(config, private)
-                cpus = min(config.cpus, float(client.info()["NCPU"]))
-                spec = container_spec(config, label, password, socket_dir, cpus)
-                container = _run(client, config, spec)
-                options = replace(
-                    template,
-                    host=_address(container, config),
-                    port=3306,
-                    socket=f"{socket_dir}/mysqld.sock" if socket_dir else None,
-                    defaults_file=str(defaults),
-                    restore_defaults_file=None,
-                )
-                try:
-                    _wait_ready(options, container)
-                    yield options
-                except BackupError as exc:
-                    _raise_if_out_of_memory(exc, container, config)
-                    raise
-            finally:
-                if container is not None:
-                    container.remove(force=True, v=True)
-                    log.info("removed drill server container %s", container.short_id)
-                _remove_tree(private)
+        password = secrets.token_urlsafe(24)
+        defaults = private / "client.cnf"
+        fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"[client]\nuser=root\npassword={password}\n")
+        socket_dir = _socket_dir(config, private)
+        spec = container_spec(
+            config, turn.label, password, socket_dir, turn.cpus, data_volume, extra_args
+        )
+        container = _run(turn.client, config, spec)
+        options = replace(
+            template,
+            host=_address(container, config),
+            port=3306,
+            socket=f"{socket_dir}/mysqld.sock" if socket_dir else None,
+            defaults_file=str(defaults),
+            restore_defaults_file=None,
+        )
+        try:
+            _wait_ready(options, container, initializing=data_volume is None)
+            yield options
+        except BackupError as exc:
+            _raise_if_out_of_memory(exc, container, config)
+            raise
     finally:
-        client.close()
+        if container is not None:
+            container.remove(force=True, v=True)
+            log.info("removed drill server container %s", container.short_id)
+        _remove_tree(private)
 
 
 def _run(client: Any, config: DrillServer, spec: dict[str, Any]) -> Any:
@@ -305,10 +356,11 @@ def _address(container: Any, config: DrillServer) -> str:
     return address
 
 
-def _wait_ready(options: MysqlOptions, container: Any) -> None:
+def _wait_ready(options: MysqlOptions, container: Any, initializing: bool = True) -> None:
     """Until the server accepts the drill's root password. Images initialize with a
     temporary server without networking first (on the same socket, for some): only a
-    server with networking on is the real one."""
+    server with networking on is the real one. A server on prepared data does not
+    initialize (and MySQL 8 turns networking off with ``--skip-grant-tables``)."""
     deadline = time.monotonic() + READY_TIMEOUT
     last = ""
     while time.monotonic() < deadline:
@@ -320,7 +372,7 @@ def _wait_ready(options: MysqlOptions, container: Any) -> None:
             with connect(options) as conn, conn.cursor() as cur:
                 cur.execute("SELECT @@skip_networking")
                 row = cur.fetchone()
-            if row is not None and not int(row[0]):
+            if row is not None and (not initializing or not int(row[0])):
                 return
             last = "still initializing"
         except BackupError as exc:

@@ -150,11 +150,14 @@ def dump_points(
     dumps: Iterable[restic.Snapshot], records: dict[str, restic.Snapshot]
 ) -> list[DumpPoint]:
     """Trusted dumps whose record names their coordinates, oldest first. ``records``
-    maps a dump's id to its record (``Judgement.records``)."""
+    maps a dump's id to its record (``Judgement.records``). Physical copies are no
+    base for a replay, whatever their record claims."""
     points = []
     for dump in dumps:
         record = records.get(dump.id)
         if record is None or record.tag("kind") != META_KIND:
+            continue
+        if (dump.tag("method") or "logical") != "logical":
             continue
         where, when = record.tag("binlog"), record.tag("consistent")
         if not where or not when:
