@@ -137,6 +137,7 @@ class Sample:
     cpu_self: float
     cpu_children: float
     rss_peak_mib: float | None = None
+    rss_before_mib: float | None = None
 
 
 def proc_status(field: str) -> int:
@@ -172,6 +173,7 @@ def measure(run: Callable[[], object], agent: bool) -> Sample:
     """Run once; wall and CPU seconds, and the memory peak of an agent run."""
     before_self = resource.getrusage(resource.RUSAGE_SELF)
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = proc_status("VmRSS")
     with rss_peak() as peak:
         started = time.monotonic()
         run()
@@ -183,6 +185,7 @@ def measure(run: Callable[[], object], agent: bool) -> Sample:
         round(cpu(after_self) - cpu(before_self), 2),
         round(cpu(after_children) - cpu(before_children), 2),
         round(peak[0] / 1024, 1) if agent else None,
+        round(before / 1024, 1) if agent else None,
     )
 
 
@@ -479,6 +482,33 @@ def brief(entry: Mapping[str, Any]) -> str:
     return " ".join([*parts, f"agent RSS peak {peak} MiB"])
 
 
+def table(report: Mapping[str, Any]) -> str:
+    """The README's Markdown table of a results file: medians (seconds), the median of
+    the per-pair ratios with each pair's in brackets, and the agent's memory peak."""
+
+    def ratios(entry: Mapping[str, Any], step: str, invert: bool = False) -> str:
+        pairs = entry[step]["ratio_agent_over_raw_per_pair"]
+        values = [1 / ratio if invert else ratio for ratio in pairs]
+        each = ", ".join(f"{value:.2f}" for value in values)
+        return f"**{statistics.median(values):.2f}x** ({each})"
+
+    lines = [
+        "| shape | dump | first backup: agent / raw | ratio | unchanged: agent / raw | ratio"
+        " | drill / raw restore | raw / drill | agent RSS peak: backup / drill |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in report["results"]:
+        cells = [entry["shape"], f"{entry['dump_bytes'] / 1e6:.0f} MB"]
+        for step in ("first", "unchanged", "restore"):
+            medians = entry[step]["median_seconds"]
+            cells.append(f"{medians['agent']:.1f} s / {medians['raw']:.1f} s")
+            cells.append(ratios(entry, step, invert=step == "restore"))
+        backup = max(entry[step]["agent_rss_peak_mib_max"] for step in ("first", "unchanged"))
+        cells.append(f"{backup:.0f} MiB / {entry['restore']['agent_rss_peak_mib_max']:.0f} MiB")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -488,7 +518,11 @@ def main() -> None:
     parser.add_argument("--shapes", default="big", help=f"of {', '.join(SHAPES)}")
     parser.add_argument("--profile", action="store_true", help="cProfile at the smallest size")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="print --output as Markdown; no run")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.output.read_text())))
+        return
     sizes = [float(size) for size in args.sizes.split(",")]
     shapes = [SHAPES[name] for name in args.shapes.split(",")]
     # A SIGTERM (a run stopped from outside) unwinds like ^C: the servers are stopped.
