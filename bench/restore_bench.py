@@ -509,6 +509,16 @@ def table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write(output: Path, report: dict[str, Any], started: float, complete: bool) -> None:
+    """The results so far: after each size (``complete`` false), and at the end."""
+    report["complete"] = complete
+    report["load_average_after"] = os.getloadavg()
+    report["agent_vmhwm_mib_at_end"] = round(proc_status("VmHWM") / 1024, 1)
+    report["total_seconds"] = round(time.monotonic() - started)
+    output.parent.mkdir(exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -557,11 +567,8 @@ def main() -> None:
                 )
                 report["results"].append(entry)
                 print(brief(entry), flush=True)
-        report["load_average_after"] = os.getloadavg()
-        report["agent_vmhwm_mib_at_end"] = round(proc_status("VmHWM") / 1024, 1)
-        report["total_seconds"] = round(time.monotonic() - started)
-        args.output.parent.mkdir(exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+                write(args.output, report, started, complete=False)
+        write(args.output, report, started, complete=True)
         print(f"written to {args.output}")
     finally:
         for server in servers.values():
