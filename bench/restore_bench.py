@@ -70,6 +70,7 @@ TUNED = (
 CALIBRATION_ROWS = 20_000
 RSS_INTERVAL = 0.05  # seconds between two samples of this process's VmRSS
 SIDES = ("agent", "raw")
+BACKUPS = ("first", "unchanged")
 
 
 # --- the generated database -------------------------------------------------------
@@ -484,7 +485,8 @@ def brief(entry: Mapping[str, Any]) -> str:
 
 def table(report: Mapping[str, Any]) -> str:
     """The README's Markdown table of a results file: medians (seconds), the median of
-    the per-pair ratios with each pair's in brackets, and the agent's memory peak."""
+    the per-pair ratios with each pair's in brackets, and this process's highest VmRSS
+    during the agent's backups and drills, with the most it grew during one run."""
 
     def ratios(entry: Mapping[str, Any], step: str, invert: bool = False) -> str:
         pairs = entry[step]["ratio_agent_over_raw_per_pair"]
@@ -492,9 +494,15 @@ def table(report: Mapping[str, Any]) -> str:
         each = ", ".join(f"{value:.2f}" for value in values)
         return f"**{statistics.median(values):.2f}x** ({each})"
 
+    def memory(entry: Mapping[str, Any], steps: tuple[str, ...]) -> str:
+        samples = [sample for step in steps for sample in entry[step]["agent"]]
+        peak = max(sample["rss_peak_mib"] for sample in samples)
+        growth = max(sample["rss_peak_mib"] - sample["rss_before_mib"] for sample in samples)
+        return f"{peak:.0f} MiB (+{growth:.0f})"
+
     lines = [
         "| shape | dump | first backup: agent / raw | ratio | unchanged: agent / raw | ratio"
-        " | drill / raw restore | raw / drill | agent RSS peak: backup / drill |",
+        " | drill / raw restore | raw / drill | agent VmRSS peak: backup / drill |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in report["results"]:
@@ -503,8 +511,7 @@ def table(report: Mapping[str, Any]) -> str:
             medians = entry[step]["median_seconds"]
             cells.append(f"{medians['agent']:.1f} s / {medians['raw']:.1f} s")
             cells.append(ratios(entry, step, invert=step == "restore"))
-        backup = max(entry[step]["agent_rss_peak_mib_max"] for step in ("first", "unchanged"))
-        cells.append(f"{backup:.0f} MiB / {entry['restore']['agent_rss_peak_mib_max']:.0f} MiB")
+        cells.append(" / ".join(memory(entry, steps) for steps in (BACKUPS, ("restore",))))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
