@@ -516,6 +516,18 @@ def table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stop(server: MariaDB) -> None:
+    """Stop one server; kill it if it does not stop (a run stopped mid-load once left
+    its servers running), so that the others are stopped too."""
+    try:
+        server.stop()
+    except Exception as exc:
+        print(f"stopping {server.base}: {exc!r}; killing it", file=sys.stderr)
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+
+
 def write(output: Path, report: dict[str, Any], started: float, complete: bool) -> None:
     """The results so far: after each size (``complete`` false), and at the end."""
     report["complete"] = complete
@@ -578,8 +590,9 @@ def main() -> None:
         write(args.output, report, started, complete=True)
         print(f"written to {args.output}")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM: clean up anyway
         for server in servers.values():
-            server.stop()
+            stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
 
