@@ -13,7 +13,7 @@ export BACKUP_AGENT_REQUIRE_INTEGRATION ?= 1
 help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
 	@echo "make test        lint, images, then unit, integration and end-to-end tests (nothing may skip)"
-	@echo "make bench       restore speed: drill vs. restic dump | mariadb (bench/results/)"
+	@echo "make bench       MySQL backup and drill vs. the raw tools, 0.25/0.5/1 GB (bench/results/restore.json)"
 	@echo "make bench-s3    restic on S3 (a throwaway Ceph RGW) vs. rest-server, same data, same run"
 	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
@@ -76,9 +76,11 @@ format: venv
 	$(BIN)/ruff format agents tests bench
 	$(BIN)/ruff check --fix agents tests bench
 
-# Restore speed of the drill against `restic dump | mariadb` into an untuned server.
+# The MySQL job against the raw tools (dump | restic, restic dump | mariadb), side by side.
+# BENCH_ARGS="--sizes 0.02 --pairs 1" for a smoke run.
+BENCH_ARGS ?= --profile
 bench: venv
-	$(BIN)/python -m bench.restore_bench
+	$(BIN)/python -m bench.restore_bench $(BENCH_ARGS)
 
 # S3 (a throwaway Ceph RGW) against rest-server as restic's store, side by side.
 bench-s3: ensure-deps venv
