@@ -10,7 +10,7 @@ import pytest
 
 from backup_agent import execute
 from backup_agent.errors import BackupError
-from backup_agent.jobs.mysql import client, dump, load
+from backup_agent.jobs.mysql import checks, client, dump, load
 from backup_agent.jobs.mysql.binlog.chain import Coordinates
 from backup_agent.jobs.mysql.binlog.replay import Position, Span, replay_command, replay_flags
 from backup_agent.jobs.mysql.binlog.ship import Resume, fetch_command
@@ -357,3 +357,36 @@ def test_mysql_8_commands_use_only_documented_options(defaults_file: str) -> Non
 
 def test_the_privileges_a_position_needs_are_named() -> None:
     assert POSITION_PRIVILEGES == {"mariadb": (), "mysql": ("RELOAD", "REPLICATION CLIENT")}
+
+
+def unreachable_scratch_server(tmp_path: Path) -> MysqlOptions:
+    """A scratch server that cannot be reached: every drop fails."""
+    defaults = tmp_path / "scratch.cnf"
+    defaults.write_text("[client]\nuser = drill\npassword = x\n")
+    return MysqlOptions(defaults_file=str(defaults), socket=str(tmp_path / "absent.sock"))
+
+
+def test_a_drop_failing_after_a_failed_drill_leaves_the_drills_own_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = unreachable_scratch_server(tmp_path)
+    with (
+        pytest.raises(ValueError, match="the drill's own failure"),
+        checks.dropped_after(target, ["agama"], shared=True),
+    ):
+        raise ValueError("the drill's own failure")
+    assert "could not drop the drill's databases" in caplog.text
+
+
+def test_a_drop_failing_after_a_passed_drill_fails_it(tmp_path: Path) -> None:
+    target = unreachable_scratch_server(tmp_path)
+    with (
+        pytest.raises(BackupError, match="cannot connect to MySQL"),
+        checks.dropped_after(target, ["agama"], shared=True),
+    ):
+        pass
+
+
+def test_a_drill_container_is_not_dropped_from(tmp_path: Path) -> None:
+    with checks.dropped_after(unreachable_scratch_server(tmp_path), ["agama"], shared=False):
+        pass

@@ -25,7 +25,7 @@ from backup_agent.jobs.mysql import physical, physical_drill, record
 from backup_agent.jobs.mysql.binlog import pitr
 from backup_agent.jobs.mysql.binlog.chain import dump_tags
 from backup_agent.jobs.mysql.binlog.coordinates import PositionWatcher
-from backup_agent.jobs.mysql.checks import check_sanity, check_tables, drop_databases
+from backup_agent.jobs.mysql.checks import check_sanity, check_tables, dropped_after
 from backup_agent.jobs.mysql.client import connect, where
 from backup_agent.jobs.mysql.dump import dump_command, stream_dump
 from backup_agent.jobs.mysql.load import heartbeat_table, load_checked, prepare_target, retarget
@@ -147,12 +147,9 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     snapshot, meta = record.select_dump(manifest, service, "latest")
     with scratch_mysql(settings.mysql, options, settings.scratch_dir) as target:
         family = prepare_target(target, meta, force=False, fresh=True)
-        try:
+        with dropped_after(target, record.databases(meta), shared=not settings.mysql.image):
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:
                 checks += check_tables(cur, meta, options.allow_empty)
                 checks += check_sanity(cur, options.sanity_queries, snapshot.time, service.rpo)
-        finally:
-            if not settings.mysql.image:
-                drop_databases(target, record.databases(meta))
     return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)

@@ -3,15 +3,19 @@ recorded row count, and the manifest's sanity queries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymysql
 
 from backup_agent.errors import BackupError
-from backup_agent.jobs.mysql.client import connect, quote
+from backup_agent.jobs.mysql.client import connect, quote, where
 from backup_agent.manifest import MysqlOptions
+
+log = logging.getLogger(__name__)
 
 
 def check_tables(
@@ -82,6 +86,24 @@ def check_sanity(
             raise BackupError(f"sanity query {name!r} returned {row[0] if row else 'no row'!r}")
         passed.append(f"sanity query {name!r} holds")
     return passed
+
+
+@contextmanager
+def dropped_after(target: MysqlOptions, databases: list[str], shared: bool) -> Iterator[None]:
+    """Drop what a drill loaded into a ``shared`` scratch server when the block ends. A
+    drop that fails after the drill itself failed is logged, so that the drill's own
+    error is the one reported."""
+    try:
+        yield
+    except BaseException:
+        if shared:
+            try:
+                drop_databases(target, databases)
+            except (BackupError, pymysql.err.MySQLError, OSError) as exc:
+                log.warning("could not drop the drill's databases at %s: %s", where(target), exc)
+        raise
+    if shared:
+        drop_databases(target, databases)
 
 
 def drop_databases(target: MysqlOptions, databases: list[str]) -> None:

@@ -42,7 +42,7 @@ from backup_agent.jobs.mysql.checks import (
     check_sanity,
     check_tables,
     compare_counts,
-    drop_databases,
+    dropped_after,
 )
 from backup_agent.jobs.mysql.client import connect, load_command, quote, where
 from backup_agent.jobs.mysql.load import heartbeat_table, load_checked, prepare_target, retarget
@@ -228,7 +228,8 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
     meta = record.read(manifest, service, found.judged.records[snapshot.id])
     with scratch_mysql(drill_settings.mysql, options, drill_settings.scratch_dir) as target:
         family = prepare_target(target, meta, force=False)
-        try:
+        shared = not drill_settings.mysql.image
+        with dropped_after(target, record.databases(meta), shared):
             stats, checks = load_checked(manifest, service, snapshot, meta, target, family)
             with connect(target) as conn, conn.cursor() as cur:
                 checks += check_tables(cur, meta, options.allow_empty)
@@ -240,9 +241,6 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
                 checks += check_sanity(cur, options.sanity_queries, moment, settings.rpo)
                 if settings.heartbeat is not None:
                     checks.append(check_heartbeat(cur, settings, moment, chosen.target))
-        finally:
-            if not drill_settings.mysql.image:
-                drop_databases(target, record.databases(meta))
     return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)
 
 
