@@ -55,6 +55,14 @@ def physical_manifest(
     )
 
 
+@pytest.fixture
+def loaded(
+    make_manifest: ManifestFactory, mariadb: MariaDB, physical_defaults: str, database: str
+) -> Manifest:
+    """The manifest of one MySQL service backed up with ``method: physical``."""
+    return physical_manifest(make_manifest, mariadb, physical_defaults, database)
+
+
 def stored(repository: restic.Repository, snapshot: str, path: str) -> bytes:
     return subprocess.run(
         ["restic", "dump", snapshot, path],
@@ -65,14 +73,12 @@ def stored(repository: restic.Repository, snapshot: str, path: str) -> bytes:
 
 
 def test_a_physical_backup_restores_into_a_directory_a_server_starts_on(
+    loaded: Manifest,
     mariadb: MariaDB,
     database: str,
-    physical_defaults: str,
-    make_manifest: ManifestFactory,
     repository: restic.Repository,
     tmp_path: Path,
 ) -> None:
-    loaded = physical_manifest(make_manifest, mariadb, physical_defaults, database)
     service = loaded.service("db")
     before = table_checksums(mariadb, database)
 
@@ -118,13 +124,9 @@ def test_a_physical_backup_restores_into_a_directory_a_server_starts_on(
 
 
 def test_restoring_into_a_directory_that_is_not_empty_is_refused(
-    mariadb: MariaDB,
-    database: str,
-    physical_defaults: str,
-    make_manifest: ManifestFactory,
+    loaded: Manifest,
     tmp_path: Path,
 ) -> None:
-    loaded = physical_manifest(make_manifest, mariadb, physical_defaults, database)
     service = loaded.service("db")
     mysql.backup(loaded, service, "full")
     (tmp_path / "busy").mkdir()
@@ -137,14 +139,10 @@ def test_restoring_into_a_directory_that_is_not_empty_is_refused(
 
 
 def test_the_backup_tool_killed_mid_stream_leaves_no_snapshot(
-    mariadb: MariaDB,
-    database: str,
-    physical_defaults: str,
-    make_manifest: ManifestFactory,
+    loaded: Manifest,
     repository: restic.Repository,
     tmp_path: Path,
 ) -> None:
-    loaded = physical_manifest(make_manifest, mariadb, physical_defaults, database)
     killed: list[int] = []
     stop = threading.Event()
 
@@ -178,16 +176,14 @@ def test_the_backup_tool_killed_mid_stream_leaves_no_snapshot(
 
 
 def test_a_hostile_stream_is_refused_before_its_names_reach_the_unpacking_tool(
+    loaded: Manifest,
     mariadb: MariaDB,
     database: str,
-    physical_defaults: str,
-    make_manifest: ManifestFactory,
     repository: restic.Repository,
     tmp_path: Path,
 ) -> None:
     """A compromised sidecar can write a snapshot and a record that agree with each
     other: the reader refuses a name leaving the target before mbstream sees it."""
-    loaded = physical_manifest(make_manifest, mariadb, physical_defaults, database)
     service = loaded.service("db")
     hostile = GOOD + chunk(b"../escaped", b"owned") + chunk(b"../escaped", end=True)
     tags = {"service": "db", "kind": "full", "method": "physical"}
