@@ -213,6 +213,7 @@ class Process:
         on_stderr_line: Callable[[str], None] | None = None,
         cwd: str | None = None,
         error: ErrorFactory = CommandError,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.argv = list(argv)
         self.error = error
@@ -227,6 +228,7 @@ class Process:
             stderr=subprocess.PIPE,
             env=_environ(env),
             cwd=cwd,
+            pass_fds=pass_fds,
         )
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads = [self._drain(self.popen.stderr, self._keep_stderr)]

@@ -14,13 +14,14 @@ import contextlib
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from backup_agent import execute, inifile, repository_errors
+from backup_agent import execute, inifile, repository_errors, sealed
 from backup_agent import repository_guard as guard
 from backup_agent.errors import BackupError, CommandError
 
@@ -539,18 +540,7 @@ class StdinBackup:
         tags: Mapping[str, str],
         limits: guard.Limits = guard.LONG,
     ) -> None:
-        argv = command(
-            "backup",
-            "--host",
-            repo.host,
-            "--retry-lock",
-            RETRY_LOCK,
-            "--quiet",
-            "--stdin",
-            "--stdin-filename",
-            filename,
-            *tag_args(tags),
-        )
+        argv = _one_file_backup(repo, filename, tags, "--stdin")
         self._stdout: list[bytes] = []
         self.running = Running(
             repo, argv, limits, stdin=execute.PIPE, on_stdout_line=self._stdout.append
@@ -589,17 +579,85 @@ class StdinBackup:
         self.running.stop(grace)
 
 
+def _one_file_backup(
+    repo: Repository, filename: str, tags: Mapping[str, str], *source: str
+) -> list[str]:
+    """``restic backup`` of one file named ``filename`` read from ``source`` (``--stdin``,
+    or ``--stdin-from-command`` and its command)."""
+    return command(
+        "backup",
+        "--host",
+        repo.host,
+        "--retry-lock",
+        RETRY_LOCK,
+        "--quiet",
+        "--stdin-filename",
+        filename,
+        *tag_args(tags),
+        *source,
+    )
+
+
+class SealedBackup:
+    """A ``restic backup`` of one small document that is only known later: restic starts
+    now (key, lock, index: most of a small backup's time) while the document is being
+    made, and saves it once ``seal`` hands it over.
+
+    restic reads it from ``backup_agent.sealed``, run by ``--stdin-from-command`` with
+    an empty environment, which gets it through an inherited pipe and exits non-zero
+    unless it got a whole frame: if this process gives up (``abort``) or dies, restic
+    saves nothing. Start it from the thread that will seal it (``execute._spawn``).
+    """
+
+    def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
+        read_end, write_end = os.pipe()  # both close-on-exec; read_end is passed on
+        self._write_end: int | None = write_end
+        feeder = ["env", "-i", sys.executable, "-I", "-m", "backup_agent.sealed", str(read_end)]
+        argv = _one_file_backup(repo, filename, tags, "--stdin-from-command", "--", *feeder)
+        self._stdout: list[bytes] = []
+        try:
+            self.running = Running(
+                repo,
+                argv,
+                guard.LONG,
+                stdin=execute.DEVNULL,
+                pass_fds=(read_end,),
+                on_stdout_line=self._stdout.append,
+            )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+
+    def seal(self, document: bytes) -> BackupSummary:
+        """Hand ``document`` over; restic saves it. Returns the summary."""
+        write_end, self._write_end = self._write_end, None
+        if write_end is None:
+            raise BackupError("a sealed backup was already sealed or aborted")
+        try:
+            with open(write_end, "wb", closefd=True) as pipe:
+                pipe.write(sealed.frame(document))
+        except BrokenPipeError:
+            pass  # restic (or its feeder) stopped early: its exit code says why
+        self.running.check()
+        return BackupSummary.from_json(summary_of(parse_messages(self._stdout)))
+
+    def abort(self) -> None:
+        """Hand nothing over, so that restic saves nothing; no-op once sealed."""
+        write_end, self._write_end = self._write_end, None
+        if write_end is None:
+            return
+        os.close(write_end)  # the feeder reads end of file without a frame and exits 1
+        with contextlib.suppress(CommandError):
+            self.running.check()
+
+
 def backup_bytes(
     repo: Repository, filename: str, data: bytes, tags: Mapping[str, str]
 ) -> BackupSummary:
     """Store a small in-memory document as its own snapshot."""
-    stream = StdinBackup(repo, filename, tags)
-    try:
-        stream.stdin.write(data)
-    except BaseException:
-        stream.abort()
-        raise
-    return stream.finish()
+    return SealedBackup(repo, filename, tags).seal(data)
 
 
 def snapshots(repo: Repository, tags: Mapping[str, str] | None = None) -> list[Snapshot]:

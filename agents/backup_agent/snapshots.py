@@ -13,7 +13,9 @@ use it. A data snapshot is trusted when:
 - its kind is one the service's schedules make;
 - it was written under the manifest's host name (or one of ``repository.former_hosts``);
 - it is not dated in the future by more than ``repository.clock_skew``;
-- for MySQL, a record (``kind=meta``, ``of=ID``) points back to it, trusted the same way.
+- for MySQL, a record (``kind=meta``, ``of=NAME``) points back to it, trusted the same
+  way; NAME is its id or, for records written while the dump was running, the random
+  ``link=`` tag the dump carries (``names``).
 
 A binlog shipment is trusted by the same host and date rules when the service ships
 binlogs (``binlog:`` in the manifest), its tags are well formed and it claims no
@@ -21,9 +23,10 @@ binlog written after it was made; it is never "latest".
 
 In a second copy (``restic copy``) every snapshot has a new id and names the one it
 was copied from (``original``); records name the original, so ``of=`` matches either.
-Two snapshots that claim to be the same one (an ``original`` that another snapshot's
-id or ``original`` also is) are both untrusted: no sidecar can make its snapshot pass
-for a proven one by claiming to be its copy.
+A snapshot that claims a name another snapshot also has (an ``original`` or a
+``link`` that is another one's id, ``original`` or ``link``) is untrusted, so two that
+claim the same are both: no sidecar can make its snapshot pass for a proven one by
+claiming to be its copy or by copying its link.
 
 Untrusted snapshots are reported (log, ``backup_untrusted_snapshots``), never used and
 never removed by retention. Drill records carry an HMAC made with ``drill.key_file``,
@@ -35,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +53,7 @@ META_KIND = "meta"
 DRILL_KIND = "drill"
 BINLOG_KIND = "binlog"
 RECORD_KINDS = frozenset({META_KIND, DRILL_KIND})
+LINK_TAG = "link"  # a data snapshot's name for its record, chosen before either exists
 # A binlog shipment's own tags, enough to plan restores and retention without reading
 # it: ``binlog=FILE@CREATED:START-END[:closed];...`` (byte ranges of server files) and
 # ``until=TIME`` (every transaction committed before TIME is shipped by then).
@@ -135,11 +140,12 @@ def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> 
             records.append(snapshot)
         else:
             candidates.append(snapshot)
-    claims = Counter(name for s in candidates for name in {s.id, s.original} if name)
-    for snapshot in [s for s in candidates if s.original and claims[s.original] > 1]:
-        result.untrusted.append((snapshot, "another snapshot claims to be the same (a copy)"))
+    claims = Counter(name for s in candidates for name in names(s))
+    for snapshot in [s for s in candidates if any(claims[n] > 1 for n in names(s) - {s.id})]:
+        why = "another snapshot claims the same name (as a copy, or as its record's link)"
+        result.untrusted.append((snapshot, why))
         candidates.remove(snapshot)
-    by_name = {name: s for s in candidates for name in (s.id, s.original) if name}
+    by_name = {name: s for s in candidates for name in names(s)}
     for record in records:
         target = by_name.get(record.tag("of") or "")
         if target is None:
@@ -160,6 +166,20 @@ def judge(listed: Iterable[restic.Snapshot], service: Service, trust: Trust) -> 
             result.trusted.append(snapshot)
     result.untrusted.sort(key=lambda item: item[0].time)
     return result
+
+
+def new_link() -> str:
+    """A fresh name for a data snapshot that its record can use before the snapshot
+    exists (``link=``), so that both can be written at the same time."""
+    return secrets.token_hex(16)
+
+
+def names(snapshot: restic.Snapshot) -> set[str]:
+    """The names a record may give ``snapshot`` in ``of=``: its id, the id it was copied
+    from, and its link. Only the id is proven (a hash): a snapshot claiming another name
+    that a second one also has is untrusted (``judge``)."""
+    found = (snapshot.id, snapshot.original, snapshot.tag(LINK_TAG))
+    return {name for name in found if name}
 
 
 def _doubt(snapshot: restic.Snapshot, trust: Trust) -> str | None:

@@ -88,7 +88,9 @@ def test_backup_then_restore_gives_identical_data(
     data = [s for s in snaps if s.tag("kind") == "full"]
     meta = [s for s in snaps if s.tag("kind") == "meta"]
     assert [s.id for s in data] == [result.snapshot_id]
-    assert [s.tag("of") for s in meta] == [result.snapshot_id]
+    # The record names the dump by the random link it carries (written beside it).
+    assert [s.tag("of") for s in meta] == [data[0].tag("link")]
+    assert len(data[0].tag("link") or "") == 32
     assert all(s.hostname == "testhost" for s in snaps)
     # The stored bytes are exactly the dump whose size and hash were recorded.
     stored = subprocess.run(

@@ -197,7 +197,7 @@ def test_a_hostile_stream_is_refused_before_its_names_reach_the_unpacking_tool(
         "databases": [database],
         "tables": {database: ["audit", "customer"]},
     }
-    record.write(loaded, service, summary.snapshot_id, meta)
+    record.seal(record.start(loaded, service, summary.snapshot_id), meta)
     target = tmp_path / "restore" / "data"
 
     with pytest.raises(StreamError, match="leaves the target directory"):
@@ -223,7 +223,7 @@ def test_method_both_makes_a_dump_and_a_copy_each_with_its_record(
     data = {s.tag("method") or "logical": s for s in snaps if s.tag("kind") == "full"}
     assert set(data) == {"logical", "physical"}
     assert sorted(s.tag("of") or "" for s in snaps if s.tag("kind") == "meta") == sorted(
-        s.id for s in data.values()
+        s.tag("link") or "" for s in data.values()
     )
     assert result.snapshot_id == data["logical"].id
     dump, meta = record.select_dump(loaded, service, "latest")

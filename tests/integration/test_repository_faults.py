@@ -252,6 +252,52 @@ def test_abort_while_restic_waits_for_input_saves_nothing_and_leaves_no_lock(
     assert snapshots(server, tmp_path) == 0
 
 
+def test_a_sealed_backup_saves_its_document_only_when_sealed(
+    server: RestServer, tmp_path: Path
+) -> None:
+    """A record's restic starts beside the dump and waits; ``abort`` saves nothing."""
+    repo = repository(tmp_path, url(server))
+    aborted = restic.SealedBackup(repo, "db.meta.json", {"service": "db", "kind": "meta"})
+    wait_for("the waiting backup's lock", lambda: server.locks("agama"), timeout=20, every=0.05)
+    aborted.abort()
+    assert aborted.running.process.popen.returncode == 1
+    assert snapshots(server, tmp_path) == 0 and server.locks("agama") == []
+
+    sealed = restic.SealedBackup(repo, "db.meta.json", {"service": "db", "kind": "meta"})
+    summary = sealed.seal(b'{"sha256": "00"}')
+    assert restic.dump_bytes(repo, summary.snapshot_id, "/db.meta.json") == b'{"sha256": "00"}'
+    assert [s.tags for s in restic.snapshots(repo)] == [("service=db", "kind=meta")]
+
+
+DIES_BEFORE_SEALING = """
+import os, sys
+from backup_agent import restic
+repo = restic.Repository(*sys.argv[1:5])
+upload = restic.SealedBackup(repo, "db.meta.json", {"service": "db"})
+print(upload.running.process.popen.pid, flush=True)
+sys.stdin.readline()
+os._exit(0)
+"""
+
+
+def test_a_sealed_backup_saves_nothing_when_its_agent_dies_before_sealing(
+    server: RestServer, tmp_path: Path
+) -> None:
+    repo = repository(tmp_path, url(server))
+    args = [repo.url, repo.password_file, repo.host, str(repo.credentials_file)]
+    agent = subprocess.Popen(
+        [sys.executable, "-c", DIES_BEFORE_SEALING, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert agent.stdin is not None and agent.stdout is not None
+    waiting = int(agent.stdout.readline())
+    wait_for("the waiting backup's lock", lambda: server.locks("agama"), timeout=20, every=0.05)
+    agent.communicate(b"die\n", timeout=30)
+    wait_for("restic to end", lambda: not os.path.exists(f"/proc/{waiting}"), timeout=30)
+    assert snapshots(server, tmp_path) == 0
+
+
 # --- helpers --------------------------------------------------------------------------
 
 

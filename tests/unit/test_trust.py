@@ -157,7 +157,51 @@ def test_a_snapshot_claiming_to_be_a_copy_of_a_proven_one_is_untrusted() -> None
     forged = dataclasses.replace(snap("db", DAY), original=data.id)
     judged = judge([data, meta, proof, forged], DB, TRUST)
     assert judged.latest_drilled == data
-    assert (forged, "another snapshot claims to be the same (a copy)") in judged.untrusted
+    assert (forged, CLAIMED) in judged.untrusted
+
+
+CLAIMED = "another snapshot claims the same name (as a copy, or as its record's link)"
+
+
+def linked_dump(age: timedelta, link: str = "5e" * 16) -> list[restic.Snapshot]:
+    """A dump whose record was written beside it: the record names the dump's link."""
+    data = snap("db", age, link=link)
+    return [data, snap("db", age + timedelta(seconds=5), "meta", of=link)]
+
+
+def test_a_record_naming_its_dump_by_link_makes_it_trusted_also_in_a_copy() -> None:
+    data, meta = linked_dump(DAY)
+    judged = judge([data, meta], DB, TRUST)
+    assert judged.trusted == [data] and judged.records == {data.id: meta}
+    copies = [copied(data), copied(meta)]
+    assert judge(copies, DB, TRUST).trusted == [copies[0]]
+
+
+def test_a_record_naming_a_link_no_dump_has_is_untrusted() -> None:
+    data, _ = linked_dump(DAY)
+    stray = snap("db", DAY, "meta", of="77" * 16)
+    judged = judge([data, stray], DB, TRUST)
+    assert judged.trusted == []
+    assert (stray, "a record of no trusted snapshot of this service") in judged.untrusted
+    assert (data, "no meta record points back to it") in judged.untrusted
+
+
+def test_a_snapshot_copying_a_dumps_link_makes_both_untrusted() -> None:
+    """A sidecar that copies a dump's link onto its own snapshot cannot tell which one
+    the record describes, nor can the agent: neither is trusted (and it is reported)."""
+    data, meta = linked_dump(2 * DAY)
+    forged = snap("db", DAY, link=data.tag("link") or "")
+    judged = judge([data, meta, forged], DB, TRUST)
+    assert judged.trusted == []
+    assert {(data, CLAIMED), (forged, CLAIMED)} <= set(judged.untrusted)
+
+
+def test_a_link_naming_a_proven_id_is_refused_and_the_proven_one_kept() -> None:
+    data, meta = dump(2 * DAY)
+    forged = snap("db", DAY, link=data.id)
+    judged = judge([data, meta, forged], DB, TRUST)
+    assert judged.trusted == [data]
+    assert (forged, CLAIMED) in judged.untrusted
 
 
 def test_other_services_are_left_out() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, replace
 
-from backup_agent import snapshots
+from backup_agent import restic, snapshots
 from backup_agent.errors import BackupError
 from backup_agent.jobs.base import BackupResult, RestoreRequest, RestoreResult, require_drill
 from backup_agent.jobs.mysql import physical, physical_drill, record
@@ -69,34 +69,54 @@ def logical_backup(manifest: Manifest, service: Service, kind: str) -> BackupRes
         )
     argv = dump_command(options, info)
     scanner = PositionWatcher(DumpScanner(trusted_rows=True))  # from the dump tool
-    summary, stats = stream_dump(
-        argv,
-        manifest.repository_for(service.name),
-        f"{service.name}.sql",
-        snapshots.tags(service, kind),
-        scanner,
-    )
-    details = {
-        "snapshot": summary.snapshot_id,
-        "bytes": stats.size,
-        "sha256": stats.sha256,
-        "server_version": info.version,
-        "family": info.family,
-        "databases": list(info.databases),
-        "client": argv[0],
-        "tables": scanner.close(),  # rows per db.table, counted in the dump itself
-    }
-    position, seen_at = scanner.coordinates.result(), scanner.coordinates.seen_at
-    tags: dict[str, str] = {}
-    if position is not None and seen_at is not None:
-        details["binlog"] = {**asdict(position), "consistent_by": seen_at.isoformat()}
-        tags = dump_tags(position, seen_at)
-    elif info.log_bin:
-        log.warning(
-            "%s: the dump names no binlog position: no point-in-time restore from it", service.name
+    link = snapshots.new_link()
+    uploads: list[restic.SealedBackup] = []
+
+    def start_record() -> None:
+        """The record's restic, started once its tags are known: at once, or with binlog
+        coordinates once the dump is complete (the GTID comes last), while restic saves it."""
+        uploads.append(record.start(manifest, service, link, _record_tags(scanner)))
+
+    if not info.log_bin:
+        start_record()
+    try:
+        summary, stats = stream_dump(
+            argv,
+            manifest.repository_for(service.name),
+            f"{service.name}.sql",
+            {**snapshots.tags(service, kind), snapshots.LINK_TAG: link},
+            scanner,
+            None if uploads else start_record,
         )
-    record.write(manifest, service, summary.snapshot_id, details, tags)
+        details = {
+            "snapshot": summary.snapshot_id,
+            "bytes": stats.size,
+            "sha256": stats.sha256,
+            "server_version": info.version,
+            "family": info.family,
+            "databases": list(info.databases),
+            "client": argv[0],
+            "tables": scanner.close(),  # rows per db.table, counted in the dump itself
+        }
+        position, seen_at = scanner.coordinates.result(), scanner.coordinates.seen_at
+        if position is not None and seen_at is not None:
+            details["binlog"] = {**asdict(position), "consistent_by": seen_at.isoformat()}
+        elif info.log_bin:
+            log.warning(
+                "%s: the dump names no binlog position: no point-in-time restore from it",
+                service.name,
+            )
+        record.seal(uploads[0], details)
+    finally:
+        for upload in uploads:
+            upload.abort()  # unless sealed: no record without a complete dump
     return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.size)
+
+
+def _record_tags(scanner: PositionWatcher) -> dict[str, str]:
+    """The record's tags: the dump's binlog coordinates, when it names them."""
+    position, seen_at = scanner.coordinates.result(), scanner.coordinates.seen_at
+    return {} if position is None or seen_at is None else dump_tags(position, seen_at)
 
 
 def restore(manifest: Manifest, service: Service, request: RestoreRequest) -> RestoreResult:

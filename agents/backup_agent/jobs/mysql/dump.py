@@ -57,6 +57,7 @@ def stream_dump(
     filename: str,
     tags: dict[str, str],
     scanner: Scanner,
+    on_complete: Callable[[], None] | None = None,
 ) -> tuple[restic.BackupSummary, Pumped]:
     """Pump the dump into restic; only a complete dump, whose scan found no client
     command, is allowed to become a snapshot. (``runs.run_backup`` proved the repository
@@ -68,7 +69,7 @@ def stream_dump(
         shown = execute.display(argv)
         return f"{shown} output ends without '-- Dump completed': the dump is truncated"
 
-    return stream_command(argv, repo, filename, tags, scanner, truncated)
+    return stream_command(argv, repo, filename, tags, scanner, truncated, on_complete)
 
 
 def stream_command(
@@ -78,10 +79,12 @@ def stream_command(
     tags: dict[str, str],
     scanner: Scanner,
     incomplete: Callable[[execute.Process, Pumped], str | None],
+    on_complete: Callable[[], None] | None = None,
 ) -> tuple[restic.BackupSummary, Pumped]:
     """Pump a backup program's stdout into restic. The snapshot is only saved when the
     program exited 0, wrote something, the scanner accepted all of it and
-    ``incomplete`` (given the finished program and what it wrote) has no objection."""
+    ``incomplete`` (given the finished program and what it wrote) has no objection.
+    ``on_complete`` runs then, while restic saves the snapshot."""
     upload = restic.StdinBackup(repo, filename, tags)
     producer = execute.Process(argv, stdout=execute.PIPE)
     finished = False
@@ -106,6 +109,8 @@ def stream_command(
         why = incomplete(producer, stats)
         if why is not None:
             raise BackupError(why).because(DUMP_FAILED)
+        if on_complete is not None:
+            on_complete()
         summary = upload.finish()
         finished = True
         return summary, stats

@@ -144,33 +144,38 @@ def backup(manifest: Manifest, service: Service, kind: str) -> BackupResult:
     work = Path(manifest.work_dir)
     work.mkdir(parents=True, mode=0o700, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="physical-", dir=work)
+    link = snapshots.new_link()
+    upload = record.start(manifest, service, link)  # beside the copy, off its critical path
     try:
-        argv = backup_command(program, options, scratch)
-        summary, stats = stream_command(
-            argv,
-            manifest.repository_for(service.name),
-            filename(service),
-            {**snapshots.tags(service, kind), "method": METHOD},
-            reader,
-            lambda process, _: None if ended_well(process.stderr_tail()) else failed(argv),
-        )
+        try:
+            argv = backup_command(program, options, scratch)
+            summary, stats = stream_command(
+                argv,
+                manifest.repository_for(service.name),
+                filename(service),
+                {**snapshots.tags(service, kind), "method": METHOD, snapshots.LINK_TAG: link},
+                reader,
+                lambda process, _: None if ended_well(process.stderr_tail()) else failed(argv),
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        contents = reader.close()
+        details: dict[str, object] = {
+            "snapshot": summary.snapshot_id,
+            "method": METHOD,
+            "bytes": stats.size,
+            "sha256": stats.sha256,
+            "server_version": info.version,
+            "family": info.family,
+            "databases": list(info.databases),
+            "client": program,
+            "files": contents.files,
+            # Names only: a copy taken while the server runs has no exact row counts.
+            "tables": tables,
+        }
+        record.seal(upload, details)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    contents = reader.close()
-    details: dict[str, object] = {
-        "snapshot": summary.snapshot_id,
-        "method": METHOD,
-        "bytes": stats.size,
-        "sha256": stats.sha256,
-        "server_version": info.version,
-        "family": info.family,
-        "databases": list(info.databases),
-        "client": program,
-        "files": contents.files,
-        # Names only: a copy taken while the server runs has no exact row counts.
-        "tables": tables,
-    }
-    record.write(manifest, service, summary.snapshot_id, details)
+        upload.abort()  # unless sealed: no record without a complete copy
     return BackupResult.of_summary(service, kind, summary, details, bytes_read=stats.size)
 
 

@@ -1,8 +1,10 @@
 """The record a dump gets beside it: a small snapshot tagged ``kind=meta`` and
-``of=<dump snapshot id>`` holding the dump's byte count, SHA-256, server version,
+``of=<name of the dump>`` holding the dump's byte count, SHA-256, server version,
 databases and the row count of every table. It is a second snapshot because the
-hash is only known once the dump's snapshot exists, and an append-only server does
-not let ``restic tag`` rewrite a snapshot.
+hash is only known once the dump is complete, and an append-only server does not let
+``restic tag`` rewrite a snapshot. The dump carries a random ``link=`` tag that the
+record names, so the record's restic can start beside the dump (``start``) and save
+it at once when the dump is complete (``seal``): a record exists only once sealed.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ from backup_agent.errors import BackupError
 from backup_agent.manifest import Manifest, Service
 
 
-def write(
-    manifest: Manifest,
-    service: Service,
-    of: str,
-    record: Mapping[str, Any],
-    tags: Mapping[str, str] | None = None,
-) -> None:
-    """Store ``record`` for the dump snapshot ``of``; ``tags`` add what must be known
+def start(
+    manifest: Manifest, service: Service, link: str, tags: Mapping[str, str] | None = None
+) -> restic.SealedBackup:
+    """Start the record of the dump tagged ``link=LINK``; ``tags`` add what must be known
     without reading it (the binlog position, for point-in-time restores)."""
-    restic.backup_bytes(
+    return restic.SealedBackup(
         manifest.repository_for(service.name),
         f"{service.name}.meta.json",
-        json.dumps(record, indent=2).encode(),
-        {"service": service.name, "kind": snapshots.META_KIND, "of": of, **(tags or {})},
+        {"service": service.name, "kind": snapshots.META_KIND, "of": link, **(tags or {})},
     )
+
+
+def seal(upload: restic.SealedBackup, record: Mapping[str, Any]) -> None:
+    """Save the record: its dump is complete and stored."""
+    upload.seal(json.dumps(record, indent=2).encode())
 
 
 def method_of(snapshot: restic.Snapshot) -> str:
