@@ -36,11 +36,13 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -69,6 +71,7 @@ SEED = 20260105
 HOST = "bench"
 EXCLUDES = ("*.tmp", "cache")
 HISTORY_DAYS = 90
+HISTORY_WORKERS = 4
 KEEP_WITHIN = "21d"  # the manifest's retention.keep_within, in restic's words
 PARTS = ("grafana", "files", "retention", "check")
 
@@ -76,9 +79,9 @@ PARTS = ("grafana", "files", "retention", "check")
 # --- the generated data --------------------------------------------------------------
 
 
-def generator() -> random.Random:
-    """The seeded generator of every byte the bench writes: the same data each run."""
-    return random.Random(SEED)  # noqa: S311 (test data, not a secret)
+def generator(stream: int = 0) -> random.Random:
+    """A seeded generator of the bytes the bench writes: the same data in each run."""
+    return random.Random(SEED + stream)  # noqa: S311 (test data, not a secret)
 
 
 def make_grafana(root: Path) -> grafana_db.GrafanaDirs:
@@ -128,31 +131,30 @@ def tree_bytes(root: Path) -> tuple[int, int]:
 
 
 def make_history(repo: restic.Repository, end: datetime) -> int:
-    """HISTORY_DAYS days of small snapshots ending at ``end``: a dump of ``db`` and its
-    meta record each day, ``files`` each day (full on Sundays), ``grafana`` every other
-    day, minutes apart. The last day's run is an hour later than the others, so that no
-    snapshot sits on a service's keep-within boundary (nor on restic's, which is the
-    newest snapshot's). Returns the number of snapshots."""
-    rng = generator()
-    made = 0
-    for back in range(HISTORY_DAYS - 1, -1, -1):
-        at = end - timedelta(days=back, hours=0 if back == 0 else 1)
-        dump = stdin_snapshot(repo, "db.sql", rng.randbytes(128 << 10), at, "db", "full")
-        record = json.dumps({"bytes": 128 << 10, "day": back}).encode()
-        stdin_snapshot(
-            repo, "db.meta.json", record, at + timedelta(seconds=30), "db", "meta", of=dump
-        )
-        kind = "full" if at.weekday() == 6 else "incremental"
-        files_at = at + timedelta(minutes=5)
-        stdin_snapshot(repo, "files.tar", rng.randbytes(32 << 10), files_at, "files", kind)
-        made += 3
-        if back % 2 == 0:
-            grafana_at = at + timedelta(minutes=10)
-            stdin_snapshot(
-                repo, "grafana.db", rng.randbytes(64 << 10), grafana_at, "grafana", "full"
-            )
-            made += 1
-    return made
+    """HISTORY_DAYS days of small snapshots ending at ``end``, HISTORY_WORKERS days at a
+    time (a restic run mostly waits: on its lock, on the key's KDF). Returns how many."""
+    with ThreadPoolExecutor(HISTORY_WORKERS) as pool:
+        return sum(pool.map(partial(make_day, repo, end), range(HISTORY_DAYS)))
+
+
+def make_day(repo: restic.Repository, end: datetime, back: int) -> int:
+    """The snapshots of the day ``back`` days before ``end``: a dump of ``db`` and its
+    meta record, ``files`` (full on Sundays), ``grafana`` every other day, minutes
+    apart. Days before the last are an hour earlier, so that no snapshot sits on a
+    service's keep-within boundary (nor on restic's, from the newest snapshot)."""
+    rng = generator(back)
+    at = end - timedelta(days=back, hours=0 if back == 0 else 1)
+    dump = stdin_snapshot(repo, "db.sql", rng.randbytes(128 << 10), at, "db", "full")
+    record = json.dumps({"bytes": 128 << 10, "day": back}).encode()
+    stdin_snapshot(repo, "db.meta.json", record, at + timedelta(seconds=30), "db", "meta", of=dump)
+    kind = "full" if at.weekday() == 6 else "incremental"
+    files_at = at + timedelta(minutes=5)
+    stdin_snapshot(repo, "files.tar", rng.randbytes(32 << 10), files_at, "files", kind)
+    if back % 2:
+        return 3
+    grafana_at = at + timedelta(minutes=10)
+    stdin_snapshot(repo, "grafana.db", rng.randbytes(64 << 10), grafana_at, "grafana", "full")
+    return 4
 
 
 def stdin_snapshot(
@@ -333,7 +335,7 @@ class MaintenanceBench:
 
     def __init__(self, work: Path) -> None:
         services = {
-            "db": service_spec("mysql", {"socket": str(work / "none.sock")}),
+            "db": service_spec("mysql", {"socket": "none", "defaults_file": "none"}),
             "files": files_spec([str(work / "none")]),
             "grafana": service_spec("grafana", {"data_dir": str(work / "none")}),
         }
@@ -404,48 +406,59 @@ class MaintenanceBench:
 # --- the run ---------------------------------------------------------------------------
 
 
-def measured(
-    run: Callable[[str], dict[str, Sample]], pairs: int, profile: Callable[[], object] | None
-) -> dict[str, Any]:
-    """The pairs of one part, and a profile of one agent run."""
+def measured(run: Callable[[str], dict[str, Sample]], pairs: int) -> dict[str, Any]:
+    """The pairs of one part, with the load average before them and their duration."""
     started = time.monotonic()
     entry: dict[str, Any] = {"load_average_before": os.getloadavg()}
     entry.update(summarize([run_pair(index, run) for index in range(pairs)]))
     entry["seconds"] = round(time.monotonic() - started)
-    if profile is not None:
-        entry["profile_agent"] = profiled(profile)
     return entry
 
 
+def restic_floor(repo: restic.Repository, runs: int = 5) -> float:
+    """The median wall time of ``restic cat config``: what any restic run costs here
+    before it does anything (the key's KDF, a lock)."""
+    argv = ["restic", "cat", "config"]
+    return statistics.median(measure(partial(raw, argv, repo), False).seconds for _ in range(runs))
+
+
 def run_parts(work: Path, pairs: int, profile: bool) -> dict[str, Any]:
-    """Each part in its own directory below ``work``, removed after it."""
+    """Each part in its own directory below ``work``, removed after it; with
+    ``profile``, one cProfile'd agent run after the pairs."""
     results: dict[str, Any] = {}
 
-    def part(name: str, describe: Callable[[], dict[str, Any]], entry: dict[str, Any]) -> None:
-        results[name] = {**describe(), **entry}
-        print(brief(name, results[name]), flush=True)
+    def part(name: str, entry: dict[str, Any], agent: Callable[[], object]) -> None:
+        if profile:
+            entry["profile_agent"] = profiled(agent)
+        results[name] = entry
+        print(brief(name, entry), flush=True)
 
     (work / "grafana").mkdir()
     job = GrafanaBench(work / "grafana")
-    part("grafana", job.describe, measured(job.run, pairs, job.agent if profile else None))
+    part("grafana", {**job.describe(), **measured(job.run, pairs)}, job.agent)
     shutil.rmtree(work / "grafana")
 
     (work / "files").mkdir()
     tree = FilesBench(work / "files")
-    agent = partial(tree.agent, "incremental") if profile else None
-    part("files", tree.describe, measured(tree.run, pairs, agent))
+    part(
+        "files",
+        {**tree.describe(), **measured(tree.run, pairs)},
+        partial(tree.agent, "incremental"),
+    )
     shutil.rmtree(work / "files")
 
     (work / "history").mkdir()
     history = MaintenanceBench(work / "history")
-    part("check", history.describe, measured(history.check, pairs, None))
-
-    def retention_once() -> None:
-        history.copy(history.repo)
-        history.agent_retention()
-
-    entry = measured(history.retention, pairs, retention_once if profile else None)
-    part("retention", lambda: {**history.describe(), **history.retained()}, entry)
+    described = {**history.describe(), "restic_open_seconds": restic_floor(history.history)}
+    check = partial(maintenance.check_repositories, history.manifest, 0)
+    checks = {
+        "agent": "maintenance.check_repositories (restic check --read-data-subset=1/4)",
+        "raw": "restic check --read-data-subset=1/4",
+    }
+    part("check", {**described, **checks, **measured(history.check, pairs)}, check)
+    entry = measured(history.retention, pairs)
+    history.copy(history.repo)  # a fresh copy for the profiled run
+    part("retention", {**described, **history.retained(), **entry}, history.agent_retention)
     return results
 
 
