@@ -266,8 +266,8 @@ class GrafanaBench:
         self.stage.mkdir()
         target = self.stage / grafana.DATABASE_NAME
         raw(["sqlite3", "-readonly", str(self.dirs.database), f".backup '{target}'"])
-        paths = [self.stage, self.dirs.config_file, self.dirs.provisioning_dir]
-        paths.append(self.dirs.plugins_dir)
+        dirs = self.dirs
+        paths = [self.stage, dirs.config_file, dirs.provisioning_dir, dirs.plugins_dir]
         argv = ["restic", "--json", "backup", "--quiet", "--host", HOST, *map(str, paths)]
         raw(argv, self.raw_repo)
 
@@ -391,16 +391,17 @@ class MaintenanceBench:
             "raw": f"restic forget --group-by host --keep-within {KEEP_WITHIN} --prune",
         }
 
+    def agent_check(self) -> None:
+        maintenance.check_repositories(self.manifest, 0)  # run 0: subset 1/4
+
+    def raw_check(self) -> None:
+        raw(["restic", "check", "--read-data-subset=1/4"], self.raw_repo)
+
     def check(self, side: str) -> dict[str, Sample]:
-        """The check of a fresh copy of the history, read data subset 1/4."""
+        """The check of a fresh copy of the history."""
         agent = side == "agent"
         self.copy(self.repo if agent else self.raw_repo)
-        if agent:
-            return {
-                "check": measure(partial(maintenance.check_repositories, self.manifest, 0), True)
-            }
-        argv = ["restic", "check", "--read-data-subset=1/4"]
-        return {"check": measure(partial(raw, argv, self.raw_repo), False)}
+        return {"check": measure(self.agent_check if agent else self.raw_check, agent)}
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -450,12 +451,11 @@ def run_parts(work: Path, pairs: int, profile: bool) -> dict[str, Any]:
     (work / "history").mkdir()
     history = MaintenanceBench(work / "history")
     described = {**history.describe(), "restic_open_seconds": restic_floor(history.history)}
-    check = partial(maintenance.check_repositories, history.manifest, 0)
     checks = {
         "agent": "maintenance.check_repositories (restic check --read-data-subset=1/4)",
         "raw": "restic check --read-data-subset=1/4",
     }
-    part("check", {**described, **checks, **measured(history.check, pairs)}, check)
+    part("check", {**described, **checks, **measured(history.check, pairs)}, history.agent_check)
     entry = measured(history.retention, pairs)
     history.copy(history.repo)  # a fresh copy for the profiled run
     part("retention", {**described, **history.retained(), **entry}, history.agent_retention)
