@@ -14,6 +14,7 @@ help:
 	@echo "sudo make deps   install system packages (restic 0.18, MariaDB, sqlite3, promtool, Docker)"
 	@echo "make test        lint, images, then unit, integration and end-to-end tests (nothing may skip)"
 	@echo "make bench       MySQL backup and drill vs. the raw tools, 0.25/0.5/1 GB (bench/results/restore.json)"
+	@echo "                 then Grafana, files, retention and check vs. the raw tools (bench/results/jobs.json)"
 	@echo "make bench-s3    restic on S3 (a throwaway Ceph RGW) vs. rest-server, same data, same run"
 	@echo "make unit        unit tests only (they need promtool, nothing else external)"
 	@echo "make integration integration tests (real restic, MariaDB, SQLite)"
@@ -76,11 +77,14 @@ format: venv
 	$(BIN)/ruff format agents tests bench
 	$(BIN)/ruff check --fix agents tests bench
 
-# The MySQL job against the raw tools (dump | restic, restic dump | mariadb), side by side.
-# BENCH_ARGS="--sizes 0.02 --pairs 1" for a smoke run.
+# The MySQL job against the raw tools (dump | restic, restic dump | mariadb), side by side;
+# then the Grafana and files jobs, retention and check (bench/jobs_bench.py).
+# BENCH_ARGS="--sizes 0.02 --pairs 1" JOBS_BENCH_ARGS="--pairs 1" for a smoke run.
 BENCH_ARGS ?= --profile
+JOBS_BENCH_ARGS ?= --profile
 bench: venv
 	$(BIN)/python -m bench.restore_bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.jobs_bench $(JOBS_BENCH_ARGS)
 
 # S3 (a throwaway Ceph RGW) against rest-server as restic's store, side by side.
 bench-s3: ensure-deps venv

@@ -17,15 +17,17 @@ directory with ``grafana.db`` and ``plugins/``, and a configuration directory wi
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
-import uuid
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 NOW = "2026-01-05 10:00:00"
+# Where uids come from; the bench seeds it for the same database in every run.
+UIDS = random.Random()
 
 TABLES: dict[str, str] = {
     "migration_log": """CREATE TABLE `migration_log` (
@@ -156,7 +158,7 @@ INDEXES = (
 
 def new_uid() -> str:
     """A Grafana-style uid: 14 lower-case letters and digits."""
-    return "e" + uuid.uuid4().hex[:13]
+    return "e" + UIDS.randbytes(7).hex()[:13]
 
 
 def slugify(title: str) -> str:
@@ -375,9 +377,10 @@ def populate(
     dashboards: int = 12,
     data_sources: int = 3,
     alert_rules: int = 4,
+    panels: int = 6,
 ) -> Contents:
-    """Folders, dashboards spread over them (and the General folder), data sources and
-    alert rules, in one transaction."""
+    """Folders, dashboards of ``panels`` panels spread over them (and the General
+    folder), data sources and alert rules, in one transaction."""
     with db:
         folder_uids = tuple(add_folder(db, f"Team {n} ✓") for n in range(folders))
         datasource_uids = tuple(
@@ -389,6 +392,7 @@ def populate(
                 f"Service {n} — Übersicht",
                 folder_uid=folder_uids[n % folders] if folders and n % 3 else None,
                 datasource_uid=datasource_uids[n % data_sources] if data_sources else "",
+                panels=panels,
             )
         for n in range(alert_rules):
             add_alert_rule(
