@@ -546,9 +546,11 @@ def table(report: Mapping[str, Any]) -> str:
 BY_MEMORY = (("first", "unchanged"), ("restore",))  # a table column each, per agent side
 
 
-def stop(server: MariaDB) -> None:
+def stop(server: MariaDB | None) -> None:
     """Stop one server; kill it if it does not stop (a run stopped mid-load once left
     its servers running), so that the others are stopped too."""
+    if server is None:
+        return
     try:
         server.stop()
     except Exception as exc:
@@ -608,12 +610,17 @@ def main() -> None:
         "results": [],
     }
     started = time.monotonic()
-    servers = {name: MariaDB(TUNED) for name in ("source", "drill", "raw")}
+    servers = {name: MariaDB(TUNED) for name in ("drill", "raw")}
     try:
         for server in servers.values():
             server.start()
         for shape in shapes:
             for number, gb in enumerate(sizes):
+                # A fresh source per size: a physical copy holds the whole server, and
+                # its ibdata1 keeps the undo of every earlier load.
+                stop(servers.pop("source", None))
+                servers["source"] = MariaDB(TUNED)
+                servers["source"].start()
                 profile = args.profile and number == 0 and shape == shapes[0]
                 entry = run_size(
                     work / f"{shape.name}-{gb}", servers, shape, gb, args.pairs, profile
