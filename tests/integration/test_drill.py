@@ -109,7 +109,8 @@ def test_drills_prove_every_service_and_feed_metrics(
     assert rate["seconds"] == pytest.approx(report["services"]["db"]["seconds"], abs=0.001)
     assert cli.main(["-m", loaded.source, "plan"]) == 0
     planned = capsys.readouterr().out
-    assert re.search(r"\n  db +logical  ~\d+s for \d+ (MB|bytes) at [\d.]+ MB/s \(drill of ", planned)
+    expected = r"\n  db +logical  ~\d+s for \d+ (MB|bytes) at [\d.]+ MB/s \(drill of "
+    assert re.search(expected, planned), planned
 
 
 def test_a_drill_slower_than_its_rto_target_fails(
