@@ -1,8 +1,8 @@
 """Speed of the MySQL job against the raw tools, side by side in one run (issue 14).
 
-Per database size, measured in K rounds (``--pairs``: pairs once, now triples) whose
-order rotates, so that each side goes first in turn: the agent's logical method, its
-physical method and the raw tools:
+Per database size, measured in K rounds (``--pairs``: pairs once, now triples) of the
+agent's logical method, its physical method and the raw tools, in that order in even
+rounds and the reverse in odd ones:
 
 - first backup into an empty repository: ``mysql.backup`` (``method: logical``, and
   ``method: physical``: mariadb-backup) against ``mariadb-dump FLAGS | restic backup
@@ -311,9 +311,10 @@ def count_rows(server: MariaDB) -> dict[str, int]:
 
 
 def run_pair(index: int, run: Callable[[str], dict[str, Sample]]) -> dict[str, dict[str, Sample]]:
-    """Every side of one pair; the order rotates, so each side goes first in turn."""
-    turn = index % len(SIDES)
-    return {side: run(side) for side in SIDES[turn:] + SIDES[:turn]}
+    """Every side of one round: agent, physical, raw in even rounds and the reverse in
+    odd ones, so that the agent and the raw tools take turns going first."""
+    order = SIDES if index % 2 == 0 else SIDES[::-1]
+    return {side: run(side) for side in order}
 
 
 def summarize(pairs: list[dict[str, dict[str, Sample]]]) -> dict[str, Any]:
