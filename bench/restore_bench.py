@@ -333,11 +333,12 @@ def summarize(pairs: list[dict[str, dict[str, Sample]]]) -> dict[str, Any]:
         summary[step] = {
             **{side: [asdict(sample) for sample in samples[side]] for side in SIDES},
             "median_seconds": {
-                side: statistics.median(s.seconds for s in samples[side]) for side in SIDES
+                side: round(statistics.median(s.seconds for s in samples[side]), 3)
+                for side in SIDES
             },
             "ratio_over_raw_per_pair": ratios,
             "median_ratio_over_raw": {
-                side: statistics.median(ratios[side]) for side in AGENT_SIDES
+                side: round(statistics.median(ratios[side]), 3) for side in AGENT_SIDES
             },
             "rss_peak_mib_max": {
                 side: max(s.rss_peak_mib or 0.0 for s in samples[side]) for side in AGENT_SIDES
