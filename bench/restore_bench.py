@@ -1,24 +1,30 @@
 """Speed of the MySQL job against the raw tools, side by side in one run (issue 14).
 
-Per database size, each measured in K pairs whose order alternates (agent first in
-even pairs, raw first in odd ones):
+Per database size, measured in K rounds (``--pairs``: pairs once, now triples) of the
+agent's logical method, its physical method and the raw tools, in that order in even
+rounds and the reverse in odd ones:
 
-- first backup into an empty repository: ``mysql.backup`` against
-  ``mariadb-dump FLAGS | restic backup --stdin`` with the agent's own dump argv;
-- second backup of the unchanged database into the same repository (agent vs raw);
-- the logical drill (``drill.drill``) against ``restic dump SNAPSHOT /db.sql |
-  mariadb``, each into its own server started with the same TUNED flags.
+- first backup into an empty repository: ``mysql.backup`` (``method: logical``, and
+  ``method: physical``: mariadb-backup) against ``mariadb-dump FLAGS | restic backup
+  --stdin`` with the agent's own dump argv;
+- second backup of the unchanged database into the same repository;
+- restore: the logical drill (``drill.drill``), and the physical restore
+  (``mysql.restore`` into an empty directory, what ``restore db --to DIR`` runs, then
+  chown, a server started on it and the rows of every table counted), against
+  ``restic dump SNAPSHOT /db.sql | mariadb`` and the same count. Every server (source,
+  drill target, raw target, the one on the restored copy) runs with the TUNED flags.
 
 The database is generated and deterministic, mostly one big table (``--shapes big``),
 or the same bytes spread over four equal tables (``spread``); its row counts come from
-the wanted dump size (``--sizes``, GB) and a calibration dump. The agent runs in this
-process: its memory is sampled from ``/proc/self/status`` while it runs (restic and
-the clients are other processes). CPU seconds of this process and of the waited-for
-children are recorded per run. ``--profile`` adds one cProfile'd agent backup and
-drill at the smallest size, outside the pairs.
+the wanted dump size (``--sizes``, GB) and a calibration dump. Every agent run is a
+fresh process (``bench.agent_run``) whose VmRSS the bench samples from
+``/proc/PID/status``, so each size's peak is the agent's alone. CPU seconds of the
+measured process and of its waited-for children are recorded per run. ``--profile``
+adds one cProfile'd agent backup and drill at the smallest size, outside the pairs.
 
-    python -m bench.restore_bench [--sizes 0.25,0.5,1] [--pairs 3] [--shapes big]
+    python -m bench.restore_bench [--sizes 0.25,0.5,1] [--pairs 2] [--shapes big]
     python -m bench.restore_bench --sizes 0.02 --pairs 1      # a smoke run
+    python -m bench.restore_bench --table                     # the README's tables
 
 Writes bench/results/restore.json. No assertion on any time: these are measurements.
 """
@@ -33,7 +39,6 @@ import json
 import os
 import platform
 import pstats
-import resource
 import shutil
 import signal
 import statistics
@@ -42,8 +47,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -51,15 +56,15 @@ from unittest import mock
 import yaml
 from tests.mariadb_server import MariaDB
 
-from backup_agent import drill, manifest, restic
-from backup_agent.jobs import mysql
+from backup_agent import manifest, restic
 from backup_agent.jobs.mysql import record
 from backup_agent.jobs.mysql.dump import dump_command
 from backup_agent.jobs.mysql.preflight import preflight
-from backup_agent.manifest import Manifest, MysqlOptions
+from backup_agent.manifest import MysqlOptions
+from bench.agent_run import ACTIONS, SERVICE, Sample, timed, vmrss_kib
 
 RESULTS = Path(__file__).parent / "results" / "restore.json"
-# Every server of the bench (source, drill target, raw target) runs with these.
+# Every server of the bench (source, drill target, raw target, restored copy) runs with these.
 TUNED = (
     "--innodb-buffer-pool-size=2G",
     "--innodb-log-file-size=512M",
@@ -68,9 +73,10 @@ TUNED = (
     "--skip-log-bin",
 )
 CALIBRATION_ROWS = 20_000
-RSS_INTERVAL = 0.05  # seconds between two samples of this process's VmRSS
-SIDES = ("agent", "raw")
-BACKUPS = ("first", "unchanged")
+RSS_INTERVAL = 0.05  # seconds between two samples of an agent process's VmRSS
+METHODS = {"agent": "logical", "physical": "physical"}  # the agent's sides: mysql.method
+AGENT_SIDES = tuple(METHODS)
+SIDES = (*AGENT_SIDES, "raw")
 
 
 # --- the generated database -------------------------------------------------------
@@ -129,76 +135,31 @@ def populate(server: MariaDB, shape: Shape, rows: int) -> None:
 # --- measuring one run ------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    """One timed run: wall seconds, CPU of this process and of its waited-for children,
-    and (agent runs) this process's peak VmRSS while it ran."""
-
-    seconds: float
-    cpu_self: float
-    cpu_children: float
-    rss_peak_mib: float | None = None
-    rss_before_mib: float | None = None
-
-
-def proc_status(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (VmRSS, VmHWM), in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-@contextlib.contextmanager
-def rss_peak() -> Iterator[list[int]]:
-    """Sample this process's VmRSS in a thread while the block runs; the list holds
-    the peak (KiB) afterwards. VmHWM cannot do this: it never goes down."""
-    peak = [proc_status("VmRSS")]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(RSS_INTERVAL):
-            peak[0] = max(peak[0], proc_status("VmRSS"))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-        peak[0] = max(peak[0], proc_status("VmRSS"))
-
-
-def measure(run: Callable[[], object], agent: bool) -> Sample:
-    """Run once; wall and CPU seconds, and the memory peak of an agent run."""
-    before_self = resource.getrusage(resource.RUSAGE_SELF)
-    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before = proc_status("VmRSS")
-    with rss_peak() as peak:
-        started = time.monotonic()
-        run()
-        seconds = time.monotonic() - started
-    after_self = resource.getrusage(resource.RUSAGE_SELF)
-    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return Sample(
-        round(seconds, 2),
-        round(cpu(after_self) - cpu(before_self), 2),
-        round(cpu(after_children) - cpu(before_children), 2),
-        round(peak[0] / 1024, 1) if agent else None,
-        round(before / 1024, 1) if agent else None,
-    )
-
-
-def cpu(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
+def run_agent(action: str, manifest_path: Path, target: str = "") -> Sample:
+    """``action`` in a fresh ``bench.agent_run`` process, its VmRSS sampled from
+    ``/proc/PID/status`` every ``RSS_INTERVAL`` until it exits; the times are its own."""
+    argv = [sys.executable, "-m", "bench.agent_run", action, str(manifest_path), target]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    peak = 0
+    while process.poll() is None:
+        with contextlib.suppress(OSError, KeyError):  # it may exit between the two
+            peak = max(peak, vmrss_kib(process.pid))
+        time.sleep(RSS_INTERVAL)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    if process.returncode != 0:
+        raise RuntimeError(f"agent {action} exited {process.returncode}")
+    sample = Sample(**json.loads(output.splitlines()[-1]))
+    sample.rss_peak_mib = round(peak / 1024, 1)
+    return sample
 
 
 # --- what is compared ---------------------------------------------------------------
 
 
 class Bench:
-    """One size of one shape: a populated source, a drill server and a raw server."""
+    """One size of one shape: a populated source, a drill server and a raw server; the
+    agent's repository (logical), its physical one, and the raw pipeline's."""
 
     def __init__(
         self, work: Path, source: MariaDB, drill_server: MariaDB, raw_server: MariaDB
@@ -206,13 +167,13 @@ class Bench:
         self.work = work
         self.raw_server = raw_server
         (work / "pw").write_text("bench\n")
-        self.manifest = self.write_manifest(source, drill_server)
-        self.service = self.manifest.service("db")
-        options = self.service.options
+        self.logical = self.write_manifest(source, drill_server, "logical")
+        self.physical = self.write_manifest(source, drill_server, "physical")
+        self.manifest = manifest.load(self.logical)
+        options = self.manifest.service(SERVICE).options
         assert isinstance(options, MysqlOptions)
         # The raw pipeline dumps with the very argv the agent builds.
         self.dump_argv = dump_command(options, preflight(options))
-        self.repo = self.manifest.repository_for("db")
         self.raw_repo = restic.Repository(
             url=str(work / "raw-repo"),
             password_file=str(work / "pw"),
@@ -220,21 +181,23 @@ class Bench:
             cache_dir=str(work / "cache"),
         )
         self.raw_snapshot = ""
+        self.expected_rows: dict[str, int] = {}  # set once the source is populated
 
-    def write_manifest(self, source: MariaDB, drill_server: MariaDB) -> Manifest:
+    def write_manifest(self, source: MariaDB, drill_server: MariaDB, method: str) -> Path:
+        """The agent's manifest for ``mysql.method: METHOD``, its repository ``METHOD-repo``."""
         work = self.work
         spec = {
             "version": 1,
             "work_dir": str(work / "work"),
             "agent": {"state_dir": str(work / "state"), "metrics_port": 0},
             "repository": {
-                "url": str(work / "agent-repo"),
+                "url": str(work / f"{method}-repo"),
                 "password_file": str(work / "pw"),
                 "host": "bench",
                 "cache_dir": str(work / "cache"),
             },
             "services": {
-                "db": {
+                SERVICE: {
                     "type": "mysql",
                     "schedule": "0 22 * * *",
                     "rpo": "1d",
@@ -243,6 +206,7 @@ class Bench:
                         "socket": source.socket,
                         "defaults_file": source.defaults_file(work / "src.cnf", "root", ""),
                         "client": "mariadb",
+                        "method": method,
                     },
                 }
             },
@@ -256,17 +220,15 @@ class Bench:
                 },
             },
         }
-        (work / "manifest.yaml").write_text(yaml.safe_dump(spec))
-        return manifest.load(work / "manifest.yaml")
+        path = work / f"{method}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return path
 
-    @staticmethod
-    def fresh(repo: restic.Repository) -> None:
-        """An empty repository at ``repo.url`` (not timed)."""
-        shutil.rmtree(repo.url, ignore_errors=True)
-        restic.init(repo)
-
-    def agent_backup(self) -> None:
-        mysql.backup(self.manifest, self.service, "full")
+    def fresh(self, side: str) -> None:
+        """An empty repository for ``side`` (not timed)."""
+        url = self.raw_repo.url if side == "raw" else str(self.work / f"{METHODS[side]}-repo")
+        shutil.rmtree(url, ignore_errors=True)
+        restic.init(replace(self.raw_repo, url=url))
 
     def raw_backup(self) -> None:
         """``mariadb-dump ... | restic backup --stdin``; remembers the snapshot."""
@@ -282,14 +244,9 @@ class Bench:
         summary = json.loads(done.stdout.splitlines()[-1])
         self.raw_snapshot = str(summary["snapshot_id"])
 
-    def agent_drill(self) -> None:
-        outcome = drill.drill(self.manifest, self.service)
-        if not outcome.passed:
-            raise RuntimeError(f"the drill failed: {outcome.error}")
-
     def raw_restore(self) -> None:
-        """``restic dump SNAPSHOT /db.sql | mariadb`` (the database dropped before,
-        untimed, by ``reset_raw``)."""
+        """``restic dump SNAPSHOT /db.sql | mariadb``, then the row counts (the database
+        dropped before, untimed)."""
         env = {**os.environ, **self.raw_repo.env()}
         dump = subprocess.Popen(
             ["restic", "dump", self.raw_snapshot, "/db.sql"], env=env, stdout=subprocess.PIPE
@@ -300,49 +257,92 @@ class Bench:
         dump.stdout.close()
         if dump.wait() != 0:
             raise RuntimeError(f"restic dump exited {dump.returncode}")
+        self.check_rows(self.raw_server)
 
-    def reset_raw(self) -> None:
-        self.raw_server.execute("DROP DATABASE IF EXISTS bench")
+    def physical_restore(self) -> Sample:
+        """The agent's restore of the newest copy into an empty directory, then what an
+        operator does next: chown, start a server (the same flags) on it, count rows."""
+        server = MariaDB(TUNED)
+        try:
+            sample = run_agent("restore", self.physical, str(server.datadir))
+            started = time.monotonic()
+            if os.geteuid() == 0:
+                subprocess.run(["chown", "-R", "mysql:mysql", str(server.datadir)], check=True)
+            server.start(initialize=False)
+            self.check_rows(server)
+            then = time.monotonic() - started
+        finally:
+            stop(server)
+        return replace(sample, seconds=round(sample.seconds + then, 2), then_seconds=round(then, 2))
+
+    def check_rows(self, server: MariaDB) -> None:
+        """Count the rows of every table of ``bench``: they must be the source's."""
+        counts = count_rows(server)
+        if counts != self.expected_rows:
+            raise RuntimeError(f"restored row counts {counts}, expected {self.expected_rows}")
 
     def backups(self, side: str) -> dict[str, Sample]:
         """A first backup into a fresh repository, then one of the unchanged database."""
-        agent = side == "agent"
-        self.fresh(self.repo if agent else self.raw_repo)
-        run = self.agent_backup if agent else self.raw_backup
-        return {"first": measure(run, agent), "unchanged": measure(run, agent)}
+        self.fresh(side)
+        if side == "raw":
+            return {"first": timed(self.raw_backup), "unchanged": timed(self.raw_backup)}
+        path = self.logical if side == "agent" else self.physical
+        return {"first": run_agent("backup", path), "unchanged": run_agent("backup", path)}
 
     def restore(self, side: str) -> dict[str, Sample]:
-        """The drill, or the raw restore, of the repository's newest dump."""
+        """The drill, the physical restore, or the raw restore, of the newest backup."""
         if side == "agent":
-            return {"restore": measure(self.agent_drill, True)}
-        self.reset_raw()
-        return {"restore": measure(self.raw_restore, False)}
+            return {"restore": run_agent("drill", self.logical)}
+        if side == "physical":
+            return {"restore": self.physical_restore()}
+        self.raw_server.execute("DROP DATABASE IF EXISTS bench")
+        return {"restore": timed(self.raw_restore)}
+
+
+def count_rows(server: MariaDB) -> dict[str, int]:
+    """Rows of every table of ``bench``."""
+    tables = server.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bench'"
+    )
+    return {
+        str(name): int(str(server.execute(f"SELECT COUNT(*) FROM bench.`{name}`")[0][0]))
+        for (name,) in tables
+    }
 
 
 def run_pair(index: int, run: Callable[[str], dict[str, Sample]]) -> dict[str, dict[str, Sample]]:
-    """Both sides of one pair, agent first in even pairs and raw first in odd ones."""
+    """Every side of one round: agent, physical, raw in even rounds and the reverse in
+    odd ones, so that the agent and the raw tools take turns going first."""
     order = SIDES if index % 2 == 0 else SIDES[::-1]
     return {side: run(side) for side in order}
 
 
 def summarize(pairs: list[dict[str, dict[str, Sample]]]) -> dict[str, Any]:
-    """Per step: every sample, the medians, and the agent/raw ratio of each pair."""
-    steps = list(pairs[0]["agent"])
+    """Per step: every sample per side, the medians, each side's ratio over raw per pair
+    and its median, and each agent side's highest VmRSS peak."""
     summary: dict[str, Any] = {}
-    for step in steps:
-        agent = [pair["agent"][step] for pair in pairs]
-        raw = [pair["raw"][step] for pair in pairs]
-        ratios = [round(a.seconds / r.seconds, 3) for a, r in zip(agent, raw, strict=True)]
+    for step in pairs[0]["raw"]:
+        samples = {side: [pair[side][step] for pair in pairs] for side in SIDES}
+        ratios = {
+            side: [
+                round(s.seconds / r.seconds, 3)
+                for s, r in zip(samples[side], samples["raw"], strict=True)
+            ]
+            for side in AGENT_SIDES
+        }
         summary[step] = {
-            "agent": [asdict(sample) for sample in agent],
-            "raw": [asdict(sample) for sample in raw],
+            **{side: [asdict(sample) for sample in samples[side]] for side in SIDES},
             "median_seconds": {
-                "agent": statistics.median(s.seconds for s in agent),
-                "raw": statistics.median(s.seconds for s in raw),
+                side: round(statistics.median(s.seconds for s in samples[side]), 3)
+                for side in SIDES
             },
-            "ratio_agent_over_raw_per_pair": ratios,
-            "median_ratio_agent_over_raw": statistics.median(ratios),
-            "agent_rss_peak_mib_max": max(s.rss_peak_mib or 0.0 for s in agent),
+            "ratio_over_raw_per_pair": ratios,
+            "median_ratio_over_raw": {
+                side: round(statistics.median(ratios[side]), 3) for side in AGENT_SIDES
+            },
+            "rss_peak_mib_max": {
+                side: max(s.rss_peak_mib or 0.0 for s in samples[side]) for side in AGENT_SIDES
+            },
         }
     return summary
 
@@ -446,16 +446,21 @@ def run_size(
     rows = max(CALIBRATION_ROWS, round(gb * 1e9 / per_row))
     started = time.monotonic()
     populate(servers["source"], shape, rows)
+    bench.expected_rows = count_rows(servers["source"])
     generated = time.monotonic() - started
     print(f"{shape.name} {gb} GB: {rows} rows generated in {generated:.0f} s", flush=True)
     backups = [run_pair(index, bench.backups) for index in range(pairs)]
     restores = [run_pair(index, bench.restore) for index in range(pairs)]
-    meta = record.select_dump(bench.manifest, bench.service, "latest")[1]
+    service = bench.manifest.service(SERVICE)
+    meta = record.select_dump(bench.manifest, service, "latest")[1]
+    copied = manifest.load(bench.physical)
+    copy = record.select_dump(copied, copied.service(SERVICE), "latest", "physical")[1]
     entry: dict[str, Any] = {
         "shape": shape.name,
         "size_gb_asked": gb,
         "rows_generated": rows,
         "dump_bytes": int(meta["bytes"]),
+        "physical_bytes": int(copy["bytes"]),
         "rows_per_table": meta["tables"]["bench"],
         "dump_argv": bench.dump_argv,
         "table_bytes_in_server": table_bytes(servers["source"]),
@@ -463,62 +468,91 @@ def run_size(
         **summarize(restores),
     }
     if profile:
-        bench.fresh(bench.repo)
-        entry["profile_agent_backup"] = profiled(bench.agent_backup)
-        entry["profile_agent_drill"] = profiled(bench.agent_drill)
+        bench.fresh("agent")
+        entry["profile_agent_backup"] = profiled(lambda: ACTIONS["backup"](bench.manifest, ""))
+        entry["profile_agent_drill"] = profiled(lambda: ACTIONS["drill"](bench.manifest, ""))
     shutil.rmtree(work, ignore_errors=True)
     return entry
+
+
+STEPS = ("first", "unchanged", "restore")
 
 
 def brief(entry: Mapping[str, Any]) -> str:
     """One line per size for the console."""
     parts = [f"{entry['shape']} {entry['dump_bytes'] / 1e6:.0f} MB:"]
-    for step in ("first", "unchanged", "restore"):
+    for step in STEPS:
         medians = entry[step]["median_seconds"]
+        ratios = entry[step]["median_ratio_over_raw"]
         parts.append(
-            f"{step} agent {medians['agent']} s raw {medians['raw']} s"
-            f" ({entry[step]['median_ratio_agent_over_raw']}x);"
+            f"{step} agent {medians['agent']} s ({ratios['agent']}x)"
+            f" physical {medians['physical']} s ({ratios['physical']}x) raw {medians['raw']} s;"
         )
-    peak = max(entry[step]["agent_rss_peak_mib_max"] for step in ("first", "unchanged", "restore"))
-    return " ".join([*parts, f"agent RSS peak {peak} MiB"])
+    peaks = {side: max(entry[step]["rss_peak_mib_max"][side] for step in STEPS) for side in METHODS}
+    return " ".join([*parts, f"agent VmRSS peak {peaks} MiB"])
 
 
 def table(report: Mapping[str, Any]) -> str:
-    """The README's Markdown table of a results file: medians (seconds), the median of
-    the per-pair ratios with each pair's in brackets, and this process's highest VmRSS
-    during the agent's backups and drills, with the most it grew during one run."""
+    """The README's Markdown tables of a results file: the logical method, the physical
+    one (medians in seconds, the median of the per-pair ratios with each pair's in
+    brackets; restores as raw / agent, above 1 the agent is faster), and each agent
+    process's VmRSS peak per size, with the most it grew during one run."""
 
-    def ratios(entry: Mapping[str, Any], step: str, invert: bool = False) -> str:
-        pairs = entry[step]["ratio_agent_over_raw_per_pair"]
-        values = [1 / ratio if invert else ratio for ratio in pairs]
+    def timing(entry: Mapping[str, Any], step: str, side: str) -> list[str]:
+        medians = entry[step]["median_seconds"]
+        values = entry[step]["ratio_over_raw_per_pair"][side]
+        if step == "restore":
+            values = [1 / value for value in values]
         each = ", ".join(f"{value:.2f}" for value in values)
-        return f"**{statistics.median(values):.2f}x** ({each})"
+        return [
+            f"{medians[side]:.1f} s / {medians['raw']:.1f} s",
+            f"**{statistics.median(values):.2f}x** ({each})",
+        ]
 
-    def memory(entry: Mapping[str, Any], steps: tuple[str, ...]) -> str:
-        samples = [sample for step in steps for sample in entry[step]["agent"]]
+    def memory(entry: Mapping[str, Any], steps: tuple[str, ...], side: str) -> str:
+        samples = [sample for step in steps for sample in entry[step][side]]
         peak = max(sample["rss_peak_mib"] for sample in samples)
         growth = max(sample["rss_peak_mib"] - sample["rss_before_mib"] for sample in samples)
         return f"{peak:.0f} MiB (+{growth:.0f})"
 
-    lines = [
-        "| shape | dump | first backup: agent / raw | ratio | unchanged: agent / raw | ratio"
-        " | drill / raw restore | raw / drill | agent VmRSS peak: backup / drill |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    tables = {
+        "agent": [
+            "| shape | dump | first backup: agent / raw | ratio | unchanged: agent / raw | ratio"
+            " | drill / raw restore | raw / drill |",
+            "|---|---|---|---|---|---|---|---|",
+        ],
+        "physical": [
+            "| shape | dump / copy | first backup: physical / raw | ratio | unchanged:"
+            " physical / raw | ratio | physical restore / raw restore | raw / physical |",
+            "|---|---|---|---|---|---|---|---|",
+        ],
+        "memory": [
+            "| shape | dump | agent VmRSS peak: logical backup | drill | physical backup"
+            " | physical restore |",
+            "|---|---|---|---|---|---|",
+        ],
+    }
     for entry in report["results"]:
-        cells = [entry["shape"], f"{entry['dump_bytes'] / 1e6:.0f} MB"]
-        for step in ("first", "unchanged", "restore"):
-            medians = entry[step]["median_seconds"]
-            cells.append(f"{medians['agent']:.1f} s / {medians['raw']:.1f} s")
-            cells.append(ratios(entry, step, invert=step == "restore"))
-        cells.append(" / ".join(memory(entry, steps) for steps in (BACKUPS, ("restore",))))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        dump = f"{entry['dump_bytes'] / 1e6:.0f} MB"
+        copy = f"{dump} / {entry['physical_bytes'] / 1e6:.0f} MB"
+        for side in AGENT_SIDES:
+            cells = [entry["shape"], copy if side == "physical" else dump]
+            cells += [cell for step in STEPS for cell in timing(entry, step, side)]
+            tables[side].append("| " + " | ".join(cells) + " |")
+        cells = [entry["shape"], dump]
+        cells += [memory(entry, steps, side) for side in AGENT_SIDES for steps in BY_MEMORY]
+        tables["memory"].append("| " + " | ".join(cells) + " |")
+    return "\n\n".join("\n".join(lines) for lines in tables.values())
 
 
-def stop(server: MariaDB) -> None:
+BY_MEMORY = (("first", "unchanged"), ("restore",))  # a table column each, per agent side
+
+
+def stop(server: MariaDB | None) -> None:
     """Stop one server; kill it if it does not stop (a run stopped mid-load once left
     its servers running), so that the others are stopped too."""
+    if server is None:
+        return
     try:
         server.stop()
     except Exception as exc:
@@ -532,7 +566,6 @@ def write(output: Path, report: dict[str, Any], started: float, complete: bool) 
     """The results so far: after each size (``complete`` false), and at the end."""
     report["complete"] = complete
     report["load_average_after"] = os.getloadavg()
-    report["agent_vmhwm_mib_at_end"] = round(proc_status("VmHWM") / 1024, 1)
     report["total_seconds"] = round(time.monotonic() - started)
     output.parent.mkdir(exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -543,7 +576,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="0.25,0.5,1", help="GB of dump, comma-separated")
-    parser.add_argument("--pairs", type=int, default=3)
+    # Two rounds: one round of the three sizes took 41 minutes on a shared 2-core machine.
+    parser.add_argument("--pairs", type=int, default=2, help="rounds per size")
     parser.add_argument("--shapes", default="big", help=f"of {', '.join(SHAPES)}")
     parser.add_argument("--profile", action="store_true", help="cProfile at the smallest size")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -567,19 +601,29 @@ def main() -> None:
         "load_average_before": os.getloadavg(),
         "server_flags": list(TUNED),
         "pairs": args.pairs,
-        "agent": "mysql.backup (dump | pump: SHA-256, scan | restic backup --stdin; record);"
-        " drill.drill (restic dump | parallel load into the drill server; SHA-256, row counts)",
+        "agent": "mysql.backup, method logical (dump | pump: SHA-256, scan | restic backup"
+        " --stdin; record); drill.drill (restic dump | parallel load into the drill server;"
+        " SHA-256, row counts); each in a fresh bench.agent_run process",
+        "physical": "mysql.backup, method physical (mariadb-backup --stream | pump: SHA-256,"
+        " xbstream reader | restic backup --stdin; record); mysql.restore --to DIR (restic dump"
+        " | reader | mbstream -x, SHA-256, mariadb-backup --prepare) in a fresh process, then"
+        " chown, a server started on DIR, every table counted",
         "raw": "mariadb-dump (the agent's argv) | restic backup --stdin;"
-        " restic dump SNAPSHOT /db.sql | mariadb into the raw server",
+        " restic dump SNAPSHOT /db.sql | mariadb into the raw server, every table counted",
         "results": [],
     }
     started = time.monotonic()
-    servers = {name: MariaDB(TUNED) for name in ("source", "drill", "raw")}
+    servers = {name: MariaDB(TUNED) for name in ("drill", "raw")}
     try:
         for server in servers.values():
             server.start()
         for shape in shapes:
             for number, gb in enumerate(sizes):
+                # A fresh source per size: a physical copy holds the whole server, and
+                # its ibdata1 keeps the undo of every earlier load.
+                stop(servers.pop("source", None))
+                servers["source"] = MariaDB(TUNED)
+                servers["source"].start()
                 profile = args.profile and number == 0 and shape == shapes[0]
                 entry = run_size(
                     work / f"{shape.name}-{gb}", servers, shape, gb, args.pairs, profile

@@ -528,7 +528,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if task.role == "backup":
             took = timedelta(seconds=run.last_duration)
             measured[task.name] = max(measured.get(task.name, took), took)
-    print(plan.render(loaded, datetime.now(UTC), measured))
+    report = drill.read_report(loaded.drill.report_file) if loaded.drill else {}
+    rates = plan.restore_rates(report)
+    sizes: dict[str, dict[str, int]] = {}
+    for name in rates.keys() & loaded.services.keys():  # only what a drill measured
+        try:
+            sizes[name] = plan.newest_sizes(loaded, loaded.services[name])
+        except BackupError as exc:
+            log.warning("%s: no backup size for the expected restore time: %s", name, exc)
+    print(plan.render(loaded, datetime.now(UTC), measured, rates, sizes))
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@ prove it, and measure the time from "start restore" to "verified" against the RT
 
 A drill slower than the service's RTO target fails like any other proof. Results are
 merged into a JSON report (per service: last run, last success, measured time,
-checks, error) from which the verifier's /metrics are read at scrape time
+bytes restored and method, checks, error, and per method the last measured restore)
+from which the verifier's /metrics are read at scrape time
 (``metrics.DrillReportCollector``), so a drill started by an operator (``make drill``)
 shows up in Prometheus too.
 """
@@ -40,6 +41,8 @@ class DrillResult:
     snapshot: str | None = None
     checks: list[str] = field(default_factory=list)
     error: str | None = None
+    bytes: int = 0  # restored (a dump's or a copy's stream), for the throughput
+    method: str = ""  # RestoreResult.method
 
 
 def drill(manifest: Manifest, service: Service) -> DrillResult:
@@ -69,6 +72,8 @@ def drill(manifest: Manifest, service: Service) -> DrillResult:
         time.time(),
         restored.snapshot_id,
         restored.verified,
+        bytes=restored.bytes,
+        method=restored.method,
     )
     if seconds > target:
         above = "limit" if seconds > limit else "target"
@@ -146,6 +151,7 @@ def update_report(
         entry["last_success"] = (
             result.finished if result.passed else previous.get("last_success", 0.0)
         )
+        entry["restore_rates"] = restore_rates(previous, result)
         services[result.service] = entry
     report["repository_check"] = check
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +159,20 @@ def update_report(
     Path(temporary).write_text(json.dumps(report, indent=2), encoding="utf-8")
     os.replace(temporary, path)
     return report
+
+
+def restore_rates(previous: dict[str, Any], result: DrillResult) -> dict[str, Any]:
+    """Per method, what the last drill that restored by it measured (bytes, seconds,
+    end): kept across drills of other methods, for ``plan``'s expected restore times.
+    A drill above its RTO still measured; one that failed before the end did not."""
+    rates = dict(previous.get("restore_rates") or {})
+    if result.snapshot and result.bytes and result.method:
+        rates[result.method] = {
+            "bytes": result.bytes,
+            "seconds": round(result.seconds, 3),
+            "finished": result.finished,
+        }
+    return rates
 
 
 def read_report(path: str) -> dict[str, Any]:

@@ -7,19 +7,24 @@ the retention policy against each schedule with the same code that applies it
 points per service, and for MySQL services that ship binlogs the point-in-time
 window (from the oldest kept dump to the newest shipment). Binlog shipping runs too
 often to list: ``plan`` says how often it runs instead, and leaves it out of the
-overlaps (a shipment takes seconds and holds no exclusive lock).
+overlaps (a shipment takes seconds and holds no exclusive lock). For MySQL services it
+gives the expected restore time of each method the service backs up by: the newest
+backup's size over the throughput the last drill of that method measured.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from backup_agent import restic
+from backup_agent import restic, snapshots
 from backup_agent.jobs.mysql.binlog.chain import Coordinates, dump_tags, stamp
-from backup_agent.manifest import Manifest, Schedule, Service, format_duration
+from backup_agent.jobs.mysql.record import method_of
+from backup_agent.manifest import Manifest, MysqlOptions, Schedule, Service, format_duration
 from backup_agent.retention import plan_service
 from backup_agent.snapshots import BINLOG_KIND, META_KIND, Judgement
 from backup_agent.state import CHECK, DRILL, RETENTION, TaskId, backup_task
@@ -204,8 +209,95 @@ def simulate_window(manifest: Manifest, service: Service, start: datetime) -> Pi
     return PitrWindow(service.name, min(lengths), max(lengths))
 
 
-def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta]) -> str:
-    """The plan as text."""
+@dataclass(frozen=True)
+class RestoreRate:
+    """What the last drill of one method measured: ``bytes`` restored in ``seconds``,
+    ending at ``finished`` (Unix time)."""
+
+    bytes: int
+    seconds: float
+    finished: float
+
+
+def restore_rates(report: Mapping[str, Any]) -> dict[str, dict[str, RestoreRate]]:
+    """Per service and method, the last measured restore in a drill report
+    (``drill.restore_rates``); an entry that does not parse is left out."""
+    rates: dict[str, dict[str, RestoreRate]] = {}
+    for name, entry in (report.get("services") or {}).items():
+        try:
+            for method, value in (entry.get("restore_rates") or {}).items():
+                rate = RestoreRate(
+                    int(value["bytes"]), float(value["seconds"]), float(value["finished"])
+                )
+                if rate.bytes > 0 and rate.seconds > 0:
+                    rates.setdefault(name, {})[method] = rate
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+    return rates
+
+
+def restore_methods(service: Service) -> tuple[str, ...]:
+    """How a MySQL service's backups restore: ``logical`` (dumps), ``physical`` (copies)."""
+    options = service.options
+    if not isinstance(options, MysqlOptions):
+        return ()
+    return tuple(m for m in ("logical", "physical") if options.method in (m, "both"))
+
+
+def newest_sizes(manifest: Manifest, service: Service) -> dict[str, int]:
+    """Bytes of the newest trusted snapshot of each method (restic's summary), from
+    the repository."""
+    listed = snapshots.of_service(manifest, service)
+    judged = snapshots.judge(listed, service, snapshots.Trust.of(manifest))
+    return {method_of(s): int(s.summary.get("total_bytes_processed", 0)) for s in judged.trusted}
+
+
+def expected_restores(
+    service: Service, rates: Mapping[str, RestoreRate], sizes: Mapping[str, int]
+) -> list[str]:
+    """A line per restore method of a MySQL service: its newest backup's size over the
+    throughput of the last drill of that method, against the RTO target."""
+    lines = []
+    for method in restore_methods(service):
+        head = f"  {service.name:<12} {method:<9}"
+        rate, size = rates.get(method), sizes.get(method, 0)
+        if rate is None:
+            lines.append(f"{head}not measured yet (no drill has restored by this method)")
+            continue
+        when = datetime.fromtimestamp(rate.finished, UTC)
+        drilled = f"drill of {when:%Y-%m-%d}: {_mb(rate.bytes)} in {_took(rate.seconds)}"
+        if not size:
+            lines.append(f"{head}size of the newest backup unknown ({drilled})")
+            continue
+        seconds = size * rate.seconds / rate.bytes
+        per_second = rate.bytes / rate.seconds / 1e6
+        line = f"{head}~{_took(seconds)} for {_mb(size)} at {per_second:.1f} MB/s ({drilled})"
+        if seconds > service.rto_target.total_seconds():
+            line += f"  WARNING: above the RTO target {format_duration(service.rto_target)}"
+        lines.append(line)
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size} bytes"
+
+
+def _took(seconds: float) -> str:
+    """Seconds below two minutes, else whole minutes."""
+    if seconds < 120:
+        return f"{max(1, round(seconds))}s"
+    return format_duration(timedelta(minutes=round(seconds / 60)))
+
+
+def render(
+    manifest: Manifest,
+    start: datetime,
+    durations: dict[str, timedelta],
+    rates: Mapping[str, Mapping[str, RestoreRate]] | None = None,
+    sizes: Mapping[str, Mapping[str, int]] | None = None,
+) -> str:
+    """The plan as text; ``rates`` and ``sizes`` (per service) for the expected
+    restore times."""
     tz = next(iter(next(iter(manifest.services.values())).schedules.values())).timezone
     runs = upcoming_runs(manifest, start, durations)
     lines = [f"Runs in the next {WINDOW.days} days ({tz.key}):"]
@@ -262,6 +354,15 @@ def render(manifest: Manifest, start: datetime, durations: dict[str, timedelta])
             f"{_days(window.longest)}, to within {format_duration(service.binlog.every)}"
             f" (binlog rpo {format_duration(service.binlog.rpo)})"
         )
+    mysql = [s for s in manifest.services.values() if restore_methods(s)]
+    if mysql:
+        lines += [
+            "",
+            "Expected restore time (newest backup / throughput of the last drill by its method):",
+        ]
+    for service in mysql:
+        measured = (rates or {}).get(service.name, {})
+        lines += expected_restores(service, measured, (sizes or {}).get(service.name, {}))
     return "\n".join(lines)
 
 

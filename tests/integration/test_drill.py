@@ -6,6 +6,7 @@ The docker-based drill is in test_drill_docker.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,14 @@ def test_drills_prove_every_service_and_feed_metrics(
     seconds = registry.get_sample_value("backup_drill_duration_seconds", {"service": "db"})
     assert seconds == pytest.approx(report["services"]["db"]["seconds"])
     assert "PASS db:" in out and "PASS repository check" in out
+    # plan: the dump's size (from the repository) over the drill's measured throughput.
+    rate = report["services"]["db"]["restore_rates"]["logical"]
+    assert rate["bytes"] > 0
+    assert rate["seconds"] == pytest.approx(report["services"]["db"]["seconds"], abs=0.001)
+    assert cli.main(["-m", loaded.source, "plan"]) == 0
+    planned = capsys.readouterr().out
+    expected = r"\n  db +logical  ~\d+s for \d+ (MB|bytes) at [\d.]+ MB/s \(drill of "
+    assert re.search(expected, planned), planned
 
 
 def test_a_drill_slower_than_its_rto_target_fails(

@@ -75,6 +75,7 @@ class RestoreResult:
     target: str
     bytes: int
     verified: list[str] = field(default_factory=list)  # what was proven, for people
+    method: str = ""  # how a MySQL drill restored (logical, physical): its throughput's key
 
 
 class Job(Protocol):

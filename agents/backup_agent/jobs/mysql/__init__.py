@@ -172,4 +172,4 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
             with connect(target) as conn, conn.cursor() as cur:
                 checks += check_tables(cur, meta, options.allow_empty)
                 checks += check_sanity(cur, options.sanity_queries, snapshot.time, service.rpo)
-    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)
+    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks, "logical")

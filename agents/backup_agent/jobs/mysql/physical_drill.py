@@ -88,7 +88,7 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
                 place = where(target)
         finally:
             volume.remove(force=True)
-    return RestoreResult(service.name, snapshot.id, place, stats.size, checks)
+    return RestoreResult(service.name, snapshot.id, place, stats.size, checks, METHOD)
 
 
 def check_table_set(

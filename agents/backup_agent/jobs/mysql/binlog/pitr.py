@@ -241,7 +241,8 @@ def drill(manifest: Manifest, service: Service) -> RestoreResult:
                 checks += check_sanity(cur, options.sanity_queries, moment, settings.rpo)
                 if settings.heartbeat is not None:
                     checks.append(check_heartbeat(cur, settings, moment, chosen.target))
-    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks)
+    # Logical, its time including the replay: the throughput of a point-in-time restore.
+    return RestoreResult(service.name, snapshot.id, where(target), stats.size, checks, "logical")
 
 
 def _drill_point(found: Listing, settings: Binlog) -> tuple[RestorePlan, datetime]:
