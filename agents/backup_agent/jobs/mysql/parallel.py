@@ -47,7 +47,7 @@ _MARKER = re.compile(
 FOLLOW_POLL = 0.05  # seconds between looks at a section file that is still growing
 BLOCK = 16 << 20  # bytes of INSERT statements per block of a table loading in blocks
 HEAD_LIMIT = 1 << 20  # bytes of a table section read for its first INSERT, at most
-MAX_STATEMENT = 64 << 20  # an INSERT longer than this ends the blocks (the rest is serial)
+MAX_STATEMENT = 16 << 20  # a longer INSERT (mariadb-dump writes none) goes to the rest
 _FIRST_INSERT = re.compile(rb"^INSERT ", re.MULTILINE)
 
 
