@@ -88,8 +88,10 @@ _ATTRIBUTE = (
     + rb"|CHECK \(json_valid\(" + _NAME + rb"\)\))"
 )  # fmt: skip
 _COLUMN = re.compile(rb"  " + _NAME + rb" " + _TYPE + rb"(?:" + _ATTRIBUTE + rb")*,?\n")
-# The inside of a row: literals only (numbers, hex, bits, NULL, strings, ``_binary``
-# strings), with no parenthesis, variable, function or keyword that could compute a value.
+# The inside of a row: literals (numbers, hex, bits, NULL, strings, ``_binary`` strings);
+# outside strings no parenthesis, blank, ``@`` or letter beyond hex digits, x and NULL, so
+# at most arithmetic on literals or a name of the row's own column: nothing that reads
+# the session or other rows, or calls a function.
 _VALUES = rb"(?:[-0-9A-Fa-fxNUL.+,]++|" + _STRING + rb"|_binary " + _STRING + rb")*+"
 _EXPLICIT = rb"[1-9]\d*+(?=[,)])"  # a value the auto-increment column takes as given
 
