@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,10 +57,10 @@ from tests.conftest import files_spec, service_spec
 from backup_agent import maintenance, manifest, restic
 from backup_agent.jobs import files, grafana
 from backup_agent.manifest import Manifest
+from bench.agent_run import Sample, timed, vmrss_kib
 from bench.restore_bench import (
-    Sample,
+    RSS_INTERVAL,
     machine,
-    measure,
     profiled,
     run_pair,
     summarize,
@@ -416,11 +417,37 @@ def measured(run: Callable[[str], dict[str, Sample]], pairs: int) -> dict[str, A
     return entry
 
 
+def measure(run: Callable[[], object], agent: bool) -> Sample:
+    """Run once in this process (``timed``); for the agent also its VmRSS peak, sampled
+    from ``/proc/self/status`` by a thread while it runs (these jobs are small enough
+    to run in the bench process, whose memory does not grow between their steps)."""
+    if not agent:
+        return timed(run)
+    before = vmrss_kib()
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(RSS_INTERVAL):
+            peak[0] = max(peak[0], vmrss_kib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = timed(run)
+    finally:
+        stop.set()
+        sampler.join()
+    result.rss_peak_mib = round(max(peak[0], vmrss_kib()) / 1024, 1)
+    result.rss_before_mib = round(before / 1024, 1)
+    return result
+
+
 def restic_floor(repo: restic.Repository, runs: int = 5) -> float:
     """The median wall time of ``restic cat config``: what any restic run costs here
-    before it does anything (the key's KDF, a lock)."""
+    before it does anything (restic's start, the key's KDF, the config's download)."""
     argv = ["restic", "cat", "config"]
-    return statistics.median(measure(partial(raw, argv, repo), False).seconds for _ in range(runs))
+    return float(statistics.median(timed(partial(raw, argv, repo)).seconds for _ in range(runs)))
 
 
 def run_parts(work: Path, pairs: int, profile: bool) -> dict[str, Any]:
