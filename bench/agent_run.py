@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from backup_agent import drill, manifest
+from backup_agent import drill, heap, manifest
 from backup_agent.jobs import mysql
 from backup_agent.jobs.base import RestoreRequest
 from backup_agent.manifest import Manifest
@@ -92,6 +92,7 @@ ACTIONS: dict[str, Callable[[Manifest, str], None]] = {
 
 def main() -> None:
     action, path, target = [*sys.argv[1:], ""][:3]
+    heap.keep_flat()  # as the agent's command line does
     loaded = manifest.load(path)
     before = round(vmrss_kib() / 1024, 1)
     sample = timed(lambda: ACTIONS[action](loaded, target))

@@ -499,7 +499,7 @@ def brief(part: str, entry: Mapping[str, Any]) -> str:
     parts = [f"{part}:"]
     for step in steps(entry):
         medians = entry[step]["median_seconds"]
-        ratio = entry[step]["median_ratio_agent_over_raw"]
+        ratio = entry[step]["median_ratio_over_raw"]["agent"]
         parts.append(f"{step} agent {medians['agent']} s raw {medians['raw']} s ({ratio}x);")
     return " ".join(parts)
 
@@ -530,7 +530,7 @@ def table(report: Mapping[str, Any]) -> str:
         for step in steps(entry):
             result = entry[step]
             medians = result["median_seconds"]
-            pairs = ", ".join(f"{r:.2f}" for r in result["ratio_agent_over_raw_per_pair"])
+            pairs = ", ".join(f"{r:.2f}" for r in result["ratio_over_raw_per_pair"]["agent"])
             peak = max(s["rss_peak_mib"] for s in result["agent"])
             growth = max(s["rss_peak_mib"] - s["rss_before_mib"] for s in result["agent"])
             cells = [
@@ -538,7 +538,7 @@ def table(report: Mapping[str, Any]) -> str:
                 what(part, entry),
                 step,
                 f"{medians['agent']:.2f} s / {medians['raw']:.2f} s",
-                f"**{result['median_ratio_agent_over_raw']:.2f}x** ({pairs})",
+                f"**{result['median_ratio_over_raw']['agent']:.2f}x** ({pairs})",
                 f"{peak:.0f} MiB (+{growth:.0f})",
             ]
             lines.append("| " + " | ".join(cells) + " |")

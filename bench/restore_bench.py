@@ -321,27 +321,29 @@ def summarize(pairs: list[dict[str, dict[str, Sample]]]) -> dict[str, Any]:
     """Per step: every sample per side, the medians, each side's ratio over raw per pair
     and its median, and each agent side's highest VmRSS peak."""
     summary: dict[str, Any] = {}
+    sides = list(pairs[0])  # the sides measured: raw and one or more agent sides
+    agents = [side for side in sides if side != "raw"]
     for step in pairs[0]["raw"]:
-        samples = {side: [pair[side][step] for pair in pairs] for side in SIDES}
+        samples = {side: [pair[side][step] for pair in pairs] for side in sides}
         ratios = {
             side: [
                 round(s.seconds / r.seconds, 3)
                 for s, r in zip(samples[side], samples["raw"], strict=True)
             ]
-            for side in AGENT_SIDES
+            for side in agents
         }
         summary[step] = {
-            **{side: [asdict(sample) for sample in samples[side]] for side in SIDES},
+            **{side: [asdict(sample) for sample in samples[side]] for side in sides},
             "median_seconds": {
                 side: round(statistics.median(s.seconds for s in samples[side]), 3)
-                for side in SIDES
+                for side in sides
             },
             "ratio_over_raw_per_pair": ratios,
             "median_ratio_over_raw": {
-                side: round(statistics.median(ratios[side]), 3) for side in AGENT_SIDES
+                side: round(statistics.median(ratios[side]), 3) for side in agents
             },
             "rss_peak_mib_max": {
-                side: max(s.rss_peak_mib or 0.0 for s in samples[side]) for side in AGENT_SIDES
+                side: max(s.rss_peak_mib or 0.0 for s in samples[side]) for side in agents
             },
         }
     return summary

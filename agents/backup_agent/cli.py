@@ -24,6 +24,7 @@ from backup_agent import (
     bundle,
     drill,
     execute,
+    heap,
     inventory,
     kit,
     logs,
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; expected failures print one clear line and set the exit code."""
     args = parser().parse_args(argv)
     logs.setup(args.log_level, as_json=args.log_format == "json")
+    heap.keep_flat()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler

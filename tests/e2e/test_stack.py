@@ -485,7 +485,7 @@ def scenario(stack: Stack) -> None:
     ids = ", ".join(f"{name} {snap['short_id']}" for name, snap in fresh.items())
     say(f"scheduled backups: {ids}")
     dump = fresh["mysql"]
-    metas = [s for s in snapshots(stack) if tag(s, "of") == dump["id"]]
+    metas = [s for s in snapshots(stack) if tag(s, "of") in {dump["id"], tag(dump, "link")}]
     assert len(metas) == 1, "the dump's metadata snapshot is missing"
     server_side = on_server(stack)
     assert {s["id"] for s in fresh.values()} | {metas[0]["id"]} <= server_side
