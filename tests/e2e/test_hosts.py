@@ -546,11 +546,19 @@ def scenario(d: Deployment) -> None:
     say(f"Grafana machine lost -> dashboards and files back in {time.monotonic() - lost:.0f} s")
 
     # 6. The backup server is lost with its disk: a new one from the kit, empty
-    # repositories; every agent backs up again on schedule and the drills pass.
+    # repositories; every agent backs up again on schedule and the drills pass. The
+    # agents are stopped while the server is replaced, as the runbook says: a backup in
+    # flight keeps retrying its uploads and would put them, encrypted with the old
+    # repository's key, into the new server's repository at the same address.
+    agents = {db: ["mysql-agent"], web: ["grafana-agent", "files-agent"]}
+    for machine, services in agents.items():
+        machine.compose("stop", *services)
     d.lose(backup)
     backup = d.bundle("mh-backup", recovered / "inventory.yaml", recovered / "secrets")
     rebuilt = time.time()
     backup.up()
+    for machine, services in agents.items():
+        machine.compose("start", *services)
     fresh = wait_for(
         "backups into the new backup server", lambda: fresh_backups(backup, rebuilt), 300, every=5
     )
