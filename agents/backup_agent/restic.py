@@ -612,7 +612,9 @@ class SealedBackup:
     def __init__(self, repo: Repository, filename: str, tags: Mapping[str, str]) -> None:
         read_end, write_end = os.pipe()  # both close-on-exec; read_end is passed on
         self._write_end: int | None = write_end
-        feeder = ["env", "-i", sys.executable, "-I", "-m", "backup_agent.sealed", str(read_end)]
+        # The feeder runs by its path (it imports only os and sys), however the agent
+        # is installed; `env -i` keeps restic's environment (and its secrets) from it.
+        feeder = ["env", "-i", sys.executable, "-I", sealed.__file__, str(read_end)]
         argv = _one_file_backup(repo, filename, tags, "--stdin-from-command", "--", *feeder)
         self._stdout: list[bytes] = []
         try:

@@ -1,7 +1,7 @@
 """The program ``restic backup --stdin-from-command`` runs for a sealed backup
 (``restic.SealedBackup``): it passes on one document that the agent hands over later.
 
-    python -I -m backup_agent.sealed FD
+    python -I .../backup_agent/sealed.py FD
 
 The document comes on the inherited pipe ``FD`` framed as its length in ASCII digits,
 a newline, exactly that many bytes, then end of file. Only a whole frame is written
@@ -47,7 +47,7 @@ def _read_all(fd: int) -> bytes:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m backup_agent.sealed FD", file=sys.stderr)
+        print("usage: python -I sealed.py FD", file=sys.stderr)
         return 2
     try:
         document = unframe(_read_all(int(argv[0])))

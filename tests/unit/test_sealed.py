@@ -35,12 +35,12 @@ def test_anything_but_a_whole_frame_is_refused(data: bytes, why: str) -> None:
 
 
 def feed(data: bytes | None) -> subprocess.CompletedProcess[bytes]:
-    """Run the feeder as restic would, on a pipe it inherits; ``None``: the writer
+    """Run the feeder as restic would (by its path), on a pipe it inherits; ``None``: the writer
     goes away without writing."""
     read_end, write_end = os.pipe()
     try:
         child = subprocess.Popen(
-            [sys.executable, "-I", "-m", "backup_agent.sealed", str(read_end)],
+            [sys.executable, "-I", sealed.__file__, str(read_end)],
             pass_fds=(read_end,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
