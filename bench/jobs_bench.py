@@ -61,6 +61,7 @@ from bench.agent_run import Sample, timed, vmrss_kib
 from bench.restore_bench import (
     RSS_INTERVAL,
     machine,
+    manifest_spec,
     profiled,
     run_pair,
     summarize,
@@ -193,19 +194,7 @@ def write_manifest(work: Path, name: str, services: dict[str, Any]) -> Manifest:
     """A manifest whose services share the repository ``work/agent-NAME``; ``work/pw``
     is the password of every repository below ``work``."""
     (work / "pw").write_text("bench\n")
-    spec = {
-        "version": 1,
-        "work_dir": str(work / "work"),
-        "agent": {"state_dir": str(work / "state"), "metrics_port": 0},
-        "repository": {
-            "url": str(work / f"agent-{name}"),
-            "password_file": str(work / "pw"),
-            "host": HOST,
-            "cache_dir": str(work / f"cache-agent-{name}"),
-        },
-        "services": services,
-        "retention": {"keep_within": "3w", "max_age": "31d"},
-    }
+    spec = manifest_spec(work, work / f"agent-{name}", work / f"cache-agent-{name}", services)
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return manifest.load(path)

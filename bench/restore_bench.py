@@ -157,6 +157,24 @@ def run_agent(action: str, manifest_path: Path, target: str = "") -> Sample:
 # --- what is compared ---------------------------------------------------------------
 
 
+def manifest_spec(work: Path, url: Path, cache: Path, services: dict[str, Any]) -> dict[str, Any]:
+    """A bench manifest: state and work below ``work``, one repository at ``url`` whose
+    password is ``work/pw``, host ``bench``, the reference retention."""
+    return {
+        "version": 1,
+        "work_dir": str(work / "work"),
+        "agent": {"state_dir": str(work / "state"), "metrics_port": 0},
+        "repository": {
+            "url": str(url),
+            "password_file": str(work / "pw"),
+            "host": "bench",
+            "cache_dir": str(cache),
+        },
+        "services": services,
+        "retention": {"keep_within": "3w", "max_age": "31d"},
+    }
+
+
 class Bench:
     """One size of one shape: a populated source, a drill server and a raw server; the
     agent's repository (logical), its physical one, and the raw pipeline's."""
@@ -186,17 +204,11 @@ class Bench:
     def write_manifest(self, source: MariaDB, drill_server: MariaDB, method: str) -> Path:
         """The agent's manifest for ``mysql.method: METHOD``, its repository ``METHOD-repo``."""
         work = self.work
-        spec = {
-            "version": 1,
-            "work_dir": str(work / "work"),
-            "agent": {"state_dir": str(work / "state"), "metrics_port": 0},
-            "repository": {
-                "url": str(work / f"{method}-repo"),
-                "password_file": str(work / "pw"),
-                "host": "bench",
-                "cache_dir": str(work / "cache"),
-            },
-            "services": {
+        spec = manifest_spec(
+            work,
+            work / f"{method}-repo",
+            work / "cache",
+            {
                 SERVICE: {
                     "type": "mysql",
                     "schedule": "0 22 * * *",
@@ -210,14 +222,13 @@ class Bench:
                     },
                 }
             },
-            "retention": {"keep_within": "3w", "max_age": "31d"},
-            "drill": {
-                "schedule": "0 6 * * 1",
-                "scratch_dir": str(work / "drill"),
-                "mysql": {
-                    "socket": drill_server.socket,
-                    "defaults_file": drill_server.defaults_file(work / "drill.cnf", "root", ""),
-                },
+        )
+        spec["drill"] = {
+            "schedule": "0 6 * * 1",
+            "scratch_dir": str(work / "drill"),
+            "mysql": {
+                "socket": drill_server.socket,
+                "defaults_file": drill_server.defaults_file(work / "drill.cnf", "root", ""),
             },
         }
         path = work / f"{method}.yaml"
